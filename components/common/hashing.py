@@ -1,0 +1,43 @@
+"""Content hashes: the versions that drive reruns are digests of content, never of positions."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def md5_file(path: str | Path) -> str:
+    """DVC 3's md5 of a single file (plain md5 of its bytes)."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest_dir(path: str | Path, patterns: tuple[str, ...] = ("*.safetensors", "config.json")) -> str:
+    """sha256 over the names and bytes of the files matching `patterns` (weights + config)."""
+    root = Path(path)
+    h = hashlib.sha256()
+    files = sorted({p for pat in patterns for p in root.glob(pat) if p.is_file()})
+    if not files:
+        raise FileNotFoundError(f"{root}: no files matching {', '.join(patterns)} to digest")
+    for p in files:
+        h.update(p.name.encode())
+        h.update(b"\0")
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()

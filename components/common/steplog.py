@@ -1,0 +1,37 @@
+"""Each executed step appends one JSON line to ``<home>/logs/steps.jsonl``.
+
+A step served from the KFP cache does not run and writes nothing, which is how the CLI's run
+summary tells executed steps from cached ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from components.common.home import Home
+
+
+@contextmanager
+def record_step(home: Home, step: str) -> Iterator[dict[str, Any]]:
+    """Time a step; counters put into the yielded dict are logged with it (only when it succeeds)."""
+    counters: dict[str, Any] = {}
+    started = time.time()
+    t0 = time.perf_counter()
+    yield counters
+    entry = {"step": step, "started": started, "seconds": round(time.perf_counter() - t0, 3), **counters}
+    home.step_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(home.step_log, "a") as f:  # one short O_APPEND write per line: safe for concurrent steps
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def steps_since(home: Home, since: float) -> list[dict[str, Any]]:
+    path = Path(home.step_log)
+    if not path.is_file():
+        return []
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if e["started"] >= since]

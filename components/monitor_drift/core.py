@@ -1,0 +1,259 @@
+"""Pure logic of monitor_drift: validate text batches, compute offline text descriptors, decide drift.
+
+Evidently only runs the statistical tests (see ``evidently_report``); the decision of whether a
+production batch "drifted" is made here, from plain dicts, so that the policy is unit-testable
+without Evidently and the reasons handed to people are sentences with the numbers in them.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+# Order matters: it is the column order of text_descriptors() and of the report.
+DESCRIPTOR_COLUMNS: tuple[str, ...] = (
+    "length",
+    "word_count",
+    "mean_word_length",
+    "non_letter_share",
+    "digit_share",
+    "upper_share",
+    "punctuation_share",
+)
+
+
+class DriftInputError(ValueError):
+    """Degenerate input to drift detection (empty batch, missing or non-string texts, bad results)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Input validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_nan(value: Any) -> bool:
+    # A float NaN is what pandas puts in a text column for a missing value; name it explicitly.
+    return isinstance(value, float) and math.isnan(value)
+
+
+def validate_texts(texts: list, batch_name: str) -> list[str]:
+    """Return ``texts`` as a list of str, or raise DriftInputError naming the batch, row and value.
+
+    Fails closed: a batch that cannot be described honestly (empty, holes, non-strings, nothing but
+    empty strings) is an error, never silently dropped rows, because a drift verdict on a
+    half-read batch would be wrong in either direction.
+    """
+    if texts is None:
+        raise DriftInputError(f"{batch_name} batch is None, expected a list of texts")
+    if isinstance(texts, str | bytes):
+        # A bare string is iterable, and would otherwise be described as one text per character.
+        raise DriftInputError(
+            f"{batch_name} batch is a single {type(texts).__name__}, expected a list of texts"
+        )
+    items = list(texts)
+    if not items:
+        raise DriftInputError(f"{batch_name} batch is empty: no texts to compare")
+    for row, value in enumerate(items):
+        if value is None:
+            raise DriftInputError(f"{batch_name} batch row {row} is None, expected a string")
+        if _is_nan(value):
+            raise DriftInputError(f"{batch_name} batch row {row} is NaN ({value!r}), expected a string")
+        if not isinstance(value, str):
+            raise DriftInputError(
+                f"{batch_name} batch row {row} is {type(value).__name__} {value!r}, expected a string"
+            )
+    if all(not text.strip() for text in items):
+        raise DriftInputError(f"{batch_name} batch has {len(items)} texts, all empty or whitespace-only")
+    return [str(text) for text in items]
+
+
+# ---------------------------------------------------------------------------------------------
+# Descriptors
+# ---------------------------------------------------------------------------------------------
+
+
+def _share(count: int, total: int) -> float:
+    return count / total if total else 0.0
+
+
+def _is_punctuation(ch: str) -> bool:
+    # Unicode categories P* (Pc, Pd, Pe, Pf, Pi, Po, Ps): covers typographic quotes and dashes
+    # that string.punctuation misses. Symbols such as $ + < = > ^ | ~ are S*, not punctuation.
+    return unicodedata.category(ch).startswith("P")
+
+
+def describe_text(text: str) -> dict[str, float]:
+    """Offline descriptors of one text; every share is a fraction of all characters (0.0 if empty).
+
+    Words are whitespace-separated tokens (``str.split()``), so punctuation stuck to a word counts
+    toward its length; this is cheap, deterministic and language-agnostic.
+    """
+    n_chars = len(text)
+    words = text.split()
+    n_words = len(words)
+    letters = sum(ch.isalpha() for ch in text)
+    spaces = sum(ch.isspace() for ch in text)
+    return {
+        "length": float(n_chars),
+        "word_count": float(n_words),
+        "mean_word_length": sum(len(w) for w in words) / n_words if n_words else 0.0,
+        "non_letter_share": _share(n_chars - letters - spaces, n_chars),
+        "digit_share": _share(sum(ch.isdigit() for ch in text), n_chars),
+        "upper_share": _share(sum(ch.isupper() for ch in text), n_chars),
+        "punctuation_share": _share(sum(_is_punctuation(ch) for ch in text), n_chars),
+    }
+
+
+def text_descriptors(texts: list[str]) -> pd.DataFrame:
+    """One row per text, one float column per name in DESCRIPTOR_COLUMNS (in that order)."""
+    rows = [describe_text(text) for text in texts]
+    return pd.DataFrame(rows, columns=list(DESCRIPTOR_COLUMNS), dtype="float64")
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy and verdict
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """When a production batch counts as drifted."""
+
+    column_drift_share: float = 0.5
+    """The dataset drifts when at least this share of the descriptor columns drift."""
+    stattest_threshold: float = 0.05
+    """p-value threshold handed to Evidently's per-column tests (drift when p is below it)."""
+    label_drift: bool = True
+    """Whether drift of the predicted-label distribution alone makes the batch drifted."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.column_drift_share <= 1.0:
+            raise ValueError(f"column_drift_share must be in (0, 1], got {self.column_drift_share!r}")
+        if not 0.0 < self.stattest_threshold < 1.0:
+            raise ValueError(f"stattest_threshold must be in (0, 1), got {self.stattest_threshold!r}")
+
+
+@dataclass
+class DriftVerdict:
+    """The drift decision for one production batch, with the numbers that led to it."""
+
+    drifted: bool
+    reasons: list[str]
+    drifted_columns: list[str]
+    column_scores: dict[str, float]
+    label_drifted: bool | None
+    n_reference: int
+    n_production: int
+    # Not part of the decision; carried so the verdict JSON says which method scored what.
+    column_methods: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: non-finite scores become None (JSON has no NaN)."""
+        out = asdict(self)
+        out["column_scores"] = {k: _json_float(v) for k, v in self.column_scores.items()}
+        return out
+
+
+def _json_float(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _format_share(share: float) -> str:
+    # 0.5 -> "50%", 1/3 -> "33.3%": short, and exact for the usual round policies.
+    return f"{share * 100:.3g}%"
+
+
+def _format_score(score: float) -> str:
+    return f"{score:.4g}"
+
+
+def _check_result(name: str, result: Any) -> tuple[bool, float, str]:
+    """Unpack one {"drifted", "score", "method"} dict, failing closed on a malformed one."""
+    if not isinstance(result, dict):
+        raise DriftInputError(f"drift result for {name!r} is {type(result).__name__}, expected a dict")
+    missing = [key for key in ("drifted", "score", "method") if key not in result]
+    if missing:
+        raise DriftInputError(f"drift result for {name!r} lacks {', '.join(missing)}: {result!r}")
+    return bool(result["drifted"]), float(result["score"]), str(result["method"])
+
+
+def _descriptor_reason(drifted: list[str], total: int, share: float, policy: DriftPolicy) -> str:
+    listed = f" ({', '.join(drifted)})" if drifted else ""
+    needed = _format_share(policy.column_drift_share)
+    counted = f"{len(drifted)} of {total} text descriptors drifted{listed}"
+    if _descriptors_drift(len(drifted), share, policy):
+        return f"{counted} >= {needed} share"
+    return f"{counted}, below the {needed} share"
+
+
+def _descriptors_drift(n_drifted: int, share: float, policy: DriftPolicy) -> bool:
+    # The small tolerance keeps 3 of 6 at a 0.5 policy drifted despite float rounding.
+    return n_drifted > 0 and share >= policy.column_drift_share - 1e-12
+
+
+def _label_reason(label_drifted: bool, score: float, method: str, policy: DriftPolicy) -> str:
+    numbers = f"(method {method}, score {_format_score(score)})"
+    if not label_drifted:
+        return f"predicted-label distribution did not drift {numbers}"
+    if policy.label_drift:
+        return f"predicted-label distribution drifted {numbers}"
+    return f"predicted-label distribution drifted {numbers}, but the policy does not count label drift alone"
+
+
+def decide_drift(
+    column_results: dict[str, dict],
+    label_result: dict | None,
+    policy: DriftPolicy,
+    n_reference: int,
+    n_production: int,
+) -> DriftVerdict:
+    """Apply ``policy`` to per-column test results (``{"drifted", "score", "method"}`` dicts).
+
+    A result may carry an optional ``"note"`` (e.g. a column constant in both batches); notes are
+    appended to the reasons so the verdict explains every column that was not really tested.
+    """
+    if not column_results:
+        raise DriftInputError("no descriptor drift results: cannot decide drift on zero columns")
+    if n_reference <= 0 or n_production <= 0:
+        raise DriftInputError(
+            f"batch sizes must be positive, got reference={n_reference}, production={n_production}"
+        )
+
+    scores: dict[str, float] = {}
+    methods: dict[str, str] = {}
+    drifted_columns: list[str] = []
+    notes: list[str] = []
+    for name, result in column_results.items():
+        drifted, score, method = _check_result(name, result)
+        scores[name], methods[name] = score, method
+        if drifted:
+            drifted_columns.append(name)
+        if result.get("note"):
+            notes.append(f"{name}: {result['note']}")
+
+    share = len(drifted_columns) / len(column_results)
+    descriptors_drifted = _descriptors_drift(len(drifted_columns), share, policy)
+    reasons = [_descriptor_reason(drifted_columns, len(column_results), share, policy)]
+
+    label_drifted: bool | None = None
+    if label_result is None:
+        reasons.append("no predicted labels given: label drift not checked")
+    else:
+        label_drifted, label_score, label_method = _check_result("predicted label", label_result)
+        reasons.append(_label_reason(label_drifted, label_score, label_method, policy))
+
+    drifted = descriptors_drifted or bool(label_drifted and policy.label_drift)
+    return DriftVerdict(
+        drifted=drifted,
+        reasons=reasons + notes,
+        drifted_columns=drifted_columns,
+        column_scores=scores,
+        label_drifted=label_drifted,
+        n_reference=int(n_reference),
+        n_production=int(n_production),
+        column_methods=methods,
+    )

@@ -1,0 +1,1 @@
+"""promote: register a student that passed the gate and make it the champion."""

@@ -1,0 +1,1 @@
+"""train_student: distil a student classifier from cached teacher logits."""

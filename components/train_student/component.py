@@ -1,0 +1,20 @@
+"""KFP interface of train_student."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.common.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_student(home: str, dataset: Input[Dataset], teacher_outputs: Input[Artifact], data_version: str,
+                  teacher_ref: str, teacher_version: str, config_json: str, config_hash: str,
+                  student: Output[Model]) -> str:
+    """Distil a student from the cached teacher logits; returns the MLflow run id of the training."""
+    from components.train_student.runner import run
+
+    summary = run(home=home, snapshot_path=dataset.path, teacher_outputs_path=teacher_outputs.path,
+                  teacher_ref=teacher_ref, config_json=config_json, data_version=data_version,
+                  model_out=student.path, config_hash=config_hash)
+    student.metadata.update(summary)
+    return summary["mlflow_run_id"]

@@ -1,0 +1,1 @@
+"""distillops pipelines: the distillation DAG, the drift-monitor DAG, compile, local run, and the CLI."""

@@ -1,0 +1,62 @@
+"""The distillation DAG: version_data -> cache_teacher_outputs -> train_student -> benchmark_gate
+-> (if passed) promote. Wiring only; each step's logic lives in components/.
+
+Content versions travel as parameters (data_fingerprint, data_version, teacher_version,
+config_hash): KFP's cache key covers parameter values but only artifact *names*, so a content
+change must show up as a parameter change to rerun exactly the steps it affects.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact
+
+from components.benchmark_gate.component import benchmark_gate
+from components.cache_teacher_outputs.component import cache_teacher_outputs
+from components.promote.component import promote
+from components.train_student.component import train_student
+from components.version_data.component import version_data
+
+PIPELINE_NAME = "distillops-distill"
+
+
+class Outputs(NamedTuple):
+    passed: bool
+    gate_report: Artifact
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Distil a student from a teacher, gate it, promote it.")
+def distill_pipeline(
+    home: str,
+    data_path: str,
+    data_fingerprint: str,
+    teacher_ref: str,
+    teacher_version: str,
+    data_config: str,
+    teacher_config: str,
+    train_config: str,
+    gate_config: str,
+    promote_config: str,
+    config_hash: str,
+) -> Outputs:
+    data = version_data(home=home, data_path=data_path, data_fingerprint=data_fingerprint,
+                        config_json=data_config)
+    data.set_display_name("version_data")
+    teacher = cache_teacher_outputs(home=home, dataset=data.outputs["dataset"], data_version=data.outputs["Output"],
+                                    teacher_ref=teacher_ref, teacher_version=teacher_version,
+                                    config_json=teacher_config)
+    train = train_student(home=home, dataset=data.outputs["dataset"],
+                          teacher_outputs=teacher.outputs["teacher_outputs"], data_version=data.outputs["Output"],
+                          teacher_ref=teacher_ref, teacher_version=teacher.outputs["Output"],
+                          config_json=train_config, config_hash=config_hash)
+    gate = benchmark_gate(home=home, dataset=data.outputs["dataset"],
+                          teacher_outputs=teacher.outputs["teacher_outputs"], student=train.outputs["student"],
+                          teacher_ref=teacher_ref, teacher_version=teacher.outputs["Output"],
+                          config_json=gate_config)
+    # kfp.local resolves a condition on a task's single return value ("Output"), not on named outputs.
+    with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (a KFP expression)
+        promotion = promote(home=home, student=train.outputs["student"], gate_report=gate.outputs["gate_report"],
+                            config_json=promote_config)
+        # The registry is external state: never replay a promotion from the cache (promote is idempotent).
+        promotion.set_caching_options(False)
+    return Outputs(passed=gate.outputs["Output"], gate_report=gate.outputs["gate_report"])

@@ -1,0 +1,126 @@
+"""The real pipeline, compiled and run end to end with kfp.local, against a real sqlite MLflow
+registry, a DVC local remote and real Evidently reports; tiny models made in the test."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from fakes import make_rows, write_jsonl
+
+from components.common.config import config_from_dict
+from components.common.home import Home
+from pipelines.cli import main
+from pipelines.compile import compile_all
+from pipelines.local import run_distill, run_monitor
+
+pytestmark = pytest.mark.slow
+
+OVERRIDES = {
+    "student": {"layers": [0, 2]},
+    "distill": {"epochs": 2, "max_length": 32},
+    "teacher": {"epochs": 2, "max_length": 32},
+    # Tiny models run in microseconds: their speed-up is noise, so this test does not gate on it.
+    "gate": {"min_speedup": 0.0, "min_accuracy_retention": 0.5, "latency_samples": 4, "throughput_batches": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_teacher):
+    root = tmp_path_factory.mktemp("pipeline")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    home = Home.resolve(root / "home")
+    rows = make_rows(150)
+    data = write_jsonl(rows, root / "data.jsonl")
+    config = root / "params.yaml"
+    config.write_text(yaml.safe_dump(OVERRIDES))
+    # The teacher command: fine-tune the tiny base and register it as models:/distillops-teacher@champion.
+    assert main(["teacher", "--home", str(home.root), "--data", str(data), "--base", str(tiny_teacher),
+                 "--config", str(config)]) == 0
+    cfg = config_from_dict(OVERRIDES)
+    first = run_distill(home, cfg, str(data))
+    second = run_distill(home, cfg, str(data))
+    yield {"home": home, "cfg": cfg, "data": data, "rows": rows, "root": root, "first": first, "second": second}
+    mp.undo()
+
+
+def test_compiled_ir_has_every_step_and_the_condition(tmp_path):
+    distill, drift = compile_all(tmp_path)
+    spec = yaml.safe_load(distill.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {"version-data", "cache-teacher-outputs", "train-student", "benchmark-gate", "condition-1"} <= set(tasks)
+    assert "promote" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert executor["container"]["image"].startswith("ghcr.io/distillops/")
+    assert "monitor-drift" in yaml.safe_load(drift.read_text())["root"]["dag"]["tasks"]
+
+
+def test_first_run_promotes_with_lineage(world):
+    first = world["first"]
+    assert first["gate"]["passed"], first["gate"]["reasons"]
+    assert first["promotion"] == {"action": "register", "version": "1"}
+    assert first["teacher_forward_passes"] == 150
+    assert first["executed_steps"] == ["version_data", "cache_teacher_outputs", "train_student", "benchmark_gate",
+                                       "promote"]
+    mlflow.set_tracking_uri(world["home"].tracking_uri)
+    mv = mlflow.MlflowClient().get_model_version_by_alias("distillops-student", "champion")
+    assert str(mv.version) == "1"
+    assert mv.tags["data_version"] == first["data_version"]
+    assert mv.tags["teacher_version"] == first["teacher_version"]
+    assert mv.tags["teacher_version"].startswith("distillops-teacher/v1+sha256:")
+    assert mv.tags["config_hash"] == first["config_hash"]
+    assert mv.tags["git_commit"] and mv.tags["model_digest"] and mv.tags["mlflow_run_id"]
+    assert json.loads(mv.tags["gate_reasons"]) == []
+
+
+def test_gate_report_says_every_check(world):
+    md = Path(world["first"]["reports"]["gate_markdown"])
+    text = md.read_text()
+    assert "Benchmark gate: PASSED" in text
+    for check in ("retention", "speed-up", "agreement"):
+        assert check in text
+    report = json.loads(md.with_suffix(".json").read_text())
+    assert {c["name"] for c in report["checks"]} == {"accuracy_retention", "speedup", "agreement"}
+    assert set(report["models"]) == {"student", "teacher"}
+
+
+def test_second_run_with_nothing_changed_recomputes_nothing(world):
+    second = world["second"]
+    assert second["teacher_forward_passes"] == 0
+    assert second["teacher_timing_passes"] == 0
+    assert second["executed_steps"] == ["promote"]  # promote never caches; it found nothing to do
+    assert second["promotion"] == {"action": "noop", "version": "1"}
+    assert second["data_version"] == world["first"]["data_version"]
+    versions = mlflow.MlflowClient().search_model_versions("name = 'distillops-student'")
+    assert len(versions) == 1
+
+
+def test_appended_rows_reach_the_teacher_alone_and_a_strict_gate_refuses(world):
+    data = write_jsonl(world["rows"] + make_rows(12, seed=99), world["root"] / "data2.jsonl")
+    strict = config_from_dict({**OVERRIDES, "gate": {**OVERRIDES["gate"], "min_accuracy_retention": 2.0}})
+    third = run_distill(world["home"], strict, str(data))
+    assert third["data_version"] != world["first"]["data_version"]
+    assert third["teacher_forward_passes"] == 12
+    assert "train_student" in third["executed_steps"]
+    assert not third["gate"]["passed"]
+    assert any("retention" in r and "required >= 2" in r for r in third["gate"]["reasons"])
+    assert "promote" not in third["executed_steps"]
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("distillops-student", "champion").version) == "1"
+    report = json.loads(Path(third["reports"]["gate_markdown"]).with_suffix(".json").read_text())
+    assert "champion" in report["models"]  # compared against the serving champion too
+
+
+def test_drift_monitor_reports_and_detects_a_shift(world):
+    same = write_jsonl(make_rows(150, seed=3), world["root"] / "prod_same.jsonl")
+    verdict = run_monitor(world["home"], world["cfg"], str(same))
+    assert verdict["drifted"] is False, verdict["reasons"]
+    assert Path(verdict["report_html"]).read_text().lstrip().lower().startswith("<")
+    shifted_rows = [{"text": f"ORDER {i * 7919} REF {i * 104729} CODE {i % 97} " * 6} for i in range(150)]
+    shifted = write_jsonl(shifted_rows, world["root"] / "prod_shift.jsonl")
+    verdict = run_monitor(world["home"], world["cfg"], str(shifted))
+    assert verdict["drifted"] is True
+    assert verdict["reasons"] and verdict["model"] == "distillops-student/v1"
+    assert json.loads(Path(verdict["verdict_json"]).read_text())["drifted"] is True

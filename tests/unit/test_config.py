@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from components.common.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_from_json,
+    config_hash,
+    load_config,
+    step_config_json,
+)
+
+
+def test_defaults_validate_and_roundtrip():
+    cfg = load_config()
+    assert cfg == Config()
+    assert config_from_json(step_config_json(cfg, "train_student")) == cfg  # partial configs fill defaults
+
+
+def test_repo_params_yaml_matches_the_schema(tmp_path):
+    from pathlib import Path
+
+    params = Path(__file__).parents[2] / "params.yaml"
+    assert load_config(params) == Config()  # the file documents the defaults, it does not change them
+
+
+def test_unknown_key_names_the_key():
+    with pytest.raises(ConfigError, match=r"distill\.temprature"):
+        config_from_dict({"distill": {"temprature": 2}})
+
+
+def test_wrong_type_names_the_key_and_value():
+    with pytest.raises(ConfigError, match=r"distill\.temperature: expected a number, got 'hot'"):
+        config_from_dict({"distill": {"temperature": "hot"}})
+
+
+def test_override_path_and_bad_override():
+    cfg = config_from_dict({}, ["distill.epochs=2", "student.layers=[1, 3]"])
+    assert cfg.distill.epochs == 2 and cfg.student.layers == (1, 3)
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        config_from_dict({}, ["distill.epochs"])
+
+
+def test_invalid_values_are_all_reported():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"distill": {"alpha": 2.0, "temperature": 0}})
+    assert "distill.alpha" in str(err.value) and "distill.temperature" in str(err.value)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gate:\n  min_speedup: fast\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: gate\.min_speedup"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_config_hash_follows_training_settings_only():
+    base = config_hash(Config())
+    assert config_hash(config_from_dict({"distill": {"epochs": 9}})) != base
+    assert config_hash(config_from_dict({"gate": {"min_speedup": 9.0}})) == base
+
+
+def test_step_sections_are_minimal():
+    cfg = Config()
+    assert set(json.loads(step_config_json(cfg, "version_data"))) == {"data"}
+    assert "gate" not in json.loads(step_config_json(cfg, "train_student"))
