@@ -137,3 +137,13 @@ def test_a_malformed_image_reference_fails_at_compile_time(tmp_path):
                          env=env, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0
     assert "DISTILLOPS_IMAGE='registry.example.com/distillops': expected name:tag or name@sha256" in out.stderr
+
+
+@pytest.mark.parametrize("name", ["distill_pipeline", "drift_pipeline"])
+def test_no_task_installs_packages_at_start(compiled, name):
+    """The image carries kfp and the project (install_kfp_package=False, no packages_to_install)."""
+    _, _, deployment = parse_strictly(compiled[name])
+    for executor_name, executor in deployment.executors.items():
+        script = " ".join(executor.container.command)
+        assert "pip install" not in script and "pip3 install" not in script, executor_name
+        assert executor.container.image == IMAGE
