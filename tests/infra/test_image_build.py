@@ -4,7 +4,7 @@ run the image. Off by default (minutes, gigabytes): DISTILLOPS_BUILD_IMAGE=1 tur
 No container registry is reachable from the build machines, only Debian's and PyPI's, so the
 Debian base image is made with debootstrap when it is not in buildah's store already, and torch
 comes from the offline wheel directory in $PIP_FIND_LINKS when one is set (else from PyTorch's
-CPU index, as in a normal build).
+CPU index, as in a normal build). $PIP_CERT, when set, is mounted as pip's CA bundle.
 
     apt-get install -y buildah debootstrap
     DISTILLOPS_BUILD_IMAGE=1 python -m pytest tests/infra/test_image_build.py -s
@@ -51,6 +51,9 @@ def test_image_builds_and_runs_the_cli(tmp_path):
     _ensure_base(tmp_path)
     wheels = os.environ.get("PIP_FIND_LINKS", "")
     build = [*BUILDAH, "bud", "--isolation", "chroot", "--pull-never", "-f", "infra/Dockerfile", "-t", TAG]
+    ca = os.environ.get("PIP_CERT", "")
+    if ca and Path(ca).is_file():  # a TLS-intercepting proxy's CA, as on the build machines
+        build += ["--volume", f"{ca}:/etc/ssl/build-ca.crt:ro", "--build-arg", "PIP_CERT=/etc/ssl/build-ca.crt"]
     if wheels and Path(wheels).is_dir():
         build += ["--volume", f"{wheels}:{wheels}:ro", "--build-arg", f"PIP_FIND_LINKS={wheels}",
                   "--build-arg", "TORCH_INDEX_URL="]

@@ -228,3 +228,13 @@ def test_kubectl_is_the_registry_wheel():
     out = subprocess.run([_kubectl(), "version", "--client"], capture_output=True, text=True, timeout=60)
     assert "Kustomize Version: v5" in out.stdout, out.stdout + out.stderr
     assert os.access(_kubectl(), os.X_OK)
+
+
+def test_trainjob_entry_point_starts_under_torchrun():
+    """The TrainJob's command, as torchrun runs it, with 2 local processes (each prints usage)."""
+    trainer = render("training/base")[0]["spec"]["trainer"]
+    torchrun = Path(sys.executable).parent / trainer["command"][0]
+    out = subprocess.run([str(torchrun), "--standalone", "--nnodes=1", "--nproc-per-node=2", *trainer["args"][:3],
+                          "--help"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("usage: distillops train-student") == 2

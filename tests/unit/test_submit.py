@@ -137,3 +137,12 @@ def test_submit_refused_after_the_health_check_goes_through_kfp_client(capsys):
     err = capsys.readouterr().err
     assert f"{host}: create the run was refused (401 Unauthorized): not authorized" in err
     assert any(r.startswith("GET /apis/v2beta1/experiments") for r in _HealthyButLocked.requests)
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_cluster_commands_explain_themselves(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: distillops" in out and "--host" in out and "docs/deploy.md" in out
