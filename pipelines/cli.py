@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -321,8 +321,11 @@ def cmd_submit(args) -> int:
         from pipelines.distill import distill_pipeline
 
         submit.check_parameters(distill_pipeline, arguments)
-        client = submit.connect(args.host, args.namespace, args.token)
-        result = submit.submit_distill(client, args.host, args.experiment, arguments, args.run_name, args.namespace)
+        # kfp.Client prints links to stdout; with --json, stdout must carry the JSON alone.
+        with redirect_stdout(sys.stderr if args.json else sys.stdout):
+            client = submit.connect(args.host, args.namespace, args.token)
+            result = submit.submit_distill(client, args.host, args.experiment, arguments, args.run_name,
+                                           args.namespace)
     except (submit.ClusterError, submit.ParameterError) as exc:
         print(f"distillops submit: error: {exc}", file=sys.stderr)
         return 2
@@ -342,9 +345,10 @@ def cmd_schedule(args) -> int:
         from pipelines.drift import drift_pipeline
 
         submit.check_parameters(drift_pipeline, arguments)
-        client = submit.connect(args.host, args.namespace, args.token)
-        result = submit.schedule_drift(client, args.host, args.experiment, arguments, args.cron, args.name,
-                                       args.namespace)
+        with redirect_stdout(sys.stderr if args.json else sys.stdout):
+            client = submit.connect(args.host, args.namespace, args.token)
+            result = submit.schedule_drift(client, args.host, args.experiment, arguments, args.cron, args.name,
+                                           args.namespace)
     except (submit.ClusterError, submit.ParameterError) as exc:
         print(f"distillops schedule: error: {exc}", file=sys.stderr)
         return 2

@@ -146,3 +146,91 @@ def test_cluster_commands_explain_themselves(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "usage: distillops" in out and "--host" in out and "docs/deploy.md" in out
+
+
+class _RecordingApi(BaseHTTPRequestHandler):
+    """A stand-in for the KFP v2beta1 REST API that records what the client sends. It isolates
+    the client side (what `submit`/`schedule` send); it does not show that a cluster runs it."""
+
+    calls: list[tuple[str, str, dict]] = []
+    recurring: list[dict] = []
+
+    def _reply(self, payload: dict, status: int = 200):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        type(self).calls.append(("GET", self.path, {}))
+        if self.path.startswith("/apis/v2beta1/healthz"):
+            self._reply({"multi_user": False})
+        elif self.path.startswith("/apis/v2beta1/experiments"):
+            self._reply({"experiments": [], "total_size": 0})
+        elif self.path.startswith("/apis/v2beta1/recurringruns"):
+            self._reply({"recurringRuns": type(self).recurring, "total_size": len(type(self).recurring)})
+        else:
+            self._reply({"error": "not found"}, 404)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        type(self).calls.append(("POST", self.path, body))
+        if self.path == "/apis/v2beta1/experiments":
+            self._reply({"experiment_id": "exp-1", "display_name": body["display_name"]})
+        elif self.path == "/apis/v2beta1/runs":
+            self._reply({"run_id": "run-1", "display_name": body.get("display_name")})
+        elif self.path == "/apis/v2beta1/recurringruns":
+            created = {"recurring_run_id": "rr-1", "display_name": body["display_name"]}
+            type(self).recurring.append(created)
+            self._reply(created)
+        else:
+            self._reply({"error": "not found"}, 404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recording_api():
+    _RecordingApi.calls, _RecordingApi.recurring = [], []
+    server = HTTPServer(("127.0.0.1", 0), _RecordingApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_submit_sends_the_compiled_pipeline_with_platform_spec_and_parameters(recording_api, capsys):
+    assert main(["submit", "--host", recording_api, "--experiment", "nightly", "--run-name", "r1", "--json",
+                 *SUBMIT, "--set", "distill.epochs=2"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"run_id": "run-1", "url": f"{recording_api}/#/runs/details/run-1"}
+    posted = {path: body for method, path, body in _RecordingApi.calls if method == "POST"}
+    assert posted["/apis/v2beta1/experiments"]["display_name"] == "nightly"
+    run = posted["/apis/v2beta1/runs"]
+    assert run["display_name"] == "r1" and run["experiment_id"] == "exp-1"
+    params = run["runtime_config"]["parameters"]
+    assert params["home"] == "/var/lib/distillops" and params["data_fingerprint"] == "ab" * 32
+    assert json.loads(params["train_config"])["distill"]["epochs"] == 2
+    # The run carries the platform spec (secrets, PVC) next to the pipeline spec.
+    spec = run["pipeline_spec"]
+    assert spec["pipeline_spec"]["pipelineInfo"]["name"] == "distillops-distill"
+    executors = spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["exec-promote"]["secretAsEnv"][0]["secretName"] == "distillops-object-store"
+
+
+def test_schedule_creates_the_recurring_run_once(recording_api, capsys):
+    args = ["schedule", "--host", recording_api, "--production", "/var/lib/distillops/p.jsonl", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out) == {"created": True, "recurring_run_id": "rr-1"}
+    created = [body for method, path, body in _RecordingApi.calls if path == "/apis/v2beta1/recurringruns"
+               and method == "POST"]
+    assert len(created) == 1
+    assert created[0]["trigger"]["cron_schedule"]["cron"] == "0 0 */6 * * *"
+    assert created[0]["max_concurrency"] in ("1", 1) and created[0]["no_catchup"] is True  # int64 may travel as text
+    assert created[0]["runtime_config"]["parameters"]["production_path"] == "/var/lib/distillops/p.jsonl"
+    # Applied again (the manifests' Job reruns): the existing recurring run is kept, none created.
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out) == {"created": False, "recurring_run_id": "rr-1"}
+    assert sum(1 for m, p, _ in _RecordingApi.calls if m == "POST" and p == "/apis/v2beta1/recurringruns") == 1
