@@ -9,6 +9,7 @@ from kfp import dsl
 from kfp.dsl import Artifact
 
 from components.monitor_drift.component import monitor_drift
+from pipelines.platform import configure
 
 PIPELINE_NAME = "distillops-drift"
 
@@ -25,4 +26,5 @@ def drift_pipeline(home: str, production_path: str, production_fingerprint: str,
                           text_column=text_column, model_ref=model_ref, config_json=drift_config)
     # The champion may have changed since the last batch: always look again.
     drift.set_caching_options(False)
+    configure(drift, "monitor_drift")
     return Outputs(drifted=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])
