@@ -247,7 +247,7 @@ class TeacherOutputStore:
         # cat of a list reads objects concurrently on object stores.
         blobs = self.fs.cat(paths, on_error="return")
         out = {}
-        for path, blob in blobs.items():
+        for blob in blobs.values():
             if isinstance(blob, Exception):
                 continue  # removed by a concurrent gc between ls and cat
             rec = ShardRecord.from_json(blob.decode())

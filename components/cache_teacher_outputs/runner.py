@@ -36,6 +36,20 @@ def open_store(home: Home, cache_url: str = "") -> TeacherOutputStore:
     return TeacherOutputStore(cache_url or home.teacher_cache)
 
 
+def cache_hit_rate(home: Home) -> dict:
+    """Hit rate of the teacher cache over every executed cache_teacher_outputs step (from the step log)."""
+    from components.common.steplog import steps_since
+
+    runs = [s for s in steps_since(home, 0) if s["step"] == "cache_teacher_outputs"]
+    hits = sum(s.get("cache_hits", 0) for s in runs)
+    misses = sum(s.get("teacher_forward_passes", 0) for s in runs)
+    last = runs[-1] if runs else {}
+    return {"lookups": hits + misses, "hits": hits, "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+            "last_run": {"hits": last.get("cache_hits"), "teacher_forward_passes": last.get("teacher_forward_passes"),
+                         "integrity_problems": last.get("integrity_problems")} if last else None,
+            "runs": len(runs)}
+
+
 def check_fidelity(model, tokenizer, texts: list[str], keys: list[bytes], cached: dict, cfg, max_length: int,
                    teacher_version: str, store_url: str) -> int:
     """Recompute a deterministic sample of cached rows with the live teacher; raise on any mismatch.
