@@ -383,7 +383,16 @@ class TeacherOutputStore:
         manifest record older than `orphan_grace_s` (a writer that died between the two writes)
         are removed too; younger ones may belong to a writer still running.
         """
-        live = keep if keep is not None else set().union(*self.refs().values()) if self.refs() else set()
+        if keep is None:
+            refs = self.refs()
+            if not refs and self.records():
+                # No snapshot has recorded what it uses: "nothing is referenced" is far likelier to
+                # mean "written by code that records no refs" than "all garbage". Refuse.
+                raise CacheIntegrityError(f"teacher cache {self.url}: no snapshot references (refs/) recorded; "
+                                          "refusing to delete every entry. Run the pipeline once to record them.")
+            live = set().union(*refs.values()) if refs else set()
+        else:
+            live = keep
         result = GcResult()
         records = self.records()
         result.shards_before = len(records)

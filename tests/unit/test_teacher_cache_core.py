@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from components.cache_teacher_outputs.core import (
+    CacheIntegrityError,
     TeacherOutputStore,
     compare_outputs,
     fidelity_sample,
@@ -141,8 +142,17 @@ def test_gc_keeps_referenced_rows_and_rewrites_mixed_shards(tmp_path):
     assert store.stats()["entries"] == 1 and store.stats()["shards"] == 1
 
 
+def test_gc_refuses_to_empty_a_store_without_refs(tmp_path):
+    store = TeacherOutputStore(tmp_path)
+    store.put_many(keys_for("a"), np.ones((1, 1)))
+    with pytest.raises(CacheIntegrityError, match="no snapshot references"):
+        store.gc()
+    assert store.stats()["entries"] == 1
+
+
 def test_gc_removes_old_orphan_shards_only(tmp_path):
     store = TeacherOutputStore(tmp_path)
+    store.record_ref("snap", keys_for("a"))
     shard = Path(store.put_many(keys_for("a"), np.ones((1, 1))))
     (tmp_path / "manifest" / f"{shard.stem}.json").unlink()  # a writer that died between its two writes
     assert store.gc(orphan_grace_s=3600).orphans_removed == 0 and shard.exists()
