@@ -307,7 +307,8 @@ def cmd_cache(args) -> int:
     return 1 if args.action == "verify" and result["problems"] else 0
 
 
-COMMANDS = {"watch": cmd_watch, "cache": cmd_cache, "run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
+COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
+COMMANDS.update(watch=cmd_watch, cache=cmd_cache)
 
 
 def main(argv: list[str] | None = None) -> int:
