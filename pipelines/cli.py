@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the verdict as JSON on stdout")
 
     p = sub.add_parser("compile", help="compile both DAGs to KFP IR YAML",
-                       description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster.")
+                       description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster, "
+                       "and watch_pipeline.yaml with its recurring-run spec watch_recurring_run.yaml.")
     p.add_argument("--output-dir", default="build", help="directory for the YAML files (default: build)")
 
     p = sub.add_parser("watch", help="rerun the DAG if the data or the teacher changed since the champion",
@@ -218,9 +219,9 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipelines.compile import compile_all
+    from pipelines.compile import compile_all, compile_watch
 
-    for path in compile_all(args.output_dir):
+    for path in compile_all(args.output_dir) + compile_watch(args.output_dir):
         print(path)
     return 0
 

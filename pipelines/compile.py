@@ -18,7 +18,6 @@ def compile_all(output_dir: str | Path) -> list[Path]:
         path = out / name
         compiler.Compiler().compile(func, str(path))
         written.append(path)
-    written.extend(compile_watch(out))
     return written
 
 
@@ -27,7 +26,7 @@ CLUSTER_HOME = "/mnt/distillops/home"
 CLUSTER_DATA = "/mnt/distillops/data/train.jsonl"
 
 
-def compile_watch(out: Path) -> list[Path]:
+def compile_watch(output_dir: str | Path) -> list[Path]:
     """watch_pipeline.yaml and the recurring-run spec that runs it on a schedule."""
     from components.common.config import Config
     from pipelines.local import watch_arguments
@@ -35,6 +34,8 @@ def compile_watch(out: Path) -> list[Path]:
     from pipelines.watch import watch_pipeline
 
     cfg = Config()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     pipeline = out / "watch_pipeline.yaml"
     compiler.Compiler().compile(watch_pipeline, str(pipeline))
     spec = write_spec(recurring_run_spec(watch_arguments(CLUSTER_HOME, cfg, CLUSTER_DATA, cfg.teacher.ref)),
