@@ -72,8 +72,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the verdict as JSON on stdout")
 
     p = sub.add_parser("compile", help="compile both DAGs to KFP IR YAML",
-                       description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster.")
+                       description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster, "
+                       "and watch_pipeline.yaml with its recurring-run spec watch_recurring_run.yaml.")
     p.add_argument("--output-dir", default="build", help="directory for the YAML files (default: build)")
+
+    p = sub.add_parser("watch", help="rerun the DAG if the data or the teacher changed since the champion",
+                       description="Compare the current data version (of --data) and the teacher alias's version "
+                       "(and the config hash) with the lineage tags of the champion student in the registry; run "
+                       "the distillation DAG when any changed, and say so when nothing did.", epilog=EPILOG)
+    _add_common(p)
+    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (default: the quickstart dataset)")
+    p.add_argument("--teacher", help="teacher reference (default: teacher.ref)")
+    p.add_argument("--dry-run", action="store_true", help="only report what changed; do not run the DAG")
+    p.add_argument("--json", action="store_true", help="print the decision (and run summary) as JSON")
+
+    p = sub.add_parser("cache", help="inspect and maintain the teacher-output cache (stats, verify, gc)",
+                       description="The content-addressed teacher-output store (cache.url, default "
+                       "<home>/teacher-cache).", epilog=EPILOG)
+    _add_common(p)
+    p.add_argument("action", choices=["stats", "verify", "gc"],
+                   help="stats: entries, bytes, hit rate; verify: check every shard's sha256 (quarantining bad "
+                   "ones); gc: remove entries no snapshot references")
+    p.add_argument("--dry-run", action="store_true", help="gc: report what would be removed, remove nothing")
+    p.add_argument("--orphan-grace", type=float, default=3600.0,
+                   help="gc: seconds before an unlisted shard counts as abandoned (default 3600)")
 
     p = sub.add_parser("version-data", help="step: validate, split and DVC-version a dataset")
     _add_common(p)
@@ -240,9 +262,9 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipelines.compile import compile_all
+    from pipelines.compile import compile_all, compile_watch
 
-    for path in compile_all(args.output_dir):
+    for path in compile_all(args.output_dir) + compile_watch(args.output_dir):
         print(path)
     return 0
 
@@ -356,8 +378,56 @@ def cmd_schedule(args) -> int:
     return 0
 
 
+
+def cmd_watch(args) -> int:
+    from components.watch.runner import check
+
+    cfg, home = _config(args), _home(args)
+    data = args.data or _quickstart_data(home)
+    teacher = args.teacher or cfg.teacher.ref
+    decision = check(home, cfg, data, teacher)
+    result = {"rerun": decision.rerun, "reasons": list(decision.reasons), "current": decision.current,
+              "champion": decision.champion, "launched": False}
+    if decision.rerun and not args.dry_run:
+        from pipelines.local import run_distill
+
+        with _stdout_to_stderr(args.json):
+            result["run"] = run_distill(home, cfg, data, teacher)
+        result["launched"] = True
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    for reason in decision.reasons:
+        print(reason)
+    if decision.rerun:
+        print("ran the distillation DAG" if result["launched"] else "would run the distillation DAG (--dry-run)")
+        if result["launched"]:
+            _print_summary(result["run"])
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from components.cache_teacher_outputs.runner import cache_hit_rate, open_store
+
+    cfg, home = _config(args), _home(args)
+    store = open_store(home, cfg.cache.url)
+    if args.action == "stats":
+        result = {**store.stats(), **cache_hit_rate(home)}
+    elif args.action == "verify":
+        problems = store.verify()
+        result = {"store": store.url, "shards_checked": store.stats()["shards"] + len(problems),
+                  "problems": [str(p) for p in problems]}
+    else:
+        import dataclasses
+
+        result = {"store": store.url, "dry_run": args.dry_run,
+                  **dataclasses.asdict(store.gc(dry_run=args.dry_run, orphan_grace_s=args.orphan_grace))}
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 1 if args.action == "verify" and result["problems"] else 0
+
+
 COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
-COMMANDS.update({"submit": cmd_submit, "schedule": cmd_schedule})
+COMMANDS.update(watch=cmd_watch, cache=cmd_cache, submit=cmd_submit, schedule=cmd_schedule)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,6 +63,18 @@ def pipeline_arguments(home: Home, cfg: Config, data_path: str, teacher_ref: str
     }
 
 
+def watch_arguments(home: str, cfg: Config, data_path: str, teacher_ref: str) -> dict[str, str]:
+    """Parameters of the watch DAG (the distillation DAG's, less the versions check_for_changes resolves)."""
+    from components.common.config import config_to_json
+
+    return {"home": home, "data_path": data_path, "teacher_ref": teacher_ref, "config_json": config_to_json(cfg),
+            "data_config": step_config_json(cfg, "version_data"),
+            "teacher_config": step_config_json(cfg, "cache_teacher_outputs"),
+            "train_config": step_config_json(cfg, "train_student"),
+            "gate_config": step_config_json(cfg, "benchmark_gate"),
+            "promote_config": step_config_json(cfg, "promote"), "config_hash": config_hash(cfg)}
+
+
 def run_distill(home: Home, cfg: Config, data_path: str, teacher_ref: str | None = None) -> dict[str, Any]:
     """Run the distillation DAG; return a one-object summary of what happened."""
     from pipelines.distill import distill_pipeline

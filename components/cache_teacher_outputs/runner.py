@@ -1,4 +1,5 @@
-"""Side effects of cache_teacher_outputs: run the teacher on rows the store lacks, write the artifact."""
+"""Side effects of cache_teacher_outputs: run the teacher on rows the store lacks, check a sample of
+the cached rows against the live teacher (fidelity), write the artifact, record the snapshot's keys."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import logging
 
 import numpy as np
 
-from components.cache_teacher_outputs.core import TeacherOutputStore, plan_rows, row_key
+from components.cache_teacher_outputs.core import (
+    TeacherOutputStore,
+    compare_outputs,
+    fidelity_sample,
+    plan_rows,
+    row_key,
+)
 from components.common.config import config_from_json
 from components.common.dataset import DatasetError, read_snapshot
-from components.common.hashing import digest_dir
+from components.common.hashing import digest_dir, md5_file
 from components.common.home import Home
 from components.common.modeling import label_names, load_classifier, predict_logits, set_threads
 from components.common.steplog import record_step
@@ -18,6 +25,54 @@ from components.common.teacher_outputs import TeacherOutputs, write_teacher_outp
 
 log = logging.getLogger(__name__)
 KIND = "logits"
+
+
+class CacheFidelityError(RuntimeError):
+    """Cached teacher outputs differ from what the live teacher computes: a stale or tampered cache."""
+
+
+def open_store(home: Home, cache_url: str = "") -> TeacherOutputStore:
+    """The configured store: cache.url (any fsspec URL), else the home's teacher-cache directory."""
+    return TeacherOutputStore(cache_url or home.teacher_cache)
+
+
+def cache_hit_rate(home: Home) -> dict:
+    """Hit rate of the teacher cache over every executed cache_teacher_outputs step (from the step log)."""
+    from components.common.steplog import steps_since
+
+    runs = [s for s in steps_since(home, 0) if s["step"] == "cache_teacher_outputs"]
+    hits = sum(s.get("cache_hits", 0) for s in runs)
+    misses = sum(s.get("teacher_forward_passes", 0) for s in runs)
+    last = runs[-1] if runs else {}
+    return {"lookups": hits + misses, "hits": hits, "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+            "last_run": {"hits": last.get("cache_hits"), "teacher_forward_passes": last.get("teacher_forward_passes"),
+                         "integrity_problems": last.get("integrity_problems")} if last else None,
+            "runs": len(runs)}
+
+
+def check_fidelity(model, tokenizer, texts: list[str], keys: list[bytes], cached: dict, cfg, max_length: int,
+                   teacher_version: str, store_url: str) -> int:
+    """Recompute a deterministic sample of cached rows with the live teacher; raise on any mismatch.
+
+    Returns the number of rows recomputed (teacher forward passes spent on checking, not on outputs).
+    """
+    candidates = [i for i, k in enumerate(keys) if k in cached]
+    if cfg.fidelity_sample == 0 or not candidates:
+        return 0
+    picked = [candidates[j] for j in fidelity_sample([keys[i] for i in candidates], cfg.fidelity_sample,
+                                                     teacher_version)]
+    fresh = predict_logits(model, tokenizer, [texts[i] for i in picked], max_length, batch_size=len(picked))
+    stored = np.stack([cached[keys[i]] for i in picked])
+    bad = compare_outputs(stored, fresh, cfg.fidelity_atol, cfg.fidelity_rtol)
+    if bad:
+        rows = "; ".join(f"row {picked[j]} ({texts[picked[j]][:40]!r}): max |stored - live| = {d:.4g}"
+                         for j, d in bad[:5])
+        raise CacheFidelityError(
+            f"teacher cache {store_url}: {len(bad)} of {len(picked)} sampled cached rows differ from what the live "
+            f"teacher {teacher_version} computes (tolerance atol={cfg.fidelity_atol}, rtol={cfg.fidelity_rtol}): "
+            f"{rows}. The cache is stale or has been tampered with; nothing was trained. Delete the store (or point "
+            f"cache.url elsewhere) and rerun to recompute every row.")
+    return len(picked)
 
 
 def check_labels(data_labels: list[str], teacher_labels: list[str], where: str) -> None:
@@ -29,7 +84,8 @@ def check_labels(data_labels: list[str], teacher_labels: list[str], where: str) 
 
 def run(home: str, snapshot_path: str, teacher_ref: str, config_json: str, outputs_path: str) -> dict:
     h = Home.resolve(home).ensure()
-    cfg = config_from_json(config_json).teacher
+    full = config_from_json(config_json)
+    cfg, cache_cfg = full.teacher, full.cache
     set_threads()
     with record_step(h, "cache_teacher_outputs") as counters:
         snapshot = read_snapshot(snapshot_path)
@@ -39,19 +95,27 @@ def run(home: str, snapshot_path: str, teacher_ref: str, config_json: str, outpu
         check_labels(snapshot.label_names, names, snapshot_path)
         tokenizer_id = digest_dir(teacher.path, ("tokenizer.json", "tokenizer_config.json", "vocab.txt"))[:16]
         keys = [row_key(teacher.version, tokenizer_id, cfg.max_length, KIND, t) for t in snapshot.texts]
-        store = TeacherOutputStore(h.teacher_cache)
+        store = open_store(h, cache_cfg.url)
         cached = store.get_many(keys)
+        problems = [str(p) for p in store.last_problems]
         todo = plan_rows(snapshot.texts, keys, cached)
         log.info("teacher %s: %d rows, %d cached, %d to compute", teacher.version, len(keys),
                  len(keys) - len(todo), len(todo))
+        # Before anything is trained on cached rows, a sample of them must match the live teacher.
+        fidelity_passes = check_fidelity(model, tokenizer, snapshot.texts, keys, cached, cache_cfg, cfg.max_length,
+                                         teacher.version, store.url)
         if todo:
             fresh = predict_logits(model, tokenizer, [snapshot.texts[i] for i in todo], cfg.max_length,
                                    cfg.batch_size, desc="teacher forward")
             store.put_many([keys[i] for i in todo], fresh)
             cached.update({keys[i]: fresh[j] for j, i in enumerate(todo)})
         logits = np.stack([cached[k] for k in keys])
+        # gc keeps what some snapshot references: this snapshot (by its content digest) under this teacher.
+        store.record_ref(f"{md5_file(snapshot_path)}--{teacher.version}--{KIND}{cfg.max_length}", keys)
         write_teacher_outputs(TeacherOutputs(logits, teacher.version, names), outputs_path)
         counters.update(teacher_version=teacher.version, teacher_forward_passes=len(todo),
-                        cache_hits=len(keys) - len(todo))
+                        cache_hits=len(keys) - len(todo), fidelity_passes=fidelity_passes,
+                        integrity_problems=len(problems), cache_store=store.url)
     return {"teacher_version": teacher.version, "teacher_ref": teacher_ref, "rows": len(keys),
-            "teacher_forward_passes": len(todo), "cache_hits": len(keys) - len(todo), "label_names": names}
+            "teacher_forward_passes": len(todo), "cache_hits": len(keys) - len(todo),
+            "fidelity_passes": fidelity_passes, "integrity_problems": problems, "label_names": names}

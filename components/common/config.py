@@ -100,6 +100,17 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    # Where teacher outputs are stored: "" = <home>/teacher-cache, or any fsspec URL (s3://bucket/prefix).
+    url: str = ""
+    # Cached rows recomputed with the live teacher before training; 0 turns the check off.
+    fidelity_sample: int = 16
+    # A stored value may differ from the recomputed one by at most atol + rtol * |value|.
+    fidelity_atol: float = 1e-3
+    fidelity_rtol: float = 1e-3
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -107,6 +118,7 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -179,6 +191,8 @@ def _validate(cfg: Config) -> None:
     for section, name in ((cfg.distill, "distill"), (cfg.teacher, "teacher")):
         if section.epochs < 1:
             problems.append(f"{name}.epochs: must be >= 1, got {section.epochs}")
+    if cfg.cache.fidelity_sample < 0:
+        problems.append(f"cache.fidelity_sample: must be >= 0, got {cfg.cache.fidelity_sample}")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -253,7 +267,7 @@ def config_hash(cfg: Config) -> str:
 
 
 # Annotations are evaluated lazily (from __future__); resolve them once so typos fail at import.
-for _cls in (DataConfig, TeacherConfig, StudentConfig, DistillConfig, GateConfig, DriftConfig, Config):
+for _cls in (DataConfig, TeacherConfig, StudentConfig, DistillConfig, GateConfig, DriftConfig, CacheConfig, Config):
     typing.get_type_hints(_cls)
 del _cls
 
@@ -262,7 +276,7 @@ del _cls
 # changes only when its own settings change (a new gate threshold does not retrain the student).
 STEP_SECTIONS = {
     "version_data": ("data",),
-    "cache_teacher_outputs": ("teacher",),
+    "cache_teacher_outputs": ("teacher", "cache"),
     "train_student": ("student", "distill"),
     "benchmark_gate": ("gate", "distill", "teacher", "student"),
     "promote": ("student",),

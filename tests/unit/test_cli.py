@@ -6,7 +6,7 @@ import pytest
 from pipelines.cli import main
 
 COMMANDS = ["run", "teacher", "monitor", "compile", "version-data", "cache-teacher-outputs", "train-student",
-            "benchmark-gate", "promote"]
+            "benchmark-gate", "promote", "watch", "cache"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
