@@ -85,6 +85,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
     cfg = config_from_json(config_json)
     set_threads()
     with record_step(h, "train_student") as counters:
+        resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha)  # unknown loss keys fail before any work
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
         if len(outputs.logits) != len(snapshot):
