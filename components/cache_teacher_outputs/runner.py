@@ -14,11 +14,17 @@ from components.cache_teacher_outputs.core import (
     plan_rows,
     row_key,
 )
-from components.common.config import config_from_json
+from components.common.config import config_from_json, layer_pairs
 from components.common.dataset import DatasetError, read_snapshot
 from components.common.hashing import digest_dir, md5_file
 from components.common.home import Home
-from components.common.modeling import label_names, load_classifier, predict_logits, set_threads
+from components.common.modeling import (
+    label_names,
+    load_classifier,
+    predict_logits,
+    set_threads,
+    teacher_features,
+)
 from components.common.steplog import record_step
 from components.common.teacher import resolve_teacher
 from components.common.teacher_outputs import TeacherOutputs, write_teacher_outputs
@@ -82,6 +88,23 @@ def check_labels(data_labels: list[str], teacher_labels: list[str], where: str) 
                            f"fine-tune a teacher on this label set (distillops teacher --data ...)")
 
 
+def pooled_layers(distill_cfg, teacher_layers: int) -> list[int]:
+    """Teacher layers whose pooled hidden states the configured losses read from the cache."""
+    from components.train_student.losses import needs, resolve_losses
+
+    need = needs(resolve_losses(distill_cfg.losses, distill_cfg.alpha))
+    layers = set()
+    if "pooled" in need:
+        layers |= {t for _, t in layer_pairs(distill_cfg)}
+    if "embedding" in need:
+        layers.add(teacher_layers)
+    bad = sorted(t for t in layers if not 0 <= t <= teacher_layers)
+    if bad:
+        raise ValueError(f"distill.layer_map: teacher layer {bad[0]} out of range; the teacher has {teacher_layers} "
+                         f"layers (valid: 0..{teacher_layers}, 0 = embeddings)")
+    return sorted(layers)
+
+
 def run(home: str, snapshot_path: str, teacher_ref: str, config_json: str, outputs_path: str) -> dict:
     h = Home.resolve(home).ensure()
     full = config_from_json(config_json)
@@ -94,25 +117,34 @@ def run(home: str, snapshot_path: str, teacher_ref: str, config_json: str, outpu
         names = label_names(model)
         check_labels(snapshot.label_names, names, snapshot_path)
         tokenizer_id = digest_dir(teacher.path, ("tokenizer.json", "tokenizer_config.json", "vocab.txt"))[:16]
-        keys = [row_key(teacher.version, tokenizer_id, cfg.max_length, KIND, t) for t in snapshot.texts]
+        layers = pooled_layers(full.distill, model.config.num_hidden_layers)
+        # Each output kind (logits, pooled:<layer>) is its own content-keyed row in the store.
+        kinds = [KIND] + [f"pooled:{layer}" for layer in layers]
+        kind_keys = {kind: [row_key(teacher.version, tokenizer_id, cfg.max_length, kind, t) for t in snapshot.texts]
+                     for kind in kinds}
+        keys = kind_keys[KIND]
+        all_keys = [k for ks in kind_keys.values() for k in ks]
         store = open_store(h, cache_cfg.url)
-        cached = store.get_many(keys)
+        cached = store.get_many(all_keys)
         problems = [str(p) for p in store.last_problems]
-        todo = plan_rows(snapshot.texts, keys, cached)
-        log.info("teacher %s: %d rows, %d cached, %d to compute", teacher.version, len(keys),
-                 len(keys) - len(todo), len(todo))
+        todo = sorted({i for ks in kind_keys.values() for i in plan_rows(snapshot.texts, ks, cached)})
+        log.info("teacher %s: %d rows x %d kinds, %d rows to compute", teacher.version, len(keys), len(kinds),
+                 len(todo))
         # Before anything is trained on cached rows, a sample of them must match the live teacher.
         fidelity_passes = check_fidelity(model, tokenizer, snapshot.texts, keys, cached, cache_cfg, cfg.max_length,
                                          teacher.version, store.url)
         if todo:
-            fresh = predict_logits(model, tokenizer, [snapshot.texts[i] for i in todo], cfg.max_length,
-                                   cfg.batch_size, desc="teacher forward")
-            store.put_many([keys[i] for i in todo], fresh)
-            cached.update({keys[i]: fresh[j] for j, i in enumerate(todo)})
+            fresh = teacher_features(model, tokenizer, [snapshot.texts[i] for i in todo], cfg.max_length,
+                                     layers, cfg.batch_size, desc="teacher forward")
+            # put_many is atomic per shard: logits last, so a row counts as cached only when complete
+            for kind in [*kinds[1:], KIND]:
+                store.put_many([kind_keys[kind][i] for i in todo], fresh[kind])
+                cached.update({kind_keys[kind][i]: fresh[kind][j] for j, i in enumerate(todo)})
         logits = np.stack([cached[k] for k in keys])
         # gc keeps what some snapshot references: this snapshot (by its content digest) under this teacher.
-        store.record_ref(f"{md5_file(snapshot_path)}--{teacher.version}--{KIND}{cfg.max_length}", keys)
-        write_teacher_outputs(TeacherOutputs(logits, teacher.version, names), outputs_path)
+        store.record_ref(f"{md5_file(snapshot_path)}--{teacher.version}--{KIND}{cfg.max_length}", all_keys)
+        features = {kind: np.stack([cached[k] for k in kind_keys[kind]]) for kind in kinds[1:]}
+        write_teacher_outputs(TeacherOutputs(logits, teacher.version, names, features), outputs_path)
         counters.update(teacher_version=teacher.version, teacher_forward_passes=len(todo),
                         cache_hits=len(keys) - len(todo), fidelity_passes=fidelity_passes,
                         integrity_problems=len(problems), cache_store=store.url)

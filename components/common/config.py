@@ -63,6 +63,11 @@ class StudentConfig:
     layers: tuple[int, ...] = (0, 5)
     config_overrides: dict[str, Any] = field(default_factory=dict)
     registered_name: str = "distillops-student"
+    # init=model: any pretrained model (local directory or HF id in the local cache), fresh head.
+    model: str = ""
+    # LoRA adapters (peft) on a pretrained student (init=model); 0 = train all weights.
+    lora_r: int = 0
+    lora_alpha: int = 16
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,26 @@ class DistillConfig:
     warmup_fraction: float = 0.1
     max_length: int = 64
     seed: int = 0
+    # Loss terms as {key: weight} (keys in components/train_student/losses.py); empty = Hinton's
+    # {kl: alpha, ce: 1 - alpha}, i.e. exactly temperature/alpha above.
+    losses: dict[str, float] = field(default_factory=dict)
+    # Feature losses: {student layer: teacher layer}, 0 = embeddings, i = encoder layer i.
+    layer_map: dict[str, int] = field(default_factory=dict)
+    # Learn a linear projection when student and teacher widths differ (FitNets); false = error.
+    projection: bool = True
+    grad_accumulation: int = 1
+    max_grad_norm: float = 1.0
+    schedule: str = "linear"
+    # Stop after this many epochs without validation improvement; 0 = never.
+    early_stopping_patience: int = 0
+    # Save a resumable checkpoint every N optimizer steps (and at each epoch end); 0 = epoch ends only.
+    checkpoint_every: int = 0
+    # MLflow step metrics every N optimizer steps.
+    log_every: int = 10
+    # Multi-teacher: more teacher references whose distributions are mixed with teacher.ref's.
+    extra_teachers: tuple[str, ...] = ()
+    # Weights of [teacher.ref, *extra_teachers]; empty = equal weights.
+    teacher_weights: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,8 +205,11 @@ def _validate(cfg: Config) -> None:
             f"data.validation_fraction + data.test_fraction = "
             f"{d.validation_fraction + d.test_fraction} leaves no training rows"
         )
-    if cfg.student.init not in ("teacher_layers", "config"):
-        problems.append(f"student.init: expected 'teacher_layers' or 'config', got {cfg.student.init!r}")
+    if cfg.student.init not in ("teacher_layers", "config", "model"):
+        problems.append(f"student.init: expected 'teacher_layers', 'config' or 'model', got {cfg.student.init!r}")
+    if cfg.student.init == "model" and not cfg.student.model:
+        problems.append("student.model: init=model needs a model path or id")
+    problems.extend(_validate_distill(cfg.distill))
     if cfg.student.init == "teacher_layers" and not cfg.student.layers:
         problems.append("student.layers: at least one teacher layer is needed")
     if cfg.distill.temperature <= 0:
@@ -195,6 +223,30 @@ def _validate(cfg: Config) -> None:
         problems.append(f"cache.fidelity_sample: must be >= 0, got {cfg.cache.fidelity_sample}")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _validate_distill(d: DistillConfig) -> list[str]:
+    problems = []
+    for key, w in d.losses.items():
+        if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
+            problems.append(f"distill.losses.{key}: expected a weight >= 0, got {w!r}")
+    for s_layer, t_layer in d.layer_map.items():
+        if not str(s_layer).isdigit() or isinstance(t_layer, bool) or not isinstance(t_layer, int) or t_layer < 0:
+            problems.append(f"distill.layer_map: expected student layer: teacher layer (integers >= 0), "
+                            f"got {s_layer!r}: {t_layer!r}")
+    if d.grad_accumulation < 1:
+        problems.append(f"distill.grad_accumulation: must be >= 1, got {d.grad_accumulation}")
+    if d.schedule not in ("linear", "cosine"):
+        problems.append(f"distill.schedule: expected 'linear' or 'cosine', got {d.schedule!r}")
+    if d.teacher_weights and len(d.teacher_weights) != 1 + len(d.extra_teachers):
+        problems.append(f"distill.teacher_weights: {len(d.teacher_weights)} weights for "
+                        f"{1 + len(d.extra_teachers)} teachers (teacher.ref + distill.extra_teachers)")
+    return problems
+
+
+def layer_pairs(d: DistillConfig) -> tuple[tuple[int, int], ...]:
+    """distill.layer_map as sorted (student layer, teacher layer) pairs."""
+    return tuple(sorted((int(s), int(t)) for s, t in d.layer_map.items()))
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -276,7 +328,8 @@ del _cls
 # changes only when its own settings change (a new gate threshold does not retrain the student).
 STEP_SECTIONS = {
     "version_data": ("data",),
-    "cache_teacher_outputs": ("teacher", "cache"),
+    # cache: where the store lives; distill: the features the configured losses need (layer_map).
+    "cache_teacher_outputs": ("teacher", "cache", "distill"),
     "train_student": ("student", "distill"),
     "benchmark_gate": ("gate", "distill", "teacher", "student"),
     "promote": ("student",),

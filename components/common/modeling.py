@@ -155,4 +155,95 @@ def build_student_from_config(teacher, overrides: dict):
     if config.hidden_size == teacher.config.hidden_size:
         emb = {k: v for k, v in teacher.state_dict().items() if ".embeddings." in k}
         student.load_state_dict(emb, strict=False)
+    else:
+        init_embeddings_by_pca(teacher, student)
     return student
+
+
+def principal_directions(matrix: torch.Tensor, k: int) -> torch.Tensor:
+    """The top-k principal directions [d, k] of the rows of `matrix` [n, d] (eigenvectors of the
+    covariance, largest eigenvalue first)."""
+    x = matrix.double()
+    x = x - x.mean(0, keepdim=True)
+    _, vectors = torch.linalg.eigh(x.T @ x)
+    return vectors[:, -k:].flip(1).to(matrix.dtype)
+
+
+@torch.no_grad()
+def init_embeddings_by_pca(teacher, student) -> None:
+    """Initialise a narrower student's embeddings from the teacher's: word, position and token-type
+    tables are projected onto the top principal directions of the teacher's word-embedding matrix.
+
+    One linear map V [H_t, H_s] for all three tables keeps their sum (what the embedding LayerNorm
+    sees) equal to the projection of the teacher's sum; the LayerNorm then rescales. The first
+    components carry most of the variance, so the student starts with the teacher's token geometry
+    (the same idea as the low-rank embedding factorisation of ALBERT, Lan et al. 2020).
+    """
+    s_width, t_width = student.config.hidden_size, teacher.config.hidden_size
+    if s_width > t_width:
+        return  # nothing to project onto; keep the random init
+    t_emb, s_emb = teacher.base_model.embeddings, student.base_model.embeddings
+    v = principal_directions(t_emb.word_embeddings.weight, s_width)
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        src, dst = getattr(t_emb, name, None), getattr(s_emb, name, None)
+        if src is None or dst is None:
+            continue
+        rows = min(src.weight.shape[0], dst.weight.shape[0])
+        dst.weight[:rows] = src.weight[:rows] @ v
+
+
+def build_student_from_model(path: str | Path, names: Sequence[str], lora_r: int = 0, lora_alpha: int = 16,
+                             lora_dropout: float = 0.0):
+    """Any pretrained model (a local directory or an HF id in the local cache) with a fresh head for
+    `names`; with lora_r > 0 the encoder is frozen and LoRA adapters (Hu et al. 2021) are trained on
+    its attention projections through peft, then merged into the weights when saved."""
+    from transformers import AutoModelForSequenceClassification
+
+    student = AutoModelForSequenceClassification.from_pretrained(
+        str(path), num_labels=len(names), id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True)
+    if lora_r <= 0:
+        return student
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ModelError("student.lora_r > 0 needs peft installed (pip install peft)") from exc
+    modules = sorted({n.rsplit(".", 1)[-1] for n, _ in student.named_modules() if n.endswith(("query", "value"))})
+    if not modules:
+        raise ModelError(f"{path}: no attention 'query'/'value' projections to put LoRA adapters on")
+    config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules,
+                        modules_to_save=["classifier"], task_type="SEQ_CLS")
+    return get_peft_model(student, config)
+
+
+def check_same_tokenizer(teacher_tokenizer, student_tokenizer, where: str = "student") -> None:
+    """Token-level distillation and shared inputs need the same vocabulary: fail before training."""
+    tv, sv = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
+    if tv != sv:
+        diff = sorted(set(tv.items()) ^ set(sv.items()))[:3]
+        raise ModelError(f"{where}: tokenizer does not match the teacher's ({len(sv)} vs {len(tv)} entries; "
+                         f"first differences {diff}); use a student built from the teacher or with its tokenizer")
+
+
+@torch.inference_mode()
+def teacher_features(model, tokenizer, texts: Sequence[str], max_length: int, pooled_layers: Sequence[int] = (),
+                     batch_size: int = 64, desc: str | None = None) -> dict[str, np.ndarray]:
+    """Logits and, per requested layer, the attention-mask mean of its hidden states (0 = embeddings,
+    i = encoder layer i): {"logits": [n, C], "pooled:{i}": [n, H]}, float32, rows in input order."""
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = {"logits": np.zeros((len(texts), model.config.num_labels), dtype=np.float32)}
+    for layer in pooled_layers:
+        out[f"pooled:{layer}"] = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    batches = range(0, len(order), batch_size)
+    for start in tqdm(batches, desc=desc, disable=desc is None, unit="batch"):
+        idx = order[start:start + batch_size]
+        enc = encode(tokenizer, [texts[i] for i in idx], max_length)
+        res = model(**enc, output_hidden_states=bool(pooled_layers))
+        out["logits"][idx] = res.logits.float().numpy()
+        if pooled_layers:
+            m = enc["attention_mask"].unsqueeze(-1).float()
+            for layer in pooled_layers:
+                h = res.hidden_states[layer].float()
+                out[f"pooled:{layer}"][idx] = ((h * m).sum(1) / m.sum(1).clamp(min=1.0)).numpy()
+    return out

@@ -4,34 +4,78 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 from components.cache_teacher_outputs.runner import check_labels
 from components.common import registry
-from components.common.config import config_from_json, config_to_dict
+from components.common.config import config_from_json, config_to_dict, layer_pairs
 from components.common.dataset import read_snapshot
 from components.common.home import Home
 from components.common.modeling import (
     build_student_from_config,
+    build_student_from_model,
     build_student_from_teacher_layers,
+    check_same_tokenizer,
     count_parameters,
+    label_names,
     load_classifier,
+    predict_logits,
     set_threads,
 )
 from components.common.steplog import record_step
 from components.common.teacher import resolve_teacher
 from components.common.teacher_outputs import read_teacher_outputs
 from components.common.tracking import flatten, metric_logger
-from components.train_student.core import TrainSettings, train_classifier
+from components.train_student.core import TrainSettings, device_for_training, train_classifier
+from components.train_student.losses import needs, resolve_losses
 
 log = logging.getLogger(__name__)
 LINEAGE_FILE = "distillops.json"
 
 
-def build_student(teacher_model, student_cfg):
+def build_student(teacher_model, student_cfg, teacher_tokenizer=None):
     if student_cfg.init == "teacher_layers":
         return build_student_from_teacher_layers(teacher_model, student_cfg.layers)
+    if student_cfg.init == "model":
+        from transformers import AutoTokenizer
+
+        if teacher_tokenizer is not None:
+            check_same_tokenizer(teacher_tokenizer, AutoTokenizer.from_pretrained(student_cfg.model),
+                                 f"student.model {student_cfg.model}")
+        return build_student_from_model(student_cfg.model, label_names(teacher_model), student_cfg.lora_r,
+                                        student_cfg.lora_alpha)
     return build_student_from_config(teacher_model, student_cfg.config_overrides)
+
+
+def extra_teacher_logits(h: Home, refs, texts, names: list[str], tokenizer, max_length: int):
+    """Logits of the multi-teacher extras on `texts`, through the content-keyed teacher cache.
+    Each must share the main teacher's label order and tokenizer. Returns (arrays, versions)."""
+    from components.cache_teacher_outputs.core import TeacherOutputStore, plan_rows, row_key
+    from components.common.hashing import digest_dir
+
+    arrays, versions = [], []
+    store = TeacherOutputStore(h.teacher_cache)
+    for ref in refs:
+        extra = resolve_teacher(ref, h)
+        model, tok = load_classifier(extra.path)
+        if label_names(model) != names:
+            raise ValueError(f"distill.extra_teachers {ref}: labels {label_names(model)} differ from the teacher's "
+                             f"{names}")
+        check_same_tokenizer(tokenizer, tok, f"distill.extra_teachers {ref}")
+        tokenizer_id = digest_dir(extra.path, ("tokenizer.json", "tokenizer_config.json", "vocab.txt"))[:16]
+        keys = [row_key(extra.version, tokenizer_id, max_length, "logits", t) for t in texts]
+        cached = store.get_many(keys)
+        todo = plan_rows(texts, keys, cached)
+        if todo:
+            fresh = predict_logits(model, tok, [texts[i] for i in todo], max_length, desc=f"teacher {ref}")
+            store.put_many([keys[i] for i in todo], fresh)
+            cached.update({keys[i]: fresh[j] for j, i in enumerate(todo)})
+        arrays.append(np.stack([cached[k] for k in keys]))
+        versions.append(extra.version)
+    return arrays, versions
 
 
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: str, config_json: str,
@@ -41,6 +85,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
     cfg = config_from_json(config_json)
     set_threads()
     with record_step(h, "train_student") as counters:
+        resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha)  # unknown loss keys fail before any work
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
         if len(outputs.logits) != len(snapshot):
@@ -49,14 +94,35 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
         check_labels(snapshot.label_names, outputs.label_names, snapshot_path)
         teacher = resolve_teacher(teacher_ref, h)
         teacher_model, tokenizer = load_classifier(teacher.path)
-        student = build_student(teacher_model, cfg.student)
+        if label_names(teacher_model) != outputs.label_names:
+            raise ValueError(f"{teacher_outputs_path}: label order {outputs.label_names} differs from teacher "
+                             f"{teacher_ref}'s {label_names(teacher_model)}")
+        student = build_student(teacher_model, cfg.student, tokenizer)
         label_id = {name: i for i, name in enumerate(outputs.label_names)}
         train_idx, val_idx = snapshot.indices("train"), snapshot.indices("validation")
         d = cfg.distill
+        chash = config_hash
+        safe_version = "".join(c if c.isalnum() else "_" for c in data_version)[:40]
+        checkpoint_dir = h.root / "checkpoints" / f"train_student-{chash}-{safe_version}"
         settings = TrainSettings(epochs=d.epochs, batch_size=d.batch_size, learning_rate=d.learning_rate,
                                  max_length=d.max_length, temperature=d.temperature, alpha=d.alpha,
-                                 weight_decay=d.weight_decay, warmup_fraction=d.warmup_fraction, seed=d.seed)
-        chash = config_hash
+                                 weight_decay=d.weight_decay, warmup_fraction=d.warmup_fraction, seed=d.seed,
+                                 losses=dict(d.losses), layer_map=layer_pairs(d), projection=d.projection,
+                                 grad_accumulation=d.grad_accumulation, max_grad_norm=d.max_grad_norm,
+                                 schedule=d.schedule, early_stopping_patience=d.early_stopping_patience,
+                                 checkpoint_dir=str(checkpoint_dir), checkpoint_every=d.checkpoint_every,
+                                 log_every=d.log_every)
+        need = needs(resolve_losses(settings.losses, settings.alpha))  # unknown loss keys fail here
+        train_texts = [snapshot.texts[i] for i in train_idx]
+        logit_sets = [outputs.logits[train_idx]]
+        extra_arrays, extra_versions = extra_teacher_logits(h, d.extra_teachers, train_texts, outputs.label_names,
+                                                            tokenizer, cfg.distill.max_length)
+        logit_sets += extra_arrays
+        live_teacher = teacher_model if need & {"hidden", "attention"} else None
+        device = device_for_training()
+        student.to(device)
+        if live_teacher is not None:
+            live_teacher.to(device)
         registry.connect(h)
         import mlflow
 
@@ -65,13 +131,20 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
                              "teacher_version": outputs.teacher_version, "config_hash": chash})
             mlflow.log_params(flatten({"student": config_to_dict(cfg)["student"],
                                        "distill": config_to_dict(cfg)["distill"]}))
+            if extra_versions:
+                mlflow.set_tag("extra_teacher_versions", json.dumps(extra_versions))
             result = train_classifier(
-                student, tokenizer, [snapshot.texts[i] for i in train_idx],
+                student, tokenizer, train_texts,
                 [label_id[snapshot.labels[i]] for i in train_idx], settings,
-                teacher_logits=outputs.logits[train_idx],
+                teacher_logits=logit_sets, teacher_weights=list(d.teacher_weights),
+                teacher_features={k: v[train_idx] for k, v in outputs.features.items()},
+                teacher_model=live_teacher, teacher_num_layers=teacher_model.config.num_hidden_layers,
                 val_texts=[snapshot.texts[i] for i in val_idx],
                 val_label_ids=[label_id[snapshot.labels[i]] for i in val_idx],
                 on_metrics=metric_logger(run_.info.run_id), desc="distil student")
+            student.to("cpu")
+            if hasattr(student, "merge_and_unload"):  # LoRA: fold the adapters into plain weights
+                student = student.merge_and_unload()
             params = count_parameters(student)
             mlflow.log_metrics({"student_parameters": params, "train_seconds": result.seconds,
                                 "best_validation_accuracy": result.best_validation_accuracy})
@@ -79,7 +152,11 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
         out.mkdir(parents=True, exist_ok=True)
         student.save_pretrained(out)  # safetensors by default
         tokenizer.save_pretrained(out)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the run finished; nothing left to resume
         lineage = {"data_version": data_version, "teacher_version": outputs.teacher_version,
+                   "extra_teachers": [{"ref": r, "teacher_version": v}
+                                      for r, v in zip(d.extra_teachers, extra_versions, strict=True)],
+                   "resumed_from_step": result.resumed_from_step, "stopped_early": result.stopped_early,
                    "teacher_ref": teacher_ref, "config_hash": chash, "mlflow_run_id": run_.info.run_id,
                    "config": config_to_dict(cfg), "parameters": params, "best_epoch": result.best_epoch,
                    "best_validation_accuracy": result.best_validation_accuracy, "train_seconds": result.seconds}

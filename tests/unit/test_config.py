@@ -68,3 +68,20 @@ def test_step_sections_are_minimal():
     cfg = Config()
     assert set(json.loads(step_config_json(cfg, "version_data"))) == {"data"}
     assert "gate" not in json.loads(step_config_json(cfg, "train_student"))
+
+
+def test_distill_loss_keys_and_layer_map_from_overrides():
+    from components.common.config import ConfigError, config_from_dict, layer_pairs
+
+    cfg = config_from_dict({}, ["distill.losses={kl: 0.5, ce: 0.5, pooled_mse: 1}", "distill.layer_map={2: 4, 1: 2}"])
+    assert cfg.distill.losses == {"kl": 0.5, "ce": 0.5, "pooled_mse": 1}
+    assert layer_pairs(cfg.distill) == ((1, 2), (2, 4))
+    assert config_from_dict({}).distill.losses == {}  # default: Hinton's mix from temperature/alpha
+    with pytest.raises(ConfigError, match="distill.losses.kl: expected a weight >= 0"):
+        config_from_dict({"distill": {"losses": {"kl": "high"}}})
+    with pytest.raises(ConfigError, match="distill.layer_map: expected student layer: teacher layer"):
+        config_from_dict({"distill": {"layer_map": {"first": 2}}})
+    with pytest.raises(ConfigError, match="distill.teacher_weights: 1 weights for 2 teachers"):
+        config_from_dict({"distill": {"extra_teachers": ["x"], "teacher_weights": [1]}})
+    with pytest.raises(ConfigError, match="student.model: init=model needs"):
+        config_from_dict({"student": {"init": "model"}})

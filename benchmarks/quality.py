@@ -1,0 +1,231 @@
+"""Quality benchmark: does distillation hold up on real data?
+
+For a dataset folder with train.jsonl and test.jsonl ({"text", "label"}), fine-tune the MiniLM
+teacher, then train one student architecture three ways, side by side in this one run:
+
+  (a) labels only (no distillation), (b) logit distillation (Hinton KL + CE),
+  (c) the best combination found: logits + pooled hidden-state matching + similarity preservation.
+
+Prints one JSON: teacher and student test accuracy / macro-F1, retention (student / teacher),
+parameter ratio, CPU batch-1 latency and batch-32 throughput ratios, and training times.
+
+    python -m benchmarks.quality --data ../shared/datasets/trec --out /tmp/q_trec.json
+
+A validation split (10% of train, fixed seed) picks each model's best epoch; the test set is only
+used for the reported figures. --test-limit evaluates on a fixed, seeded subset of the test set
+(recorded in the JSON) when time forces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.common.modeling import (
+    build_student_from_config,
+    count_parameters,
+    default_base_model,
+    measure_speed,
+    predict_logits,
+    set_threads,
+    teacher_features,
+)
+from components.train_student.core import TrainSettings, accuracy, train_classifier
+
+log = logging.getLogger("benchmarks.quality")
+
+
+def read_jsonl(path: Path) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            row = json.loads(line)
+            if "text" not in row or "label" not in row:
+                raise ValueError(f"{path}:{n}: expected keys text and label, got {sorted(row)}")
+            texts.append(row["text"])
+            labels.append(str(row["label"]))
+    return texts, labels
+
+
+def macro_f1(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
+    f1s = []
+    for c in range(n_labels):
+        tp = np.sum((pred == c) & (gold == c))
+        fp = np.sum((pred == c) & (gold != c))
+        fn = np.sum((pred != c) & (gold == c))
+        if tp + fp + fn == 0:
+            continue
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(f1s))
+
+
+def scores(model, tokenizer, texts, gold, max_length, n_labels) -> dict[str, float]:
+    logits = predict_logits(model, tokenizer, texts, max_length)
+    return {"accuracy": accuracy(logits, gold), "macro_f1": macro_f1(logits.argmax(-1), np.asarray(gold), n_labels)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl")
+    p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--teacher-lr", type=float, default=5e-5)
+    p.add_argument("--teacher-dir", help="reuse a teacher fine-tuned by an earlier run of this script (saved here)")
+    p.add_argument("--student-epochs", type=int, default=10)
+    p.add_argument("--student-lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--student-hidden", type=int, default=128)
+    p.add_argument("--student-layers", type=int, default=4)
+    p.add_argument("--student-heads", type=int, default=4)
+    p.add_argument("--student-intermediate", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--variants", default="labels_only,logits,best", help="comma-separated subset")
+    p.add_argument("--best-losses", default="kl=0.5,ce=0.5,pooled_mse=1.0,sp=1.0",
+                   help="loss terms of variant (c), key=weight,...")
+    p.add_argument("--layer-map", default="1:2,2:4,3:5,4:6", help="student:teacher layers of variant (c)")
+    p.add_argument("--train-limit", type=int, default=0, help="use a fixed seeded subset of train (0 = all)")
+    p.add_argument("--test-limit", type=int, default=0, help="evaluate on a fixed seeded subset of test (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    os.environ.setdefault("DISTILLOPS_PROGRESS", "0")
+    set_threads()
+    data = Path(args.data)
+    tr_x, tr_y = read_jsonl(data / "train.jsonl")
+    te_x, te_y = read_jsonl(data / "test.jsonl")
+    rng = random.Random(args.seed)
+    if args.train_limit and args.train_limit < len(tr_x):
+        keep = sorted(rng.sample(range(len(tr_x)), args.train_limit))
+        tr_x, tr_y = [tr_x[i] for i in keep], [tr_y[i] for i in keep]
+    if args.test_limit and args.test_limit < len(te_x):
+        keep = sorted(random.Random(args.seed + 1).sample(range(len(te_x)), args.test_limit))
+        te_x, te_y = [te_x[i] for i in keep], [te_y[i] for i in keep]
+    names = sorted(set(tr_y))
+    unknown = sorted(set(te_y) - set(names))
+    if unknown:
+        raise ValueError(f"{data / 'test.jsonl'}: labels {unknown} never occur in train.jsonl")
+    lid = {n: i for i, n in enumerate(names)}
+    order = list(range(len(tr_x)))
+    random.Random(args.seed).shuffle(order)
+    n_val = max(1, len(order) // 10)
+    val_i, fit_i = sorted(order[:n_val]), sorted(order[n_val:])
+    fx, fy = [tr_x[i] for i in fit_i], [lid[tr_y[i]] for i in fit_i]
+    vx, vy = [tr_x[i] for i in val_i], [lid[tr_y[i]] for i in val_i]
+    ty = [lid[y] for y in te_y]
+    L = args.max_length
+    report: dict = {"dataset": str(data), "labels": len(names), "train_rows": len(fx), "validation_rows": len(vx),
+                    "test_rows": len(te_x), "test_subset": bool(args.test_limit), "max_length": L,
+                    "torch_threads": torch.get_num_threads(), "args": vars(args)}
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    teacher_dir = Path(args.teacher_dir) if args.teacher_dir else None
+    if teacher_dir is not None and (teacher_dir / "config.json").is_file():
+        teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir))
+        tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
+        meta = json.loads((teacher_dir / "benchmark_teacher.json").read_text())
+        if meta["labels"] != names or meta["fit_rows"] != len(fx):
+            raise ValueError(f"{teacher_dir}: teacher was trained on another label set or split")
+        report["teacher_train_seconds"] = meta["train_seconds"]
+        report["teacher_reused_from"] = str(teacher_dir)
+    else:
+        base = default_base_model()
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        teacher = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(names), id2label=dict(enumerate(names)), label2id=lid)
+        ts = TrainSettings(epochs=args.teacher_epochs, batch_size=args.batch_size, learning_rate=args.teacher_lr,
+                           max_length=L, losses={"ce": 1.0}, seed=args.seed)
+        res = train_classifier(teacher, tokenizer, fx, fy, ts, val_texts=vx, val_label_ids=vy, desc="teacher")
+        report["teacher_train_seconds"] = res.seconds
+        log.info("teacher trained in %.0fs, validation %.4f", res.seconds, res.best_validation_accuracy)
+        if teacher_dir is not None:
+            teacher.save_pretrained(teacher_dir)
+            tokenizer.save_pretrained(teacher_dir)
+            (teacher_dir / "benchmark_teacher.json").write_text(json.dumps(
+                {"labels": names, "fit_rows": len(fx), "train_seconds": res.seconds}))
+    teacher.eval()
+    report["teacher"] = {**scores(teacher, tokenizer, te_x, ty, L, len(names)),
+                         "parameters": count_parameters(teacher)}
+    log.info("teacher test %s", report["teacher"])
+
+    layer_map = tuple(tuple(int(x) for x in pair.split(":")) for pair in args.layer_map.split(",") if pair)
+    t0 = time.perf_counter()
+    feats = teacher_features(teacher, tokenizer, fx, L, pooled_layers=sorted({t for _, t in layer_map}
+                                                                               | {teacher.config.num_hidden_layers}))
+    report["teacher_outputs_seconds"] = time.perf_counter() - t0
+    pooled = {k: v for k, v in feats.items() if k.startswith("pooled:")}
+
+    overrides = {"hidden_size": args.student_hidden, "num_hidden_layers": args.student_layers,
+                 "num_attention_heads": args.student_heads, "intermediate_size": args.student_intermediate}
+    best_losses = {k: float(v) for k, v in (kv.split("=") for kv in args.best_losses.split(",") if kv)}
+    variants = {
+        "labels_only": dict(losses={"ce": 1.0}),
+        "logits": dict(losses={"kl": args.alpha, "ce": 1 - args.alpha}),
+        "best": dict(losses=best_losses, layer_map=layer_map),
+    }
+    report["students"] = {}
+    student_models = {}
+    for name in [v for v in args.variants.split(",") if v]:
+        torch.manual_seed(args.seed)
+        student = build_student_from_config(teacher, overrides)
+        s = TrainSettings(epochs=args.student_epochs, batch_size=args.batch_size, learning_rate=args.student_lr,
+                          max_length=L, temperature=args.temperature, seed=args.seed, **variants[name])
+        res = train_classifier(student, tokenizer, fx, fy, s, teacher_logits=feats["logits"], val_texts=vx,
+                               val_label_ids=vy, teacher_features=pooled,
+                               teacher_num_layers=teacher.config.num_hidden_layers, desc=name)
+        sc = scores(student, tokenizer, te_x, ty, L, len(names))
+        report["students"][name] = {
+            **sc, "losses": variants[name]["losses"], "layer_map": [list(m) for m in variants[name].get(
+                "layer_map", ())], "best_epoch": res.best_epoch, "validation_accuracy": res.best_validation_accuracy,
+            "train_seconds": res.seconds, "retention_accuracy": sc["accuracy"] / report["teacher"]["accuracy"],
+            "retention_macro_f1": sc["macro_f1"] / report["teacher"]["macro_f1"]}
+        student_models[name] = student
+        log.info("student %s: %s", name, report["students"][name])
+        if args.out:  # partial results survive a kill
+            Path(args.out).write_text(json.dumps(report, indent=2))
+
+    any_student = next(iter(student_models.values()))
+    report["student_parameters"] = count_parameters(any_student)
+    report["student_config"] = overrides
+    report["parameter_ratio"] = report["student_parameters"] / report["teacher"]["parameters"]
+    # Side by side, same texts, same threads, interleaved twice to spread out machine noise.
+    speed_t, speed_s = [], []
+    for _ in range(2):
+        speed_t.append(measure_speed(teacher, tokenizer, te_x, L, latency_samples=64, throughput_batches=10))
+        speed_s.append(measure_speed(any_student, tokenizer, te_x, L, latency_samples=64, throughput_batches=10))
+    t_lat = min(x["latency_p50_ms"] for x in speed_t)
+    s_lat = min(x["latency_p50_ms"] for x in speed_s)
+    t_thr = max(x["throughput_rows_per_s"] for x in speed_t)
+    s_thr = max(x["throughput_rows_per_s"] for x in speed_s)
+    report["speed"] = {"teacher_latency_p50_ms": t_lat, "student_latency_p50_ms": s_lat,
+                       "latency_speedup": t_lat / s_lat, "teacher_throughput_rows_per_s": t_thr,
+                       "student_throughput_rows_per_s": s_thr, "throughput_speedup_batch32": s_thr / t_thr}
+    st = report["students"]
+    report["targets"] = {
+        "params_at_most_quarter": report["parameter_ratio"] <= 0.25,
+        "throughput_at_least_3x": report["speed"]["throughput_speedup_batch32"] >= 3,
+    }
+    if "best" in st:
+        report["targets"]["best_retention_at_least_0.97"] = st["best"]["retention_accuracy"] >= 0.97
+        if "labels_only" in st:
+            report["targets"]["best_beats_labels_only"] = st["best"]["accuracy"] > st["labels_only"]["accuracy"]
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""cache_teacher_outputs + train_student runners with composed losses: the cache stores exactly the
+mapped layers' features (by content), the trainer reads them, the lineage names every teacher."""
+
+import json
+
+import pytest
+from fakes import make_rows, make_tiny_teacher, write_jsonl
+from safetensors import safe_open
+
+from components.cache_teacher_outputs import runner as cache_step
+from components.common.config import config_from_dict, step_config_json
+from components.common.registry_keys import RegistryKeyError
+from components.train_student import runner as train_step
+from components.version_data import runner as version_step
+
+
+def test_composed_losses_through_the_cache_and_multi_teacher(home, tmp_path, tiny_teacher):
+    second = make_tiny_teacher(tmp_path / "second", seed=1)
+    cfg = config_from_dict({
+        "student": {"init": "config", "config_overrides": {"hidden_size": 16, "num_attention_heads": 2,
+                                                           "intermediate_size": 32, "num_hidden_layers": 2}},
+        "distill": {"epochs": 1, "losses": {"kl": 0.5, "ce": 0.5, "pooled_mse": 1.0, "sp": 0.5},
+                    "layer_map": {"1": 2, "2": 4}, "extra_teachers": [str(second)], "teacher_weights": [2, 1],
+                    "checkpoint_every": 2}})
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
+                         step_config_json(cfg, "version_data"), str(snap))
+    outputs = tmp_path / "t.safetensors"
+    first = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+                           str(outputs))
+    assert first["teacher_forward_passes"] == 60
+    with safe_open(str(outputs), framework="numpy") as f:
+        assert sorted(f.keys()) == ["logits", "pooled:2", "pooled:4"]  # mapped layers + last (for sp)
+        assert f.get_tensor("pooled:2").shape == (60, 32)
+    again = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+                           str(tmp_path / "t2.safetensors"))
+    assert again["teacher_forward_passes"] == 0  # features are cached by content like the logits
+
+    out = tmp_path / "student"
+    result = train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
+                            step_config_json(cfg, "train_student"), v["data_version"], str(out), "hash0")
+    lineage = json.loads((out / "distillops.json").read_text())
+    assert lineage["extra_teachers"][0]["ref"] == str(second)
+    assert lineage["extra_teachers"][0]["teacher_version"].startswith("local+sha256:")
+    assert result["parameters"] < 60_000
+    assert not (home / "checkpoints" / f"train_student-hash0-{v['data_version']}").exists()
+
+    bad = config_from_dict({"distill": {"losses": {"kl_div": 1.0}}})
+    with pytest.raises(RegistryKeyError, match="unknown loss key 'kl_div'"):
+        train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), step_config_json(bad, "train_student"),
+                       v["data_version"], str(tmp_path / "bad"), "hash1")
+    assert not (tmp_path / "bad").exists()
