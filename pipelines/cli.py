@@ -104,7 +104,73 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--student", required=True)
     p.add_argument("--gate-report", required=True, help="gate.json written by benchmark-gate")
+    _add_audit_commands(sub)
     return parser
+
+
+def _add_audit_commands(sub) -> None:
+    """`audit show|verify|sync` and `rollback`: the promotion history of a registered model."""
+    p = sub.add_parser("audit", help="the promotion audit log: show, verify, sync",
+                       description="Every promotion, refusal and rollback of a model, as a hash-chained log under "
+                       "<home>/audit/<model>.jsonl mirrored in the registry (the <model>-ledger versions).",
+                       epilog=EPILOG)
+    p.add_argument("action", choices=("show", "verify", "sync"),
+                   help="show: print the history; verify: detect any edit or deletion (exit 1); "
+                   "sync: append registry entries this home has not seen and complete pending changes")
+    _add_common(p)
+    p.add_argument("--model", help="registered model (default: student.registered_name)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("rollback", help="re-point champion to previous (recorded in the audit log)",
+                       description="Make the previous champion champion again; the rolled-back version becomes "
+                       "previous, so a second rollback undoes the first.", epilog=EPILOG)
+    _add_common(p)
+    p.add_argument("--model", help="registered model (default: student.registered_name)")
+    p.add_argument("--reason", default="", help="why (recorded)")
+
+
+def cmd_audit(args) -> int:
+    from components.common import registry
+    from components.promote import audit
+
+    home, name = _home(args), args.model or _config(args).student.registered_name
+    client = registry.connect(home)
+    if args.action == "verify":
+        problems = audit.verify(client, home, name)
+        n = len(audit.show(home, name))
+        if args.json:
+            print(json.dumps({"model": name, "entries": n, "intact": not problems, "problems": problems}))
+        else:
+            print(f"{name}: {n} entries, " + ("intact" if not problems else f"{len(problems)} problem(s)"))
+            for problem in problems:
+                print(f"  - {problem}")
+        return 1 if problems else 0
+    if args.action == "sync":
+        state, entries = audit.sync(client, home, name)
+        print(json.dumps({"model": name, "entries": len(entries), "champion": state.champion,
+                          "previous": state.previous}))
+        return 0
+    entries = audit.show(home, name)
+    if args.json:
+        print(json.dumps(entries))
+        return 0
+    for e in entries:
+        r, o = e.get("record", {}), e.get("outcome", {})
+        print(f"{e.get('seq', '?'):>4} {r.get('at', '?')} {r.get('actor', '?'):24s} {r.get('action', '?'):8s} "
+              f"v{r.get('version') or '-':<4} {o.get('status', '?'):9s} {o.get('why', '')}")
+        for reason in r.get("reasons", []):
+            print(f"       - {reason}")
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from components.common import registry
+    from components.promote import audit
+
+    home, name = _home(args), args.model or _config(args).student.registered_name
+    result = audit.rollback(registry.connect(home), home, name, args.reason)
+    print(json.dumps(result, indent=2))
+    return 0 if result["outcome"]["status"] == "applied" else 1
 
 
 def _config(args):
@@ -240,6 +306,7 @@ def cmd_step(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
+COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,12 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     from components.common.dataset import DatasetError
     from components.common.modeling import ModelError
     from components.common.registry import RegistryError
+    from components.promote.audit import AuditError
+    from components.promote.runner import PromotionRefused
 
     try:
         return COMMANDS.get(args.command, cmd_step)(args)
     except (ConfigError, DatasetError, ModelError, RegistryError, FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (AuditError, PromotionRefused) as exc:
+        print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
+        return 1
     except RuntimeError as exc:  # a failed kfp.local task: its log is above
         print(f"distillops {args.command}: failed: {exc}", file=sys.stderr)
         return 1
