@@ -296,7 +296,7 @@ def cmd_step(args) -> int:
 
         out = Path(args.out_dir)
         result = run(str(home.root), args.snapshot, args.teacher_outputs, args.student, teacher, cj,
-                     str(out / "gate.json"), str(out / "gate.md"))
+                     str(out / "gate.json"), str(out / "gate.md"), str(out / "gate.html"))
     else:
         from components.promote.runner import run
 
