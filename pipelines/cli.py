@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default=None, help="text column of the production file (default: data.text_column)")
     p.add_argument("--model", default=None, help="model to monitor (default: models:/<student>@champion)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON on stdout")
+    p.add_argument("--redistill", action="store_true",
+                   help="close the loop: on drift, add the production inputs (labelled by the teacher) to a new data "
+                   "version and run the distillation DAG, gate and promotion (the drift_redistill pipeline)")
 
     p = sub.add_parser("compile", help="compile both DAGs to KFP IR YAML",
                        description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster.")
@@ -250,6 +253,13 @@ def cmd_teacher(args) -> int:
 def cmd_monitor(args) -> int:
     from pipelines.local import run_monitor
 
+    if args.redistill:
+        from pipelines.local import run_drift_loop
+
+        with _stdout_to_stderr(args.json):
+            summary = run_drift_loop(_home(args), _config(args), args.production, args.text_column, args.model)
+        print(json.dumps(summary, sort_keys=True, indent=None if args.json else 2))
+        return 0
     with _stdout_to_stderr(args.json):
         verdict = run_monitor(_home(args), _config(args), args.production, args.text_column, args.model)
     if args.json:

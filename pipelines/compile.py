@@ -14,7 +14,10 @@ def compile_all(output_dir: str | Path) -> list[Path]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for func, name in ((distill_pipeline, "distill_pipeline.yaml"), (drift_pipeline, "drift_pipeline.yaml")):
+    from pipelines.drift import drift_redistill_pipeline
+
+    for func, name in ((distill_pipeline, "distill_pipeline.yaml"), (drift_pipeline, "drift_pipeline.yaml"),
+                       (drift_redistill_pipeline, "drift_redistill_pipeline.yaml")):
         path = out / name
         compiler.Compiler().compile(func, str(path))
         written.append(path)

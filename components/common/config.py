@@ -117,6 +117,15 @@ class DriftConfig:
     column_drift_share: float = 0.5
     stattest_threshold: float = 0.05
     label_drift: bool = True
+    # Embedding drift (Evidently's domain-classifier method on the monitored model's mean-pooled
+    # embeddings): drift when the classifier's ROC AUC separating the batches exceeds this.
+    embedding_drift: bool = True
+    embedding_threshold: float = 0.55
+    # Teacher-student disagreement on a sample of production inputs vs the reference sample.
+    disagreement_sample: int = 200
+    max_disagreement_increase: float = 0.10
+    # Production rows added to the next data version when drift starts redistillation.
+    redistill_max_rows: int = 5000
 
 
 @dataclass(frozen=True)
@@ -286,7 +295,8 @@ STEP_SECTIONS = {
     "train_student": ("student", "distill"),
     "benchmark_gate": ("gate", "distill", "teacher", "student"),
     "promote": ("student",),
-    "monitor_drift": ("drift", "data", "student", "distill"),
+    "monitor_drift": ("drift", "data", "student", "distill", "teacher"),
+    "prepare_redistill": ("drift", "data", "teacher"),
 }
 
 

@@ -208,7 +208,7 @@ def append_ledger(client, name: str, record_json: str, attempts: int = 5) -> int
     last: Exception | None = None
     for _ in range(attempts):
         try:
-            mv = client.create_model_version(ledger, f"distillops-ledger://{name}", tags={"record": record_json},
+            mv = client.create_model_version(ledger, f"distillops-ledger://{name}/entry", tags={"record": record_json},
                                              description="distillops promotion ledger entry")
             return int(mv.version)
         except MlflowException as exc:

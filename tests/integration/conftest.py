@@ -61,7 +61,8 @@ class MlflowServer:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path, monkeypatch):
+def mlflow_server(home, tmp_path, monkeypatch):
+    """Depends on `home`, which clears MLFLOW_TRACKING_URI: this fixture must set it after."""
     server = MlflowServer(tmp_path / "server").start()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     # A dead server must fail fast, not after MLflow's default minutes of retries.

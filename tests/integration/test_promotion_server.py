@@ -34,6 +34,7 @@ def _aliases():
 def test_promote_rollback_and_audit_against_a_server(mlflow_server, home, tmp_path):
     h = Home.resolve(home)
     client = registry.connect(h)
+    assert mlflow.get_tracking_uri() == mlflow_server.uri  # the server, not a sqlite file
     s1, g1 = make_promotable(tmp_path, 1)
     first = _promote(home, s1, g1)
     assert (first["action"], first["version"], first["outcome"]["status"]) == ("register", "1", "applied")
