@@ -113,6 +113,12 @@ def sync(client, home: Home, name: str, max_rounds: int = 50) -> tuple[ChampionS
     writer always writes the state of the complete ledger.
     """
     path = audit_path(home, name)
+    if not registry.read_ledger(client, name):
+        aliases = registry.get_aliases(client, name)
+        if aliases.get("champion"):
+            registry.append_ledger(client, name, canonical(new_record(
+                "adopt", name, aliases["champion"], None, ["aliases set before this registry had a ledger"],
+                {"previous": aliases.get("previous", "")}) | {"previous": aliases.get("previous")}))
     for _ in range(max_rounds):
         ledger = registry.read_ledger(client, name)
         _check_ledger(ledger, name)

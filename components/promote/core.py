@@ -73,6 +73,13 @@ def apply_record(state: ChampionState, record: dict) -> tuple[ChampionState, Out
 
     if action == "refuse":
         return state, Outcome("recorded", "refusal recorded; no registry change", state.champion, state.previous)
+    if action == "adopt":
+        # The aliases found on a registry that had no ledger yet become the ledger's starting state.
+        if state.champion is not None or version is None:
+            return rejected("the ledger already has a champion; nothing to adopt")
+        new = ChampionState(version, _norm(record.get("previous")))
+        return new, Outcome("applied", f"adopted the existing aliases: champion {version}, previous "
+                            f"{new.previous or 'none'}", new.champion, new.previous)
     if action not in ("promote", "rollback"):
         return rejected(f"unknown action {action!r}")
     if expected != state.champion:

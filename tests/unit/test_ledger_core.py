@@ -56,3 +56,10 @@ def test_mirror_comparison():
     assert any("deleted there" in p for p in compare_with_mirror(entries, mirror[:2]))
     forged = [(s, {**r, "version": "9"} if s == 2 else r, t) for s, r, t in mirror]
     assert any("differs from the registry" in p for p in compare_with_mirror(entries, forged))
+
+
+def test_adopting_aliases_found_before_the_ledger():
+    adopt = {"action": "adopt", "version": "4", "previous": "3"}
+    state, outcomes = fold_ledger([adopt, adopt, promote("5", "4")])
+    assert [o.status for o in outcomes] == ["applied", "rejected", "applied"]
+    assert (state.champion, state.previous) == ("5", "4")
