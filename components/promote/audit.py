@@ -64,9 +64,11 @@ def new_record(action: str, model: str, version: str | None, expected_champion: 
     record = {"action": action, "model": model, "version": version, "expected_champion": expected_champion,
               "actor": actor(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "attempt_id": uuid.uuid4().hex, "reasons": [str(r)[:300] for r in reasons][:10],
-              "lineage": {k: str(v)[:300] for k, v in lineage.items()}}
+              "lineage": {k: str(v)[:1000] for k, v in lineage.items()}}
     while len(canonical(record)) > registry.MAX_RECORD_CHARS and record["reasons"]:
         record["reasons"].pop()
+    if len(canonical(record)) > registry.MAX_RECORD_CHARS:
+        record["lineage"] = {k: v[:120] for k, v in record["lineage"].items()}
     return record
 
 

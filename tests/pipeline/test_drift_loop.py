@@ -88,5 +88,6 @@ def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, wor
     assert verdict["disagreement"]["n_production"] == 60 and verdict["embedding"]["method"]
     entries = audit.show(home, "distillops-student")
     assert [e["record"]["action"] for e in entries] == ["promote", "promote"]
-    assert json.loads(entries[1]["record"]["lineage"]["trigger"])["drift_run_id"] == loop["drift_run_id"]
+    assert entries[1]["record"]["lineage"]["trigger_drift_run_id"] == loop["drift_run_id"]
+    assert json.loads(entries[1]["record"]["lineage"]["trigger"])["rows_added"] == 80
     assert audit.verify(client, home, "distillops-student") == []
