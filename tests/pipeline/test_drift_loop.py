@@ -7,7 +7,7 @@ import json
 import mlflow
 import pytest
 import yaml
-from fakes import make_rows, make_tiny_teacher, vocabulary, write_jsonl
+from fakes import make_rows, write_jsonl
 
 from components.common.config import config_from_dict
 from components.common.home import Home
@@ -34,31 +34,13 @@ def shifted(n: int) -> list[dict]:
             enumerate(make_rows(n, seed=42))]
 
 
-@pytest.fixture(scope="module")
-def word_teacher(tmp_path_factory):
-    """The tiny teacher with a tokenizer that knows its words.
-
-    fakes.make_tiny_teacher's BertTokenizerFast(vocab_file=...) loads a 5-token vocabulary under
-    transformers 5 (every word becomes [UNK]), so all texts of one length look the same to the
-    model and the drift monitor rightly refuses their constant embeddings. Built from the vocab
-    dict instead, words are words.
-    """
-    from transformers import BertTokenizerFast
-
-    path = make_tiny_teacher(tmp_path_factory.mktemp("word_teacher") / "model")
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocabulary())})
-    assert tokenizer.convert_tokens_to_ids("goal") != tokenizer.unk_token_id
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, word_teacher, monkeypatch):
+def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, tiny_teacher, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     home = Home.resolve(tmp_path / "home")
     data = write_jsonl(make_rows(120), tmp_path / "data.jsonl")
     config = tmp_path / "params.yaml"
     config.write_text(yaml.safe_dump(OVERRIDES))
-    assert main(["teacher", "--home", str(home.root), "--data", str(data), "--base", str(word_teacher),
+    assert main(["teacher", "--home", str(home.root), "--data", str(data), "--base", str(tiny_teacher),
                  "--config", str(config)]) == 0
     cfg = config_from_dict(OVERRIDES)
     first = run_distill(home, cfg, str(data))
@@ -86,6 +68,8 @@ def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, wor
     assert drift_run.data.tags["drifted"] == "True"
     verdict = json.loads(open(loop["verdict_json"]).read())
     assert verdict["disagreement"]["n_production"] == 60 and verdict["embedding"]["method"]
+    gate_pages = list(home.reports.glob("gate-*.html"))
+    assert len(gate_pages) == 2 and all("data:image/png;base64," in p.read_text() for p in gate_pages)
     entries = audit.show(home, "distillops-student")
     assert [e["record"]["action"] for e in entries] == ["promote", "promote"]
     assert entries[1]["record"]["lineage"]["trigger_drift_run_id"] == loop["drift_run_id"]
