@@ -277,6 +277,9 @@ def cmd_compile(args) -> int:
 
     for path in compile_all(args.output_dir):
         print(path)
+    from pipelines.compile import compile_redistill
+
+    print(compile_redistill(args.output_dir))
     return 0
 
 

@@ -14,11 +14,18 @@ def compile_all(output_dir: str | Path) -> list[Path]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    from pipelines.drift import drift_redistill_pipeline
-
-    for func, name in ((distill_pipeline, "distill_pipeline.yaml"), (drift_pipeline, "drift_pipeline.yaml"),
-                       (drift_redistill_pipeline, "drift_redistill_pipeline.yaml")):
+    for func, name in ((distill_pipeline, "distill_pipeline.yaml"), (drift_pipeline, "drift_pipeline.yaml")):
         path = out / name
         compiler.Compiler().compile(func, str(path))
         written.append(path)
     return written
+
+
+def compile_redistill(output_dir: str | Path) -> Path:
+    """The closed drift loop (drift -> redistil -> gate -> promote), for a recurring run on a cluster."""
+    from pipelines.drift import drift_redistill_pipeline
+
+    path = Path(output_dir) / "drift_redistill_pipeline.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(drift_redistill_pipeline, str(path))
+    return path
