@@ -4,6 +4,8 @@
     distillops run --data my.jsonl --teacher models:/my-teacher@champion --config params.yaml
     distillops monitor --production batch.jsonl
     distillops compile --output-dir build/
+    distillops submit --host http://localhost:8080 --data /var/lib/distillops/incoming/data.jsonl
+    distillops schedule --host http://localhost:8080 --production /var/lib/distillops/production/batch.jsonl
 
 All state lives under --home (or DISTILLOPS_HOME, default ./.distillops).
 """
@@ -16,7 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -108,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--student", required=True)
     p.add_argument("--gate-report", required=True, help="gate.json written by benchmark-gate")
     _add_audit_commands(sub)
+    _add_cluster_commands(sub)
     return parser
 
 
@@ -174,6 +177,46 @@ def cmd_rollback(args) -> int:
     result = audit.rollback(registry.connect(home), home, name, args.reason)
     print(json.dumps(result, indent=2))
     return 0 if result["outcome"]["status"] == "applied" else 1
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=os.environ.get("KF_PIPELINES_ENDPOINT"),
+                   help="KFP API URL, e.g. http://localhost:8080 (default: $KF_PIPELINES_ENDPOINT)")
+    p.add_argument("--namespace", default="kubeflow", help="Kubernetes namespace of the run (default: kubeflow)")
+    p.add_argument("--experiment", default="distillops", help="KFP experiment (default: distillops)")
+    p.add_argument("--token", help="bearer token for the KFP API (default: $DISTILLOPS_KFP_TOKEN)")
+    p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="set one pipeline parameter directly, overriding the computed one (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _add_cluster_commands(sub) -> None:
+    cluster_epilog = ("Tasks mount the home PVC at /var/lib/distillops; paths given here are paths the pods see. "
+                      "See docs/deploy.md.")
+    p = sub.add_parser("submit", help="submit one distillation run to a Kubeflow Pipelines cluster",
+                       description="Compile the distillation DAG and start a run with kfp.Client. Content versions "
+                       "are resolved here, as for local runs: the data fingerprint from --data when that path "
+                       "exists on this machine too (or --data-fingerprint), the teacher version from the "
+                       "registry at $MLFLOW_TRACKING_URI (or --teacher-version).", epilog=cluster_epilog)
+    _add_common(p)
+    _add_cluster_options(p)
+    p.add_argument("--data", required=True, help="labelled data file, as the pods see it (on the home PVC)")
+    p.add_argument("--data-fingerprint", help="sha256 of the data file (default: computed from --data here)")
+    p.add_argument("--teacher", help="teacher reference (default: teacher.ref)")
+    p.add_argument("--teacher-version", help="teacher_version (default: resolved through the registry)")
+    p.add_argument("--run-name", help="display name of the run")
+
+    p = sub.add_parser("schedule", help="schedule the drift monitor as a KFP recurring run",
+                       description="Create the recurring drift-monitor run (cron, max concurrency 1, no catch-up) "
+                       "unless one with --name exists in the experiment: safe to rerun.", epilog=cluster_epilog)
+    _add_common(p)
+    _add_cluster_options(p)
+    p.add_argument("--production", required=True,
+                   help="production batch file, as the pods see it; the producer replaces it between runs")
+    p.add_argument("--model", default=None, help="model to monitor (default: models:/<student>@champion)")
+    p.add_argument("--cron", default="0 0 */6 * * *",
+                   help="KFP cron expression with seconds (6 fields; default: every 6 hours)")
+    p.add_argument("--name", default="distillops-drift-monitor", help="recurring run name")
 
 
 def _config(args):
@@ -318,7 +361,82 @@ def cmd_step(args) -> int:
     return 0
 
 
+def _print_cluster_result(args, result: dict) -> None:
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for key, value in result.items():
+            print(f"{key:18s} {value}")
+
+
+def _submit_data_fingerprint(args) -> str:
+    from components.common.hashing import sha256_file
+    from pipelines.submit import ParameterError
+
+    if args.data_fingerprint:
+        return args.data_fingerprint
+    if Path(args.data).is_file():
+        return sha256_file(Path(args.data))
+    raise ParameterError(f"{args.data}: not on this machine, so its fingerprint cannot be computed here; pass "
+                         "--data-fingerprint (sha256 of the file) so the cluster's cache follows its content")
+
+
+def cmd_submit(args) -> int:
+    from pipelines import submit
+
+    try:
+        cfg = _config(args)
+        params = submit.parse_params(args.params)
+        teacher_ref = args.teacher or cfg.teacher.ref
+        fingerprint = params.get("data_fingerprint") or _submit_data_fingerprint(args)
+        teacher_version = params.get("teacher_version") or args.teacher_version
+        if not teacher_version:
+            from components.common.home import Home
+            from components.common.teacher import resolve_teacher
+
+            teacher_version = resolve_teacher(teacher_ref, Home.resolve(args.home)).version
+        arguments = submit.distill_arguments(cfg, args.data, fingerprint, teacher_ref, teacher_version)
+        arguments.update(params)
+        from pipelines.distill import distill_pipeline
+
+        submit.check_parameters(distill_pipeline, arguments)
+        # kfp.Client prints links to stdout; with --json, stdout must carry the JSON alone.
+        with redirect_stdout(sys.stderr if args.json else sys.stdout):
+            client = submit.connect(args.host, args.namespace, args.token)
+            result = submit.submit_distill(client, args.host, args.experiment, arguments, args.run_name,
+                                           args.namespace)
+    except (submit.ClusterError, submit.ParameterError) as exc:
+        print(f"distillops submit: error: {exc}", file=sys.stderr)
+        return 2
+    _print_cluster_result(args, result)
+    return 0
+
+
+def cmd_schedule(args) -> int:
+    from pipelines import submit
+
+    try:
+        if len(args.cron.split()) != 6:
+            raise submit.ParameterError(f"--cron {args.cron!r}: KFP cron expressions have 6 fields, seconds "
+                                        "first (e.g. '0 0 */6 * * *')")
+        arguments = submit.drift_arguments(_config(args), args.production, args.model)
+        arguments.update(submit.parse_params(args.params))
+        from pipelines.drift import drift_pipeline
+
+        submit.check_parameters(drift_pipeline, arguments)
+        with redirect_stdout(sys.stderr if args.json else sys.stdout):
+            client = submit.connect(args.host, args.namespace, args.token)
+            result = submit.schedule_drift(client, args.host, args.experiment, arguments, args.cron, args.name,
+                                           args.namespace)
+    except (submit.ClusterError, submit.ParameterError) as exc:
+        print(f"distillops schedule: error: {exc}", file=sys.stderr)
+        return 2
+    _print_cluster_result(args, result)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
+COMMANDS.update({"submit": cmd_submit, "schedule": cmd_schedule})
 COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback)
 
 

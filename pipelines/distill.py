@@ -16,6 +16,7 @@ from components.cache_teacher_outputs.component import cache_teacher_outputs
 from components.promote.component import promote
 from components.train_student.component import train_student
 from components.version_data.component import version_data
+from pipelines.platform import configure
 
 PIPELINE_NAME = "distillops-distill"
 
@@ -43,17 +44,21 @@ def distill_pipeline(
     data = version_data(home=home, data_path=data_path, data_fingerprint=data_fingerprint,
                         config_json=data_config)
     data.set_display_name("version_data")
+    configure(data, "version_data")
     teacher = cache_teacher_outputs(home=home, dataset=data.outputs["dataset"], data_version=data.outputs["Output"],
                                     teacher_ref=teacher_ref, teacher_version=teacher_version,
                                     config_json=teacher_config)
+    configure(teacher, "cache_teacher_outputs")
     train = train_student(home=home, dataset=data.outputs["dataset"],
                           teacher_outputs=teacher.outputs["teacher_outputs"], data_version=data.outputs["Output"],
                           teacher_ref=teacher_ref, teacher_version=teacher.outputs["Output"],
                           config_json=train_config, config_hash=config_hash)
+    configure(train, "train_student")
     gate = benchmark_gate(home=home, dataset=data.outputs["dataset"],
                           teacher_outputs=teacher.outputs["teacher_outputs"], student=train.outputs["student"],
                           teacher_ref=teacher_ref, teacher_version=teacher.outputs["Output"],
                           config_json=gate_config)
+    configure(gate, "benchmark_gate")
     # kfp.local resolves a condition on a task's single return value ("Output"), not on named outputs.
     with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (a KFP expression)
         promotion = promote(home=home, student=train.outputs["student"], gate_report=gate.outputs["gate_report"],
@@ -61,4 +66,5 @@ def distill_pipeline(
                             trigger=trigger)
         # The registry is external state: never replay a promotion from the cache (promote is idempotent).
         promotion.set_caching_options(False)
+        configure(promotion, "promote")
     return Outputs(passed=gate.outputs["Output"], gate_report=gate.outputs["gate_report"])

@@ -17,6 +17,7 @@ from kfp.dsl import Artifact
 from components.monitor_drift.component import monitor_drift
 from components.prepare_redistill.component import prepare_redistill
 from pipelines.distill import distill_pipeline
+from pipelines.platform import configure
 
 PIPELINE_NAME = "distillops-drift"
 
@@ -33,6 +34,7 @@ def drift_pipeline(home: str, production_path: str, production_fingerprint: str,
                           text_column=text_column, model_ref=model_ref, config_json=drift_config)
     # The champion may have changed since the last batch: always look again.
     drift.set_caching_options(False)
+    configure(drift, "monitor_drift")
     return Outputs(drifted=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])
 
 
@@ -48,12 +50,14 @@ def drift_redistill_pipeline(home: str, production_path: str, production_fingerp
     drift = monitor_drift(home=home, production_path=production_path, production_fingerprint=production_fingerprint,
                           text_column=text_column, model_ref=model_ref, config_json=drift_config)
     drift.set_caching_options(False)
+    configure(drift, "monitor_drift")
     # kfp.local resolves a condition on a task's single return value ("Output"), not on named outputs.
     with dsl.If(drift.outputs["Output"] == True, name="drifted"):  # noqa: E712 (a KFP expression)
         data = prepare_redistill(home=home, drift_verdict=drift.outputs["drift_verdict"],
                                  production_path=production_path, text_column=text_column, teacher_ref=teacher_ref,
                                  config_json=redistill_config)
         data.set_caching_options(False)
+        configure(data, "prepare_redistill")
         distill_pipeline(home=home, data_path=data.outputs["data_path"],
                          data_fingerprint=data.outputs["data_fingerprint"], teacher_ref=teacher_ref,
                          teacher_version=teacher_version, data_config=data_config, teacher_config=teacher_config,

@@ -22,7 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def init_kfp_local(home: Home) -> None:
+    import warnings
+
     from kfp import local
+
+    # Resources and retries (pipelines/platform.py) are for clusters; kfp.local warns on every task.
+    warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home.pipeline_root),
                enable_caching=True, cache_root=str(home.root / "kfp-cache"))

@@ -12,21 +12,21 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
+def _file_digest(path: str | Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    return _file_digest(path, "sha256")
 
 
 def md5_file(path: str | Path) -> str:
     """DVC 3's md5 of a single file (plain md5 of its bytes)."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return _file_digest(path, "md5")
 
 
 def digest_dir(path: str | Path, patterns: tuple[str, ...] = ("*.safetensors", "config.json")) -> str:

@@ -64,7 +64,10 @@ def connect(home: Home):
     if client.get_experiment_by_name(EXPERIMENT) is None:
         try:
             # A file URI under the home: sqlite's default (./mlruns beside the cwd) would scatter state.
-            client.create_experiment(EXPERIMENT, artifact_location=home.mlflow_artifacts.as_uri())
+            # A tracking server stores artifacts itself (proxied to its object store): a local path
+            # here would send every pod's artifacts to its own disk.
+            served = home.tracking_uri.startswith(("http://", "https://"))
+            client.create_experiment(EXPERIMENT, artifact_location=None if served else home.mlflow_artifacts.as_uri())
         except Exception:  # created by a concurrent step in between
             if client.get_experiment_by_name(EXPERIMENT) is None:
                 raise

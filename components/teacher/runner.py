@@ -16,7 +16,7 @@ from components.common.home import Home
 from components.common.modeling import default_base_model, set_threads
 from components.common.steplog import record_step
 from components.common.tracking import flatten, metric_logger
-from components.train_student.core import TrainSettings, accuracy, train_classifier
+from components.train_student.core import TrainSettings, accuracy, seed_everything, train_classifier
 from components.version_data.core import build_snapshot
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def finetune(base: str, snapshot, label_names: list[str], cfg: Config, on_metric
     from components.common.modeling import predict_logits
 
     label_id = {n: i for i, n in enumerate(label_names)}
+    seed_everything(cfg.teacher.seed)  # the new classification head is initialised randomly
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=len(label_names), id2label=dict(enumerate(label_names)), label2id=label_id)

@@ -48,13 +48,14 @@ def world(tmp_path_factory, tiny_teacher):
 
 def test_compiled_ir_has_every_step_and_the_condition(tmp_path):
     distill, drift = compile_all(tmp_path)
-    spec = yaml.safe_load(distill.read_text())
+    # Two YAML documents: the pipeline spec, then the Kubernetes platform spec (pipelines/platform.py).
+    spec = next(yaml.safe_load_all(distill.read_text()))
     tasks = spec["root"]["dag"]["tasks"]
     assert {"version-data", "cache-teacher-outputs", "train-student", "benchmark-gate", "condition-1"} <= set(tasks)
     assert "promote" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/distillops/")
-    assert "monitor-drift" in yaml.safe_load(drift.read_text())["root"]["dag"]["tasks"]
+    assert "monitor-drift" in next(yaml.safe_load_all(drift.read_text()))["root"]["dag"]["tasks"]
 
 
 def test_first_run_promotes_with_lineage(world):

@@ -1,0 +1,84 @@
+"""Kubernetes settings of each task on a Kubeflow cluster (kfp-kubernetes): secrets and config as
+environment variables, the home volume (teacher cache, DVC repository, reports), the DVC remote
+config file, CPU/memory/GPU requests, retries of transient steps.
+
+`configure(task, step)` is called for every task in the pipeline definitions. kfp.local ignores
+all of it (resources, retries and the Kubernetes platform spec), so the same pipeline runs
+locally and on a cluster; the compiled IR YAML carries it to the cluster.
+
+The names here (secret, config map, PVC, mount path) are the ones infra/k8s/base creates: change
+them in both places.
+
+GPU nodes: set DISTILLOPS_ACCELERATOR (e.g. ``nvidia.com/gpu``) when compiling, and the GPU steps
+(`GPU_STEPS`) request one accelerator each. Read when the pipelines are defined, like the image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Every task mounts the home PVC here and gets it as its `home` parameter on a cluster.
+CLUSTER_HOME = "/var/lib/distillops"
+HOME_PVC = "distillops-home"
+# Object-store credentials (DVC's S3 remote; the MLflow server proxies model artifacts itself).
+OBJECT_STORE_SECRET = "distillops-object-store"
+OBJECT_STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Where the services are: tracking server, DVC remote URL, S3 endpoint.
+CONFIG_MAP = "distillops-config"
+CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "DISTILLOPS_DVC_REMOTE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+# DVC's system-level config directory: its `config` file (remote "storage" endpoint) merges
+# under the repository's own config, which only sets the remote URL.
+DVC_CONFIG_MAP = "distillops-dvc-config"
+DVC_SYSTEM_CONFIG_DIR = "/etc/xdg/dvc"
+
+GPU_STEPS = ("cache_teacher_outputs", "train_student", "benchmark_gate")
+
+
+@dataclass(frozen=True)
+class StepResources:
+    cpu: str
+    memory: str
+    # Retries for steps whose failures are usually transient (object store, registry, network);
+    # every such step is safe to repeat (content-addressed writes, idempotent promotion).
+    retries: int = 0
+
+
+RESOURCES: dict[str, StepResources] = {
+    "version_data": StepResources(cpu="1", memory="2Gi", retries=3),
+    "cache_teacher_outputs": StepResources(cpu="2", memory="6Gi", retries=2),
+    "train_student": StepResources(cpu="4", memory="8Gi"),
+    "benchmark_gate": StepResources(cpu="2", memory="6Gi"),
+    "promote": StepResources(cpu="1", memory="2Gi", retries=3),
+    "monitor_drift": StepResources(cpu="1", memory="4Gi", retries=2),
+    # Reads DVC and runs the teacher on the production batch; safe to repeat (atomic file write).
+    "prepare_redistill": StepResources(cpu="2", memory="6Gi", retries=2),
+}
+
+
+def accelerator() -> str:
+    """The accelerator resource GPU steps request ('' on CPU-only clusters)."""
+    return os.environ.get("DISTILLOPS_ACCELERATOR", "").strip()
+
+
+def configure(task, step: str):
+    """Apply the cluster settings of `step` to `task` (a no-op under kfp.local); return the task."""
+    from kfp import kubernetes
+
+    if step not in RESOURCES:
+        raise KeyError(f"no platform settings for step {step!r}; known: {', '.join(sorted(RESOURCES))}")
+    res = RESOURCES[step]
+    task.set_cpu_request(res.cpu).set_memory_request(res.memory).set_memory_limit(res.memory)
+    if res.retries:
+        task.set_retry(num_retries=res.retries, backoff_duration="30s", backoff_factor=2.0)
+    if step in GPU_STEPS and accelerator():
+        task.set_accelerator_type(accelerator()).set_accelerator_limit(1)
+    kubernetes.use_secret_as_env(task, secret_name=OBJECT_STORE_SECRET,
+                                 secret_key_to_env={key: key for key in OBJECT_STORE_KEYS})
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP,
+                                     config_map_key_to_env={key: key for key in CONFIG_KEYS})
+    kubernetes.use_config_map_as_volume(task, config_map_name=DVC_CONFIG_MAP, mount_path=DVC_SYSTEM_CONFIG_DIR)
+    kubernetes.mount_pvc(task, pvc_name=HOME_PVC, mount_path=CLUSTER_HOME)
+    # A digest-pinned or versioned image never changes under its name: use the node's copy.
+    kubernetes.set_image_pull_policy(task, "IfNotPresent")
+    return task

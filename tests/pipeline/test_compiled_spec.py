@@ -1,0 +1,149 @@
+"""The compiled IR YAML (what a cluster runs): parsed strictly into KFP's PipelineSpec and
+PlatformSpec protos (and each task's Kubernetes config into KubernetesExecutorConfig), and
+compared with a snapshot with the volatile fields removed (SDK version, the embedded component
+source). After an intended change to the DAG:
+
+    DISTILLOPS_UPDATE_SNAPSHOTS=1 python -m pytest tests/pipeline/test_compiled_spec.py
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from components.common.image import IMAGE
+from pipelines import platform
+from pipelines.compile import compile_all
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ir")
+    return {p.stem: list(yaml.safe_load_all(p.read_text())) for p in compile_all(out)}
+
+
+def parse_strictly(docs):
+    """Unknown or misspelt fields raise: json_format.ParseDict with ignore_unknown_fields=False."""
+    assert len(docs) == 2, "expected the pipeline spec and the platform spec"
+    spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
+    platform_spec = json_format.ParseDict(docs[1], pipeline_spec_pb2.PlatformSpec(), ignore_unknown_fields=False)
+    k8s = json_format.MessageToDict(platform_spec.platforms["kubernetes"].deployment_spec)["executors"]
+    executors = {name: json_format.ParseDict(config, kubernetes_executor_config_pb2.KubernetesExecutorConfig(),
+                                             ignore_unknown_fields=False)
+                 for name, config in k8s.items()}
+    # The deployment spec is a Struct inside PipelineSpec: parse it into its own message too.
+    deployment = json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec),
+                                       pipeline_spec_pb2.PipelineDeploymentConfig(), ignore_unknown_fields=False)
+    spec.deployment_spec.Clear()
+    return spec, executors, deployment
+
+
+def normalized(docs):
+    """The IR with volatile fields replaced: SDK version, the component source, the image."""
+    spec = yaml.safe_load(yaml.safe_dump(docs[0]))
+    spec.pop("sdkVersion")
+    for executor in spec["deploymentSpec"]["executors"].values():
+        container = executor["container"]
+        assert container["image"] == IMAGE
+        container["image"] = "<IMAGE>"
+        # command = [sh, -ec, <launcher script>, <the component's Python source>]
+        container["command"][-1] = "<component source>"
+    return [spec, docs[1]]
+
+
+@pytest.mark.parametrize("name", ["distill_pipeline", "drift_pipeline"])
+def test_matches_snapshot(compiled, name):
+    parse_strictly(compiled[name])
+    got = normalized(compiled[name])
+    snapshot = SNAPSHOTS / f"{name}.yaml"
+    if os.environ.get("DISTILLOPS_UPDATE_SNAPSHOTS"):
+        snapshot.write_text(yaml.safe_dump_all(got, sort_keys=True))
+    want = list(yaml.safe_load_all(snapshot.read_text()))
+    assert got == want, f"{name} differs from {snapshot}; if intended, regenerate it (see this module's docstring)"
+
+
+def test_strict_parsing_rejects_an_unknown_field(compiled):
+    docs = yaml.safe_load(yaml.safe_dump(compiled["drift_pipeline"]))
+    docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-monitor-drift"]["secretAsEnvs"] = []
+    with pytest.raises(json_format.ParseError, match="secretAsEnvs"):
+        parse_strictly(docs)
+
+
+def test_every_task_gets_the_cluster_settings(compiled):
+    steps = {"distill_pipeline": ["version_data", "cache_teacher_outputs", "train_student", "benchmark_gate",
+                                  "promote"], "drift_pipeline": ["monitor_drift"]}
+    for name, names in steps.items():
+        spec, executors, deployment = parse_strictly(compiled[name])
+        assert sorted(executors) == sorted(f"exec-{s.replace('_', '-')}" for s in names)
+        for step in names:
+            k8s = executors[f"exec-{step.replace('_', '-')}"]
+            assert [s.secret_name for s in k8s.secret_as_env] == [platform.OBJECT_STORE_SECRET]
+            assert {e.env_var for e in k8s.secret_as_env[0].key_to_env} == set(platform.OBJECT_STORE_KEYS)
+            assert [(m.constant, m.mount_path) for m in k8s.pvc_mount] == [(platform.HOME_PVC, platform.CLUSTER_HOME)]
+            assert k8s.config_map_as_volume[0].mount_path == platform.DVC_SYSTEM_CONFIG_DIR
+            resources = deployment.executors[f"exec-{step.replace('_', '-')}"].container.resources
+            want = platform.RESOURCES[step]
+            assert (resources.resource_cpu_request, resources.resource_memory_request) == (want.cpu, want.memory)
+            assert not resources.accelerator.resource_type  # CPU unless DISTILLOPS_ACCELERATOR is set
+            task = _task(spec, step)
+            assert task.retry_policy.max_retry_count == want.retries
+
+
+def _task(spec, step):
+    tasks = dict(spec.root.dag.tasks)
+    for component in spec.components.values():  # dsl.If bodies are sub-DAGs
+        tasks.update(component.dag.tasks)
+    return tasks[step.replace("_", "-")]
+
+
+def test_promote_and_drift_never_come_from_the_cache(compiled):
+    spec, _, _ = parse_strictly(compiled["distill_pipeline"])
+    assert not _task(spec, "promote").caching_options.enable_cache
+    assert _task(spec, "train_student").caching_options.enable_cache
+    drift, _, _ = parse_strictly(compiled["drift_pipeline"])
+    assert not _task(drift, "monitor_drift").caching_options.enable_cache
+
+
+def test_gpu_and_pinned_image_are_compile_time_settings(tmp_path):
+    """DISTILLOPS_IMAGE (a digest) and DISTILLOPS_ACCELERATOR are read when the pipelines are
+    defined: compile in a fresh interpreter with them set."""
+    digest = "registry.example.com/distillops@sha256:" + "0123456789abcdef" * 4
+    env = dict(os.environ, DISTILLOPS_IMAGE=digest, DISTILLOPS_ACCELERATOR="nvidia.com/gpu")
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "compile", "--output-dir", str(tmp_path)], env=env,
+                   cwd=ROOT, check=True, capture_output=True)
+    _, _, deployment = parse_strictly(list(yaml.safe_load_all((tmp_path / "distill_pipeline.yaml").read_text())))
+    for name, executor in deployment.executors.items():
+        assert executor.container.image == digest
+        step = name.removeprefix("exec-").replace("-", "_")
+        accelerator = executor.container.resources.accelerator
+        if step in platform.GPU_STEPS:
+            assert (accelerator.resource_type, accelerator.resource_count) == ("nvidia.com/gpu", "1")
+        else:
+            assert not accelerator.resource_type
+
+
+def test_a_malformed_image_reference_fails_at_compile_time(tmp_path):
+    env = dict(os.environ, DISTILLOPS_IMAGE="registry.example.com/distillops")
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "compile", "--output-dir", str(tmp_path)],
+                         env=env, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "DISTILLOPS_IMAGE='registry.example.com/distillops': expected name:tag or name@sha256" in out.stderr
+
+
+@pytest.mark.parametrize("name", ["distill_pipeline", "drift_pipeline"])
+def test_no_task_installs_packages_at_start(compiled, name):
+    """The image carries kfp and the project (install_kfp_package=False, no packages_to_install)."""
+    _, _, deployment = parse_strictly(compiled[name])
+    for executor_name, executor in deployment.executors.items():
+        script = " ".join(executor.container.command)
+        assert "pip install" not in script and "pip3 install" not in script, executor_name
+        assert executor.container.image == IMAGE
