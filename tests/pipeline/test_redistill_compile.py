@@ -8,7 +8,7 @@ from pipelines.compile import compile_redistill
 
 
 def test_redistill_ir_nests_the_distillation_dag(tmp_path):
-    spec = yaml.safe_load(compile_redistill(tmp_path).read_text())
+    spec = next(yaml.safe_load_all(compile_redistill(tmp_path).read_text()))  # then the platform spec
     assert set(spec["root"]["dag"]["tasks"]) == {"monitor-drift", "condition-1"}
     drifted = spec["components"]["comp-condition-1"]["dag"]["tasks"]
     assert set(drifted) == {"prepare-redistill", "distillops-distill"}
