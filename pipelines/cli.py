@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default=None, help="text column of the production file (default: data.text_column)")
     p.add_argument("--model", default=None, help="model to monitor (default: models:/<student>@champion)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON on stdout")
+    p.add_argument("--redistill", action="store_true",
+                   help="close the loop: on drift, add the production inputs (labelled by the teacher) to a new data "
+                   "version and run the distillation DAG, gate and promotion (the drift_redistill pipeline)")
 
     p = sub.add_parser("compile", help="compile both DAGs to KFP IR YAML",
                        description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster, "
@@ -128,8 +131,74 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--student", required=True)
     p.add_argument("--gate-report", required=True, help="gate.json written by benchmark-gate")
+    _add_audit_commands(sub)
     _add_cluster_commands(sub)
     return parser
+
+
+def _add_audit_commands(sub) -> None:
+    """`audit show|verify|sync` and `rollback`: the promotion history of a registered model."""
+    p = sub.add_parser("audit", help="the promotion audit log: show, verify, sync",
+                       description="Every promotion, refusal and rollback of a model, as a hash-chained log under "
+                       "<home>/audit/<model>.jsonl mirrored in the registry (the <model>-ledger versions).",
+                       epilog=EPILOG)
+    p.add_argument("action", choices=("show", "verify", "sync"),
+                   help="show: print the history; verify: detect any edit or deletion (exit 1); "
+                   "sync: append registry entries this home has not seen and complete pending changes")
+    _add_common(p)
+    p.add_argument("--model", help="registered model (default: student.registered_name)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("rollback", help="re-point champion to previous (recorded in the audit log)",
+                       description="Make the previous champion champion again; the rolled-back version becomes "
+                       "previous, so a second rollback undoes the first.", epilog=EPILOG)
+    _add_common(p)
+    p.add_argument("--model", help="registered model (default: student.registered_name)")
+    p.add_argument("--reason", default="", help="why (recorded)")
+
+
+def cmd_audit(args) -> int:
+    from components.common import registry
+    from components.promote import audit
+
+    home, name = _home(args), args.model or _config(args).student.registered_name
+    client = registry.connect(home)
+    if args.action == "verify":
+        problems = audit.verify(client, home, name)
+        n = len(audit.show(home, name))
+        if args.json:
+            print(json.dumps({"model": name, "entries": n, "intact": not problems, "problems": problems}))
+        else:
+            print(f"{name}: {n} entries, " + ("intact" if not problems else f"{len(problems)} problem(s)"))
+            for problem in problems:
+                print(f"  - {problem}")
+        return 1 if problems else 0
+    if args.action == "sync":
+        state, entries = audit.sync(client, home, name)
+        print(json.dumps({"model": name, "entries": len(entries), "champion": state.champion,
+                          "previous": state.previous}))
+        return 0
+    entries = audit.show(home, name)
+    if args.json:
+        print(json.dumps(entries))
+        return 0
+    for e in entries:
+        r, o = e.get("record", {}), e.get("outcome", {})
+        print(f"{e.get('seq', '?'):>4} {r.get('at', '?')} {r.get('actor', '?'):24s} {r.get('action', '?'):8s} "
+              f"v{r.get('version') or '-':<4} {o.get('status', '?'):9s} {o.get('why', '')}")
+        for reason in r.get("reasons", []):
+            print(f"       - {reason}")
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from components.common import registry
+    from components.promote import audit
+
+    home, name = _home(args), args.model or _config(args).student.registered_name
+    result = audit.rollback(registry.connect(home), home, name, args.reason)
+    print(json.dumps(result, indent=2))
+    return 0 if result["outcome"]["status"] == "applied" else 1
 
 
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
@@ -249,6 +318,13 @@ def cmd_teacher(args) -> int:
 def cmd_monitor(args) -> int:
     from pipelines.local import run_monitor
 
+    if args.redistill:
+        from pipelines.local import run_drift_loop
+
+        with _stdout_to_stderr(args.json):
+            summary = run_drift_loop(_home(args), _config(args), args.production, args.text_column, args.model)
+        print(json.dumps(summary, sort_keys=True, indent=None if args.json else 2))
+        return 0
     with _stdout_to_stderr(args.json):
         verdict = run_monitor(_home(args), _config(args), args.production, args.text_column, args.model)
     if args.json:
@@ -262,9 +338,9 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipelines.compile import compile_all, compile_watch
+    from pipelines.compile import compile_all, compile_redistill, compile_watch
 
-    for path in compile_all(args.output_dir) + compile_watch(args.output_dir):
+    for path in compile_all(args.output_dir) + compile_watch(args.output_dir) + [compile_redistill(args.output_dir)]:
         print(path)
     return 0
 
@@ -295,7 +371,7 @@ def cmd_step(args) -> int:
 
         out = Path(args.out_dir)
         result = run(str(home.root), args.snapshot, args.teacher_outputs, args.student, teacher, cj,
-                     str(out / "gate.json"), str(out / "gate.md"))
+                     str(out / "gate.json"), str(out / "gate.md"), str(out / "gate.html"))
     else:
         from components.promote.runner import run
 
@@ -428,6 +504,7 @@ def cmd_cache(args) -> int:
 
 COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
 COMMANDS.update(watch=cmd_watch, cache=cmd_cache, submit=cmd_submit, schedule=cmd_schedule)
+COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -438,12 +515,17 @@ def main(argv: list[str] | None = None) -> int:
     from components.common.dataset import DatasetError
     from components.common.modeling import ModelError
     from components.common.registry import RegistryError
+    from components.promote.audit import AuditError
+    from components.promote.runner import PromotionRefused
 
     try:
         return COMMANDS.get(args.command, cmd_step)(args)
     except (ConfigError, DatasetError, ModelError, RegistryError, FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (AuditError, PromotionRefused) as exc:
+        print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
+        return 1
     except RuntimeError as exc:  # a failed kfp.local task: its log is above
         print(f"distillops {args.command}: failed: {exc}", file=sys.stderr)
         return 1

@@ -41,3 +41,13 @@ def compile_watch(output_dir: str | Path) -> list[Path]:
     spec = write_spec(recurring_run_spec(watch_arguments(CLUSTER_HOME, cfg, CLUSTER_DATA, cfg.teacher.ref)),
                       out / "watch_recurring_run.yaml")
     return [pipeline, spec]
+
+
+def compile_redistill(output_dir: str | Path) -> Path:
+    """The closed drift loop (drift -> redistil -> gate -> promote), for a recurring run on a cluster."""
+    from pipelines.drift import drift_redistill_pipeline
+
+    path = Path(output_dir) / "drift_redistill_pipeline.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(drift_redistill_pipeline, str(path))
+    return path

@@ -39,6 +39,7 @@ def distill_pipeline(
     gate_config: str,
     promote_config: str,
     config_hash: str,
+    trigger: str = "",
 ) -> Outputs:
     data = version_data(home=home, data_path=data_path, data_fingerprint=data_fingerprint,
                         config_json=data_config)
@@ -61,7 +62,8 @@ def distill_pipeline(
     # kfp.local resolves a condition on a task's single return value ("Output"), not on named outputs.
     with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (a KFP expression)
         promotion = promote(home=home, student=train.outputs["student"], gate_report=gate.outputs["gate_report"],
-                            config_json=promote_config)
+                            config_json=promote_config, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                            trigger=trigger)
         # The registry is external state: never replay a promotion from the cache (promote is idempotent).
         promotion.set_caching_options(False)
         configure(promotion, "promote")

@@ -1,4 +1,10 @@
-"""The drift-monitor DAG: monitor_drift on a batch of production inputs. Wiring only.
+"""The drift DAGs. Wiring only.
+
+- ``drift_pipeline``: monitor_drift on a batch of production inputs (watch only).
+- ``drift_redistill_pipeline``: the closed loop: monitor_drift, and if the batch drifted,
+  prepare_redistill (the champion's data plus the production inputs labelled by the teacher) and
+  then the distillation DAG itself, nested as a sub-DAG (version_data -> ... -> gate -> promote),
+  with the drift report's lineage handed to promote.
 
 `production_fingerprint` (sha256 of the batch) makes KFP's cache key follow the batch's content.
 """
@@ -9,6 +15,8 @@ from kfp import dsl
 from kfp.dsl import Artifact
 
 from components.monitor_drift.component import monitor_drift
+from components.prepare_redistill.component import prepare_redistill
+from pipelines.distill import distill_pipeline
 from pipelines.platform import configure
 
 PIPELINE_NAME = "distillops-drift"
@@ -27,4 +35,32 @@ def drift_pipeline(home: str, production_path: str, production_fingerprint: str,
     # The champion may have changed since the last batch: always look again.
     drift.set_caching_options(False)
     configure(drift, "monitor_drift")
+    return Outputs(drifted=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])
+
+
+REDISTILL_PIPELINE_NAME = "distillops-drift-redistill"
+
+
+@dsl.pipeline(name=REDISTILL_PIPELINE_NAME,
+              description="Watch production inputs; on drift, redistil from the teacher and gate and promote.")
+def drift_redistill_pipeline(home: str, production_path: str, production_fingerprint: str, text_column: str,
+                             model_ref: str, drift_config: str, redistill_config: str, teacher_ref: str,
+                             teacher_version: str, data_config: str, teacher_config: str, train_config: str,
+                             gate_config: str, promote_config: str, config_hash: str) -> Outputs:
+    drift = monitor_drift(home=home, production_path=production_path, production_fingerprint=production_fingerprint,
+                          text_column=text_column, model_ref=model_ref, config_json=drift_config)
+    drift.set_caching_options(False)
+    configure(drift, "monitor_drift")
+    # kfp.local resolves a condition on a task's single return value ("Output"), not on named outputs.
+    with dsl.If(drift.outputs["Output"] == True, name="drifted"):  # noqa: E712 (a KFP expression)
+        data = prepare_redistill(home=home, drift_verdict=drift.outputs["drift_verdict"],
+                                 production_path=production_path, text_column=text_column, teacher_ref=teacher_ref,
+                                 config_json=redistill_config)
+        data.set_caching_options(False)
+        configure(data, "prepare_redistill")
+        distill_pipeline(home=home, data_path=data.outputs["data_path"],
+                         data_fingerprint=data.outputs["data_fingerprint"], teacher_ref=teacher_ref,
+                         teacher_version=teacher_version, data_config=data_config, teacher_config=teacher_config,
+                         train_config=train_config, gate_config=gate_config, promote_config=promote_config,
+                         config_hash=config_hash, trigger=data.outputs["trigger"])
     return Outputs(drifted=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])

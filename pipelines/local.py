@@ -131,3 +131,42 @@ def run_monitor(home: Home, cfg: Config, production_path: str, text_column: str 
                           model_ref=model_ref or f"models:/{cfg.student.registered_name}@champion",
                           drift_config=step_config_json(cfg, "monitor_drift"))
     return json.loads(Path(task.outputs["verdict"].path).read_text())
+
+
+def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: str | None = None,
+                   model_ref: str | None = None, teacher_ref: str | None = None) -> dict[str, Any]:
+    """Run the closed loop (drift -> redistil -> gate -> promote) on a production batch.
+
+    Returns the drift verdict, and, when it drifted, what the nested distillation DAG did.
+    """
+    from pipelines.drift import drift_redistill_pipeline
+
+    path = Path(production_path).expanduser().resolve()
+    if not path.is_file():
+        raise DatasetError(f"{path}: production file not found")
+    home.ensure()
+    teacher_ref = teacher_ref or cfg.teacher.ref
+    teacher = resolve_teacher(teacher_ref, home)
+    started = time.time()
+    init_kfp_local(home)
+    task = drift_redistill_pipeline(
+        home=str(home.root), production_path=str(path), production_fingerprint=sha256_file(path),
+        text_column=text_column or cfg.data.text_column,
+        model_ref=model_ref or f"models:/{cfg.student.registered_name}@champion",
+        drift_config=step_config_json(cfg, "monitor_drift"), redistill_config=step_config_json(cfg, "prepare_redistill"),
+        teacher_ref=teacher_ref, teacher_version=teacher.version,
+        data_config=step_config_json(cfg, "version_data"), teacher_config=step_config_json(cfg, "cache_teacher_outputs"),
+        train_config=step_config_json(cfg, "train_student"), gate_config=step_config_json(cfg, "benchmark_gate"),
+        promote_config=step_config_json(cfg, "promote"), config_hash=config_hash(cfg))
+    verdict = json.loads(Path(task.outputs["verdict"].path).read_text())
+    steps = steps_since(home, started)
+    by_step = {s["step"]: s for s in steps}
+    return {"drifted": verdict["drifted"], "reasons": verdict["reasons"], "signals": verdict.get("signals", []),
+            "verdict_json": verdict["verdict_json"], "drift_run_id": verdict.get("mlflow_run_id"),
+            "executed_steps": [s["step"] for s in steps],
+            "new_data_version": by_step.get("version_data", {}).get("data_version"),
+            "rows_added": by_step.get("prepare_redistill", {}).get("rows_added"),
+            "gate_passed": by_step.get("benchmark_gate", {}).get("passed"),
+            "promotion": {"action": by_step.get("promote", {}).get("action"),
+                          "version": by_step.get("promote", {}).get("version")},
+            "seconds_total": round(time.time() - started, 1)}

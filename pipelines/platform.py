@@ -51,6 +51,8 @@ RESOURCES: dict[str, StepResources] = {
     "benchmark_gate": StepResources(cpu="2", memory="6Gi"),
     "promote": StepResources(cpu="1", memory="2Gi", retries=3),
     "monitor_drift": StepResources(cpu="1", memory="4Gi", retries=2),
+    # Reads DVC and runs the teacher on the production batch; safe to repeat (atomic file write).
+    "prepare_redistill": StepResources(cpu="2", memory="6Gi", retries=2),
 }
 
 

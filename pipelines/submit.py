@@ -109,9 +109,12 @@ def _compiled(pipeline_func, directory: str) -> str:
 
 def check_parameters(pipeline_func, arguments: dict[str, Any]) -> dict[str, Any]:
     """Every parameter the pipeline declares, none it does not; raise ParameterError naming them."""
-    declared = set(pipeline_func.component_spec.inputs or {})
+    inputs = pipeline_func.component_spec.inputs or {}
+    declared = set(inputs)
+    # A parameter with a default (e.g. distill's `trigger`, set only when drift starts a run) may be left out.
+    required = {name for name, spec in inputs.items() if not getattr(spec, "optional", False)}
     unknown = sorted(set(arguments) - declared)
-    missing = sorted(declared - set(arguments))
+    missing = sorted(required - set(arguments))
     if unknown or missing:
         raise ParameterError(f"pipeline {pipeline_func.name}: unknown parameter(s) {', '.join(unknown) or '-'}; "
                              f"missing parameter(s) {', '.join(missing) or '-'}; "

@@ -49,7 +49,9 @@ def make_tiny_teacher(path: str | Path, labels: tuple[str, ...] = tuple(sorted(T
     path.mkdir(parents=True, exist_ok=True)
     vocab = path / "vocab.txt"
     vocab.write_text("\n".join(vocabulary()) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    # From the dict: under transformers 5, BertTokenizerFast(vocab_file=...) loads only the 5
+    # special tokens, and every word would become [UNK].
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocabulary())})
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocabulary()), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=64,

@@ -1,7 +1,7 @@
 """KFP interface of benchmark_gate."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.common.image import IMAGE
 
@@ -9,10 +9,11 @@ from components.common.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Artifact], student: Input[Model],
                    teacher_ref: str, teacher_version: str, config_json: str, gate_report: Output[Artifact],
-                   gate_markdown: Output[Markdown], gate_metrics: Output[Metrics]) -> bool:
+                   gate_markdown: Output[Markdown], gate_metrics: Output[Metrics], gate_html: Output[HTML]) -> bool:
     """Student vs teacher vs champion on the test split; returns whether the student passed.
 
-    Every reason is in `gate_report` (JSON) and `gate_markdown` (shown in the KFP UI).
+    Every reason is in `gate_report` (JSON); `gate_markdown` and `gate_html` (the self-contained
+    report with plots) are KFP visualization artifacts, shown in the run's UI.
     """
     import json
 
@@ -20,10 +21,10 @@ def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Ar
 
     report = run(home=home, snapshot_path=dataset.path, teacher_outputs_path=teacher_outputs.path,
                  student_path=student.path, teacher_ref=teacher_ref, config_json=config_json,
-                 report_json=gate_report.path, report_md=gate_markdown.path)
+                 report_json=gate_report.path, report_md=gate_markdown.path, report_html=gate_html.path)
     gate_report.metadata.update({"passed": report["passed"], "reasons": report["reasons"]})
     for name, card in report["models"].items():
-        for key in ("accuracy", "macro_f1", "agreement", "throughput_rows_per_s", "latency_p50_ms"):
+        for key in ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "throughput_rows_per_s", "latency_p50_ms"):
             if key in card:
                 gate_metrics.log_metric(f"{name}_{key}", float(card[key]))
     # kfp.local keeps Metrics only in metadata; a file at the URI lets its cache reuse this step.

@@ -81,14 +81,16 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
         checks.append(_check("champion_regression", drop, policy.max_champion_regression, False,
                              f"accuracy drop against the champion ({champion['accuracy']:.4f} -> "
                              f"{student['accuracy']:.4f})"))
+    checks += _extended_checks(student, teacher, champion, policy)
     models = {"student": student, "teacher": teacher}
     if champion is not None:
         models["champion"] = champion
     return GateResult(all(c.passed for c in checks), checks, models)
 
 
-_ROWS = [("accuracy", "{:.4f}"), ("macro_f1", "{:.4f}"), ("agreement", "{:.4f}"), ("latency_p50_ms", "{:.2f}"),
-         ("throughput_rows_per_s", "{:.1f}"), ("parameters", "{:,}"), ("size_bytes", "{:,}")]
+_ROWS = [("accuracy", "{:.4f}"), ("macro_f1", "{:.4f}"), ("agreement", "{:.4f}"), ("kl_to_teacher", "{:.4f}"),
+         ("latency_p50_ms", "{:.2f}"), ("throughput_rows_per_s", "{:.1f}"), ("parameters", "{:,}"),
+         ("size_bytes", "{:,}")]
 
 
 def render_markdown(result: GateResult, context: dict[str, Any]) -> str:
@@ -106,4 +108,137 @@ def render_markdown(result: GateResult, context: dict[str, Any]) -> str:
             v = result.models[n].get(key)
             cells.append("–" if v is None else fmt.format(v))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    for key in sorted({k for n in names for k in result.models[n].get("robustness", {})}):
+        cells = [f"{result.models[n]['robustness'][key]:.4f}" if key in result.models[n].get("robustness", {})
+                 else "–" for n in names]
+        lines.append(f"| accuracy ({key}) | " + " | ".join(cells) + " |")
+    labels = result.models["student"].get("labels", {})
+    if labels:
+        lines += ["", "## Per-label slices (student)", "", "| label | support | recall | F1 |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['support']} | {v['recall']:.4f} | {v['f1']:.4f} |" for k, v in labels.items()]
     return "\n".join(lines) + "\n"
+
+
+def _extended_checks(student: dict, teacher: dict, champion: dict | None, policy: GateConfig) -> list[Check]:
+    """Absolute floors, F1 retention and regression, fidelity, robustness, budgets and slices.
+
+    A threshold of 0 means "measured and reported, not gated" for every check here except the
+    champion's macro-F1 regression (0 there would forbid any drop at all, a legitimate policy).
+    """
+    checks = []
+    if policy.min_accuracy > 0:
+        checks.append(_check("min_accuracy", student["accuracy"], policy.min_accuracy, True, "student accuracy"))
+    if policy.min_macro_f1 > 0:
+        checks.append(_check("min_macro_f1", student["macro_f1"], policy.min_macro_f1, True, "student macro-F1"))
+    if policy.min_f1_retention > 0:
+        checks.append(_check("f1_retention", student["macro_f1"] / max(teacher["macro_f1"], 1e-12),
+                             policy.min_f1_retention, True,
+                             f"student macro-F1 {student['macro_f1']:.4f} / teacher {teacher['macro_f1']:.4f} "
+                             f"retention"))
+    if champion is not None:
+        checks.append(_check("champion_f1_regression", champion["macro_f1"] - student["macro_f1"],
+                             policy.max_champion_f1_regression, False,
+                             f"macro-F1 drop against the champion ({champion['macro_f1']:.4f} -> "
+                             f"{student['macro_f1']:.4f})"))
+    if policy.max_kl_to_teacher > 0 and "kl_to_teacher" in student:
+        checks.append(_check("kl_to_teacher", student["kl_to_teacher"], policy.max_kl_to_teacher, False,
+                             "mean KL(teacher || student) on the test split"))
+    if policy.min_robust_accuracy_ratio > 0:
+        for name, acc in student.get("robustness", {}).items():
+            checks.append(_check(f"robustness_{name}", acc / max(student["accuracy"], 1e-12),
+                                 policy.min_robust_accuracy_ratio, True,
+                                 f"accuracy on {name}-perturbed inputs {acc:.4f} / clean {student['accuracy']:.4f}"))
+    if policy.max_latency_p50_ms > 0:
+        checks.append(_check("latency_budget", student["latency_p50_ms"], policy.max_latency_p50_ms, False,
+                             "batch-1 p50 latency (ms) on this machine"))
+    if policy.max_size_mb > 0:
+        checks.append(_check("size_budget", student["size_bytes"] / 1e6, policy.max_size_mb, False,
+                             "size on disk (MB)"))
+    if policy.max_parameters > 0:
+        checks.append(_check("parameter_budget", float(student["parameters"]), float(policy.max_parameters),
+                             False, "parameters"))
+    if policy.min_label_f1 > 0:
+        for label, stats in student.get("labels", {}).items():
+            checks.append(_check(f"label_f1[{label}]", stats["f1"], policy.min_label_f1, True,
+                                 f"F1 on label {label!r} ({stats['support']} test rows)"))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements that need no model: per-label slices, KL, confusion matrix, perturbations.
+# ---------------------------------------------------------------------------------------------
+
+
+def per_label_metrics(pred: np.ndarray, gold: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    """Support, recall and F1 of every label present in gold (the slices of the gate)."""
+    pred, gold = np.asarray(pred), np.asarray(gold)
+    out = {}
+    for c, name in enumerate(names):
+        tp = int(((pred == c) & (gold == c)).sum())
+        fp = int(((pred == c) & (gold != c)).sum())
+        fn = int(((pred != c) & (gold == c)).sum())
+        if tp + fn == 0:
+            continue
+        out[name] = {"support": tp + fn, "recall": tp / (tp + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
+    return out
+
+
+def mean_kl(teacher_logits: np.ndarray, student_logits: np.ndarray) -> float:
+    """Mean over rows of KL(softmax(teacher) || softmax(student)), in nats, at temperature 1."""
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    lt, ls = log_softmax(teacher_logits), log_softmax(student_logits)
+    return float((np.exp(lt) * (lt - ls)).sum(-1).mean())
+
+
+def confusion_matrix(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> list[list[int]]:
+    """rows: gold label, columns: predicted label; a prediction outside the labels is dropped."""
+    m = np.zeros((n_labels, n_labels), dtype=int)
+    for p, g in zip(np.asarray(pred), np.asarray(gold), strict=True):
+        if 0 <= p < n_labels:
+            m[g, p] += 1
+    return m.tolist()
+
+
+def _typos(text: str, rng) -> str:
+    # Swap two inner letters of about one word in five (at least one when a word is long enough).
+    words = text.split(" ")
+    long = [i for i, w in enumerate(words) if len(w) >= 4]
+    if not long:
+        return text
+    for i in rng.sample(long, max(1, len(long) // 5)):
+        w = words[i]
+        j = rng.randrange(1, len(w) - 2)
+        words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+    return " ".join(words)
+
+
+def _whitespace(text: str, rng) -> str:
+    gaps = ["  ", "\t", " \n ", "   "]
+    return "  " + "".join(w + rng.choice(gaps) for w in text.split()) .rstrip() + " \n"
+
+
+def _truncation(text: str, rng) -> str:
+    words = text.split()
+    return " ".join(words[: max(1, (len(words) + 1) // 2)])
+
+
+PERTURBATIONS = {
+    "typos": _typos,
+    "casing": lambda text, rng: text.upper(),
+    "whitespace": _whitespace,
+    "truncation": _truncation,
+}
+
+
+def perturb(texts: list[str], kind: str, seed: int) -> list[str]:
+    """A perturbed copy of `texts`; the same (texts, kind, seed) always gives the same copy."""
+    import random
+
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"gate.robustness_perturbations: unknown perturbation {kind!r}; "
+                         f"allowed: {', '.join(PERTURBATIONS)}")
+    return [PERTURBATIONS[kind](t, random.Random(f"{seed}:{kind}:{i}")) for i, t in enumerate(texts)]

@@ -9,10 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
-from components.benchmark_gate.core import agreement, classification_metrics, evaluate_gate, render_markdown
+from components.benchmark_gate.core import (
+    agreement,
+    classification_metrics,
+    confusion_matrix,
+    evaluate_gate,
+    mean_kl,
+    per_label_metrics,
+    perturb,
+    render_markdown,
+)
+from components.benchmark_gate.report_html import render_html
 from components.common import registry
 from components.common.config import config_from_json
 from components.common.dataset import read_snapshot
+from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.modeling import (
     count_parameters,
@@ -29,12 +40,30 @@ from components.common.teacher_outputs import read_teacher_outputs
 log = logging.getLogger(__name__)
 
 
-def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names) -> tuple[dict, np.ndarray]:
-    """Quality, speed and size of one model on the test texts (predictions in the teacher's label order)."""
+def _predict(model, tokenizer, texts, max_length, names) -> tuple[np.ndarray, np.ndarray]:
+    """(logits in the teacher's label order, predicted label ids; -1 for a label the teacher lacks)."""
     logits = predict_logits(model, tokenizer, texts, max_length)
     own = [model.config.id2label[i] for i in range(model.config.num_labels)]
     pred = np.array([names.index(own[i]) if own[i] in names else -1 for i in logits.argmax(-1)])
+    aligned = np.full((len(texts), len(names)), -1e4, dtype=np.float32)
+    for j, label in enumerate(own):
+        if label in names:
+            aligned[:, names.index(label)] = logits[:, j]
+    return aligned, pred
+
+
+def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names,
+                teacher_logits=None) -> tuple[dict, np.ndarray]:
+    """Quality, fidelity, robustness, speed and size of one model on the test texts."""
+    logits, pred = _predict(model, tokenizer, texts, max_length, names)
     card = classification_metrics(pred, gold, len(names))
+    card["labels"] = per_label_metrics(pred, gold, names)
+    if teacher_logits is not None:
+        card["kl_to_teacher"] = mean_kl(teacher_logits, logits)
+    card["robustness"] = {}
+    for kind in gate_cfg.robustness_perturbations:
+        _, p_pred = _predict(model, tokenizer, perturb(texts, kind, gate_cfg.robustness_seed), max_length, names)
+        card["robustness"][kind] = classification_metrics(p_pred, gold, len(names))["accuracy"]
     card.update(measure_speed(model, tokenizer, texts, max_length, gate_cfg.latency_samples,
                               gate_cfg.throughput_batches))
     card.update(parameters=count_parameters(model), size_bytes=size_on_disk(path))
@@ -42,7 +71,7 @@ def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names
 
 
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: str, teacher_ref: str,
-        config_json: str, report_json: str, report_md: str) -> dict:
+        config_json: str, report_json: str, report_md: str, report_html: str | None = None) -> dict:
     h = Home.resolve(home).ensure()
     cfg = config_from_json(config_json)
     set_threads()
@@ -59,6 +88,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         # Teacher quality comes from the cached logits: no forward pass; only its speed is measured live.
         teacher_pred = outputs.logits[test_idx].argmax(-1)
         teacher_card = classification_metrics(teacher_pred, gold, len(names))
+        teacher_card["labels"] = per_label_metrics(teacher_pred, gold, names)
         teacher = resolve_teacher(teacher_ref, h)
         t_model, t_tok = load_classifier(teacher.path)
         teacher_card.update(measure_speed(t_model, t_tok, texts, cfg.teacher.max_length, cfg.gate.latency_samples,
@@ -68,8 +98,9 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         del t_model
 
         s_model, s_tok = load_classifier(student_path)
+        test_logits = outputs.logits[test_idx]
         student_card, student_pred = _model_card(s_model, s_tok, student_path, texts, gold, max_len, cfg.gate,
-                                                 names)
+                                                 names, test_logits)
         student_card["agreement"] = agreement(student_pred, teacher_pred)
 
         client = registry.connect(h)
@@ -78,30 +109,52 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         if registry.get_version(client, ref) is not None:
             c_path, mv = registry.download_model(client, h, ref)
             c_model, c_tok = load_classifier(c_path)
-            champion_card, champion_pred = _model_card(c_model, c_tok, c_path, texts, gold, max_len, cfg.gate, names)
+            champion_card, champion_pred = _model_card(c_model, c_tok, c_path, texts, gold, max_len, cfg.gate, names,
+                                                       test_logits)
             champion_card["agreement"] = agreement(champion_pred, teacher_pred)
             champion_version = str(mv.version)
 
         result = evaluate_gate(student_card, teacher_card, champion_card, cfg.gate)
         context = {"data_version": lineage["data_version"], "teacher_version": outputs.teacher_version,
                    "config_hash": lineage["config_hash"], "champion_version": champion_version or "none",
-                   "test_rows": len(texts), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        report = {**result.to_dict(), "context": context}
+                   "test_rows": len(texts), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   # The teacher-cache key of this run: the digest of the cached teacher outputs it used.
+                   "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
+                   "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html"}
+        report = {**result.to_dict(), "context": context,
+                  "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names))}}
         markdown = render_markdown(result, context)
-        for path, text in ((report_json, json.dumps(report, indent=2)), (report_md, markdown)):
+        page = render_html(result, context, report["confusion_matrix"]["student"], names)
+        outputs_ = [(report_json, json.dumps(report, indent=2)), (report_md, markdown)]
+        if report_html:
+            outputs_.append((report_html, page))
+        for path, text in outputs_:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
         # A copy under the home, and with the training run in MLflow, for people to look at.
         stem = f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}"
         (h.reports / f"{stem}.md").write_text(markdown)
         (h.reports / f"{stem}.json").write_text(json.dumps(report, indent=2))
+        (h.reports / f"{stem}.html").write_text(page)
         import mlflow
 
         client.log_text(lineage["mlflow_run_id"], markdown, "gate/report.md")
+        client.log_text(lineage["mlflow_run_id"], page, "gate/report.html")
         client.log_dict(lineage["mlflow_run_id"], report, "gate/report.json")
+        if not result.passed:
+            # A refused student is part of the promotion history too.
+            from components.promote.audit import record_refusal
+
+            record_refusal(client, h, cfg.student.registered_name, result.reasons,
+                           {"data_version": lineage["data_version"], "config_hash": lineage["config_hash"],
+                            "teacher_version": outputs.teacher_version, "gate_report": context["report_location"]})
         client.set_tag(lineage["mlflow_run_id"], "gate_passed", str(result.passed))
         for k in ("accuracy", "macro_f1", "agreement", "latency_p50_ms", "throughput_rows_per_s"):
             mlflow.MlflowClient().log_metric(lineage["mlflow_run_id"], f"gate_student_{k}", student_card[k])
+        extra = {"gate_student_kl_to_teacher": student_card["kl_to_teacher"],
+                 **{f"gate_student_robust_{k}": v for k, v in student_card["robustness"].items()}}
+        for k, v in extra.items():
+            client.log_metric(lineage["mlflow_run_id"], k, float(v))
         timing_rows = 2 + cfg.gate.latency_samples + 32 * cfg.gate.throughput_batches
         counters.update(passed=result.passed, teacher_timing_passes=timing_rows, reasons=result.reasons)
     log.info("gate %s: %s", "PASSED" if result.passed else "FAILED", "; ".join(result.reasons) or "all checks ok")

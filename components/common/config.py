@@ -115,6 +115,26 @@ class GateConfig:
     min_agreement: float = 0.0
     latency_samples: int = 32
     throughput_batches: int = 3
+    # Absolute floors on the student's test metrics (0 = reported, not gated).
+    min_accuracy: float = 0.0
+    min_macro_f1: float = 0.0
+    # Student macro-F1 must be at least this share of the teacher's (0 = not gated).
+    min_f1_retention: float = 0.0
+    # Largest macro-F1 drop allowed against the current champion (absolute).
+    max_champion_f1_regression: float = 0.02
+    # Fidelity: largest mean KL(teacher || student) at T=1 on the test split (0 = not gated).
+    max_kl_to_teacher: float = 0.0
+    # Robustness: student accuracy on each perturbed copy of the test split, as a share of its
+    # clean accuracy (0 = reported, not gated). Perturbations are deterministic given the seed.
+    min_robust_accuracy_ratio: float = 0.0
+    robustness_perturbations: tuple[str, ...] = ("typos", "casing", "whitespace", "truncation")
+    robustness_seed: int = 0
+    # Budgets measured on the machine that runs the gate (0 = no budget).
+    max_latency_p50_ms: float = 0.0
+    max_size_mb: float = 0.0
+    max_parameters: int = 0
+    # Per-label slices: every label's student F1 must reach this (0 = reported, not gated).
+    min_label_f1: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,15 @@ class DriftConfig:
     column_drift_share: float = 0.5
     stattest_threshold: float = 0.05
     label_drift: bool = True
+    # Embedding drift (Evidently's domain-classifier method on the monitored model's mean-pooled
+    # embeddings): drift when the classifier's ROC AUC separating the batches exceeds this.
+    embedding_drift: bool = True
+    embedding_threshold: float = 0.55
+    # Teacher-student disagreement on a sample of production inputs vs the reference sample.
+    disagreement_sample: int = 200
+    max_disagreement_increase: float = 0.10
+    # Production rows added to the next data version when drift starts redistillation.
+    redistill_max_rows: int = 5000
 
 
 @dataclass(frozen=True)
@@ -333,7 +362,8 @@ STEP_SECTIONS = {
     "train_student": ("student", "distill"),
     "benchmark_gate": ("gate", "distill", "teacher", "student"),
     "promote": ("student",),
-    "monitor_drift": ("drift", "data", "student", "distill"),
+    "monitor_drift": ("drift", "data", "student", "distill", "teacher"),
+    "prepare_redistill": ("drift", "data", "teacher"),
 }
 
 

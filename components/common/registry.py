@@ -146,7 +146,7 @@ def register(client, model_uri: str, name: str, tags: dict[str, str]):
 
 
 def set_alias(client, name: str, alias: str, version: str) -> None:
-    client.set_registered_model_alias(name, alias, str(version))
+    _idempotent_write(lambda: client.set_registered_model_alias(name, alias, str(version)))
 
 
 def find_versions(client, name: str, tag: str, value: str) -> list:
@@ -157,3 +157,150 @@ def find_versions(client, name: str, tag: str, value: str) -> list:
     except MlflowException:
         return []
     return sorted((v for v in versions if v.tags.get(tag) == value), key=lambda v: int(v.version))
+
+
+# ---------------------------------------------------------------------------------------------
+# The promotion ledger: an append-only sequence of promotion / rollback / refusal records.
+#
+# MLflow has no compare-and-set on aliases, but the registry database does hand out model version
+# numbers atomically: (name, version) is the primary key, and a version is max+1 of the committed
+# ones, so concurrent creations get distinct, gap-free numbers whichever process and whichever
+# server worker they go through. Each record is therefore a model version of a companion
+# registered model ("<name>-ledger") whose number is its position in one total order. Every
+# process folds the same ordered records to the same champion (see promote/core.py); aliases are
+# a materialised view of that fold. docs/promotion.md explains the protocol.
+# ---------------------------------------------------------------------------------------------
+
+LEDGER_SUFFIX = "-ledger"
+# Model version tag values are limited (5000 characters in MLflow's stores); records stay below.
+MAX_RECORD_CHARS = 4800
+
+
+def ledger_name(name: str) -> str:
+    return f"{name}{LEDGER_SUFFIX}"
+
+
+def _ensure_registered_model(client, name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(name, description=description)
+        except MlflowException:  # created concurrently: the unique name is the guarantee
+            client.get_registered_model(name)
+
+
+def append_ledger(client, name: str, record_json: str, attempts: int = 5) -> int:
+    """Append one record (canonical JSON) to the ledger of `name`; returns its sequence number.
+
+    The record is a tag set in the same create call as the version: there is no moment at which
+    the entry exists without its content. A create that lost a race for a number is retried; a
+    create whose response was lost is detected by the record's attempt id (no duplicate entry).
+    """
+    import json as _json
+
+    from mlflow.exceptions import MlflowException
+
+    if len(record_json) > MAX_RECORD_CHARS:
+        raise RegistryError(f"ledger record of {len(record_json)} characters exceeds {MAX_RECORD_CHARS}")
+    ledger = ledger_name(name)
+    _ensure_registered_model(client, ledger, f"Promotion ledger of {name} (written by distillops; do not edit)")
+    attempt_id = _json.loads(record_json).get("attempt_id")
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            mv = client.create_model_version(ledger, f"distillops-ledger://{name}/entry", tags={"record": record_json},
+                                             description="distillops promotion ledger entry")
+            return int(mv.version)
+        except MlflowException as exc:
+            last = exc
+            for seq, rec, _tags in read_ledger(client, name):
+                if attempt_id and rec.get("attempt_id") == attempt_id:
+                    return seq
+    raise RegistryError(f"could not append to the ledger of {name}: {last}")
+
+
+def read_ledger(client, name: str) -> list[tuple[int, dict, dict[str, str]]]:
+    """Every ledger entry of `name` in order: (sequence number, record, all tags)."""
+    import json as _json
+
+    from mlflow.exceptions import MlflowException
+
+    versions, token = [], None
+    try:
+        while True:
+            page = client.search_model_versions(f"name = '{ledger_name(name)}'", max_results=1000,
+                                                page_token=token)
+            versions += list(page)
+            token = page.token
+            if not token:
+                break
+    except MlflowException:
+        return []
+    out = []
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        tags = dict(v.tags)
+        try:
+            record = _json.loads(tags.get("record", ""))
+        except ValueError:
+            record = {"unreadable": tags.get("record", "")}
+        out.append((int(v.version), record, tags))
+    return out
+
+
+def _idempotent_write(write, attempts: int = 6) -> None:
+    """Retry a write that several processes may make at once with the same value.
+
+    Two upserts of the same tag or alias race inside the server's database and one can fail with
+    a uniqueness error although the value it wanted is then in place; writing again settles it.
+    """
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            write()
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+def tag_ledger_entry(client, name: str, seq: int, tags: dict[str, str]) -> None:
+    for k, v in tags.items():
+        _idempotent_write(lambda k=k, v=v: client.set_model_version_tag(ledger_name(name), str(seq), k, str(v)))
+
+
+def get_aliases(client, name: str) -> dict[str, str]:
+    """alias -> version of a registered model ({} when it does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    except MlflowException:
+        return {}
+
+
+def delete_alias(client, name: str, alias: str) -> None:
+    client.delete_registered_model_alias(name, alias)
+
+
+def set_model_tag(client, name: str, key: str, value: str) -> None:
+    _idempotent_write(lambda: client.set_registered_model_tag(name, key, str(value)))
+
+
+def delete_version(client, name: str, version: str) -> None:
+    client.delete_model_version(name, str(version))
+
+
+def get_model_tag(client, name: str, key: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name).tags.get(key)
+    except MlflowException:
+        return None

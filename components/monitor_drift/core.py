@@ -257,3 +257,78 @@ def decide_drift(
         n_production=int(n_production),
         column_methods=methods,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Distillation-specific signals: embedding drift and teacher-student disagreement
+# ---------------------------------------------------------------------------------------------
+
+
+def validate_embeddings(matrix: Any, batch_name: str) -> Any:
+    """A float matrix [rows, dims] with finite values and at least two distinct rows, or an error.
+
+    A batch whose embeddings are all identical (one text repeated, an upstream bug) has no
+    distribution to compare; failing closed beats a classifier's meaningless verdict on it.
+    """
+    import numpy as np
+
+    m = np.asarray(matrix, dtype="float64")
+    if m.ndim != 2 or m.shape[0] == 0 or m.shape[1] == 0:
+        raise DriftInputError(f"{batch_name} embeddings have shape {m.shape}, expected [rows > 0, dims > 0]")
+    bad = ~np.isfinite(m)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise DriftInputError(f"{batch_name} embeddings row {row} dimension {col} is {float(m[row, col])!r}, expected a "
+                              f"finite number")
+    if m.shape[0] > 1 and np.ptp(m, axis=0).max() == 0.0:
+        raise DriftInputError(f"{batch_name} embeddings are identical for all {m.shape[0]} rows (a constant "
+                              f"batch): cannot test embedding drift")
+    return m
+
+
+def disagreement_result(reference_student: Any, reference_teacher: Any, production_student: Any,
+                        production_teacher: Any, max_increase: float) -> dict[str, Any]:
+    """Teacher-student disagreement on production vs on the reference: drift when it grew by more
+    than ``max_increase`` (the student no longer imitates its teacher where traffic now is)."""
+    import numpy as np
+
+    pairs = {"reference": (reference_student, reference_teacher), "production": (production_student,
+                                                                                 production_teacher)}
+    rates = {}
+    for name, (s, t) in pairs.items():
+        s, t = np.asarray(s), np.asarray(t)
+        if len(s) == 0 or len(s) != len(t):
+            raise DriftInputError(f"{name} disagreement sample: {len(s)} student and {len(t)} teacher predictions")
+        rates[name] = float((s != t).mean())
+    increase = rates["production"] - rates["reference"]
+    return {"reference": rates["reference"], "production": rates["production"], "increase": increase,
+            "threshold": max_increase, "drifted": increase > max_increase,
+            "n_production": len(np.asarray(production_student))}
+
+
+def combine_signals(verdict: DriftVerdict, embedding: dict | None, disagreement: dict | None) -> dict[str, Any]:
+    """The verdict of the descriptors and labels, plus the embedding and disagreement signals.
+
+    ``embedding``: {"score", "threshold", "method", "drifted"}; ``disagreement``: disagreement_result().
+    The batch drifted when any signal did; every signal's sentence is in the reasons.
+    """
+    out = verdict.to_dict()
+    signals = []
+    if verdict.drifted:
+        signals.append("descriptors_or_labels")
+    if embedding is not None:
+        verb = "drifted" if embedding["drifted"] else "did not drift"
+        out["reasons"].append(f"embeddings {verb} (method {embedding['method']}, score "
+                              f"{_format_score(embedding['score'])}, threshold {embedding['threshold']:g})")
+        if embedding["drifted"]:
+            signals.append("embeddings")
+    if disagreement is not None:
+        verb = "grew" if disagreement["drifted"] else "did not grow"
+        out["reasons"].append(
+            f"teacher-student disagreement {verb}: {disagreement['production']:.1%} on "
+            f"{disagreement['n_production']} production inputs vs {disagreement['reference']:.1%} on the reference "
+            f"(increase {disagreement['increase']:+.1%}, allowed {disagreement['threshold']:.1%})")
+        if disagreement["drifted"]:
+            signals.append("teacher_student_disagreement")
+    out.update(embedding=embedding, disagreement=disagreement, signals=signals, drifted=bool(signals))
+    return out

@@ -277,3 +277,40 @@ def build_drift_report(
     label_result = results.pop(label_column) if label_column is not None else None
     column_results = {c: results[c] for c in columns}
     return html, column_results, label_result
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding drift
+# ---------------------------------------------------------------------------------------------
+
+
+def build_embedding_drift_report(reference: np.ndarray, production: np.ndarray, threshold: float,
+                                 ) -> tuple[str, dict[str, Any]]:
+    """Evidently's EmbeddingsDrift with the domain-classifier method: a linear classifier learns to
+    tell reference rows from production rows; its ROC AUC on held-out rows is the score (0.5 =
+    indistinguishable). Returns (standalone HTML, {"drifted", "score", "method", "threshold"}).
+
+    Callers validate the matrices first (``core.validate_embeddings``).
+    """
+    from evidently.metrics.embeddings import EmbeddingsDrift, ModelDriftMethod
+
+    dims = reference.shape[1]
+    columns = [f"emb_{i}" for i in range(dims)]
+    ref = pd.DataFrame(reference, columns=columns)
+    prod = pd.DataFrame(production, columns=columns)
+    definition = DataDefinition(numerical_columns=columns, embeddings={"embeddings": columns})
+    # PCA keeps the classifier small and its AUC stable on wide embeddings (384 for MiniLM).
+    method = ModelDriftMethod(threshold=threshold, pca_components=min(20, dims, len(ref), len(prod)))
+    report = Report([EmbeddingsDrift(embeddings_name="embeddings", drift_method=method)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = report.run(Dataset.from_pandas(prod, data_definition=definition),
+                              Dataset.from_pandas(ref, data_definition=definition))
+        html = snapshot.get_html_str(as_iframe=False)
+    values = [m.get("value") for m in snapshot.dict().get("metrics") or []
+              if "EmbeddingsDrift" in str((m.get("config") or {}).get("type", ""))]
+    if not values or not isinstance(values[0], int | float) or not math.isfinite(values[0]):
+        raise RuntimeError(f"Evidently returned no embedding drift score: {values}")
+    score = float(values[0])
+    return html, {"drifted": score > threshold, "score": score, "method": "domain_classifier_roc_auc",
+                  "threshold": threshold}

@@ -18,7 +18,16 @@ from components.common.dataset import read_snapshot, read_texts
 from components.common.home import Home
 from components.common.modeling import label_names, load_classifier, predict_logits, set_threads
 from components.common.steplog import record_step
-from components.monitor_drift.core import DriftPolicy, decide_drift, text_descriptors, validate_texts
+from components.common.teacher import resolve_teacher
+from components.monitor_drift.core import (
+    DriftPolicy,
+    combine_signals,
+    decide_drift,
+    disagreement_result,
+    text_descriptors,
+    validate_embeddings,
+    validate_texts,
+)
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 2000  # per batch: descriptors and predictions of a sample are enough to see drift
@@ -35,6 +44,41 @@ def _frame(model, tokenizer, texts: list[str], max_length: int):
         names[i] for i in predict_logits(model, tokenizer, texts, max_length).argmax(-1)
     ]
     return frame
+
+
+def _embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Mean-pooled last hidden states of the monitored model: what it 'sees' in each input."""
+    import torch
+
+    from components.common.modeling import encode
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = encode(tokenizer, texts[start:start + batch_size], max_length)
+            hidden = model(**enc, output_hidden_states=True).hidden_states[-1]
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().numpy())
+    return np.concatenate(out)
+
+
+def _labels(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    names = label_names(model)
+    return np.array([names[i] for i in predict_logits(model, tokenizer, texts, max_length).argmax(-1)])
+
+
+def _disagreement(h, mv, cfg, model, tokenizer, reference: list[str], production: list[str]) -> dict:
+    """Teacher and student label the same samples of reference and production inputs."""
+    teacher = resolve_teacher(mv.tags.get("teacher_ref") or cfg.teacher.ref, h)
+    t_model, t_tok = load_classifier(teacher.path)
+    n = cfg.drift.disagreement_sample
+    ref, prod = _sample(reference, n, seed=1), _sample(production, n, seed=1)
+    result = disagreement_result(
+        _labels(model, tokenizer, ref, cfg.distill.max_length), _labels(t_model, t_tok, ref, cfg.teacher.max_length),
+        _labels(model, tokenizer, prod, cfg.distill.max_length), _labels(t_model, t_tok, prod, cfg.teacher.max_length),
+        cfg.drift.max_disagreement_increase)
+    result["teacher_version"] = teacher.version
+    return result
 
 
 def run(
@@ -76,7 +120,18 @@ def run(
             label_drift=d.label_drift,
         )
         html, columns, label = build_drift_report(ref_frame, prod_frame, "predicted_label", policy)
-        verdict = decide_drift(columns, label, policy, len(ref_frame), len(prod_frame)).to_dict()
+        embedding, embedding_html = None, ""
+        if d.embedding_drift:
+            from components.monitor_drift.evidently_report import build_embedding_drift_report
+
+            ref_emb = validate_embeddings(_embed(model, tokenizer, _sample(reference, MAX_ROWS),
+                                                 cfg.distill.max_length), "reference")
+            prod_emb = validate_embeddings(_embed(model, tokenizer, _sample(production, MAX_ROWS),
+                                                  cfg.distill.max_length), "production")
+            embedding_html, embedding = build_embedding_drift_report(ref_emb, prod_emb, d.embedding_threshold)
+        disagreement = _disagreement(h, mv, cfg, model, tokenizer, reference, production)
+        verdict = combine_signals(decide_drift(columns, label, policy, len(ref_frame), len(prod_frame)), embedding,
+                                  disagreement)
         verdict.update(
             model=f"{mv.name}/v{mv.version}",
             reference_data_version=data_version,
@@ -87,28 +142,39 @@ def run(
         )
         stem = f"drift-{time.strftime('%Y%m%d-%H%M%S')}-{mv.name}-v{mv.version}"
         kept_html, kept_json = h.reports / f"{stem}.html", h.reports / f"{stem}.json"
-        verdict.update(report_html=str(kept_html), verdict_json=str(kept_json))
-        for paths, text in (
-            ((report_html, kept_html), html),
-            ((verdict_json, kept_json), json.dumps(verdict, indent=2)),
-        ):
-            for path in paths:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(text)
+        kept_emb = h.reports / f"{stem}-embeddings.html"
+        verdict.update(report_html=str(kept_html), verdict_json=str(kept_json),
+                       embedding_report_html=str(kept_emb) if embedding_html else None)
         import mlflow
 
-        with mlflow.start_run(run_name="monitor_drift"):
+        with mlflow.start_run(run_name="monitor_drift") as drift_run:
+            verdict.update(mlflow_run_id=drift_run.info.run_id,
+                           report_location=f"runs:/{drift_run.info.run_id}/drift/report.html")
             mlflow.set_tags(
                 {
                     "distillops.step": "monitor_drift",
                     "drifted": str(verdict["drifted"]),
                     "model": verdict["model"],
                     "reference_data_version": data_version,
+                    "signals": ",".join(verdict["signals"]),
                 }
             )
             mlflow.log_text(html, "drift/report.html")
+            if embedding_html:
+                mlflow.log_text(embedding_html, "drift/embeddings.html")
             mlflow.log_dict(verdict, "drift/verdict.json")
             mlflow.log_metric("drifted_columns", len(verdict["drifted_columns"]))
+            mlflow.log_metric("disagreement_production", disagreement["production"])
+            mlflow.log_metric("disagreement_reference", disagreement["reference"])
+            if embedding:
+                mlflow.log_metric("embedding_drift_score", embedding["score"])
+        outputs = [((report_html, kept_html), html), ((verdict_json, kept_json), json.dumps(verdict, indent=2))]
+        if embedding_html:
+            outputs.append(((kept_emb,), embedding_html))
+        for paths, text in outputs:
+            for path in paths:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text)
         counters.update(drifted=verdict["drifted"], production_rows=len(production))
     log.info(
         "drift %s: %s", "DETECTED" if verdict["drifted"] else "not detected", "; ".join(verdict["reasons"])

@@ -33,40 +33,78 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run(home: str, student_path: str, gate_report_path: str, config_json: str) -> dict:
+def lineage_tags(lineage: dict, gate: dict, digest: str, pipeline_run_id: str, trigger: dict) -> dict[str, str]:
+    """Every lineage tag a registered student carries (and its audit record repeats)."""
+    ctx = gate.get("context", {})
+    tags = {
+        "data_version": lineage["data_version"], "teacher_version": lineage["teacher_version"],
+        "teacher_ref": lineage["teacher_ref"], "teacher_cache_key": ctx.get("teacher_cache_key", ""),
+        "config_hash": lineage["config_hash"], "git_commit": git_commit(), "model_digest": digest,
+        "mlflow_run_id": lineage["mlflow_run_id"], "pipeline_run_id": pipeline_run_id or "",
+        "gate_report": ctx.get("report_location", ""), "gate_champion": ctx.get("champion_version", "none"),
+    }
+    if trigger:
+        tags["trigger"] = json.dumps(trigger, sort_keys=True)
+        tags.update({f"trigger_{k}": str(v) for k, v in trigger.items() if k in ("drift_report", "drift_run_id",
+                                                                                  "drift_verdict")})
+    return tags
+
+
+def run(home: str, student_path: str, gate_report_path: str, config_json: str, pipeline_run_id: str = "",
+        trigger_json: str = "") -> dict:
+    """Plan, then apply: register (once per weights), append a compare-and-set claim to the ledger,
+    sync. The claim expects the champion the gate compared against; if another promotion landed
+    first, the claim is recorded as rejected and PromotionRefused is raised."""
+    from components.promote.audit import append_and_sync, new_record, record_refusal, sync
+
     h = Home.resolve(home).ensure()
     cfg = config_from_json(config_json)
     name = cfg.student.registered_name
     with record_step(h, "promote") as counters:
         gate = json.loads(Path(gate_report_path).read_text())
         lineage = json.loads(Path(student_path, "distillops.json").read_text())
+        trigger = json.loads(trigger_json) if trigger_json else {}
         digest = digest_dir(student_path)
+        tags = lineage_tags(lineage, gate, digest, pipeline_run_id, trigger)
         client = registry.connect(h)
+        # First finish whatever an interrupted promotion left pending, so the plan sees the truth.
+        state, _ = sync(client, h, name)
         existing = registry.find_versions(client, name, "model_digest", digest)
-        champion = registry.get_version(client, registry.ModelRef(name, alias="champion"))
         plan = plan_promotion(gate["passed"], gate["reasons"], str(existing[0].version) if existing else None,
-                              str(champion.version) if champion else None)
+                              state.champion)
         log.info("promotion plan: %s (%s)", plan.action, "; ".join(plan.reasons))
         if plan.action == "refuse":
+            record_refusal(client, h, name, list(plan.reasons), tags)
             raise PromotionRefused(f"not promoting {student_path}: " + "; ".join(plan.reasons))
-        version = plan.version
+        version, outcome, seq = plan.version, None, None
         if plan.action == "register":
-            tags = {
-                "data_version": lineage["data_version"], "teacher_version": lineage["teacher_version"],
-                "teacher_ref": lineage["teacher_ref"], "config_hash": lineage["config_hash"],
-                "git_commit": git_commit(), "model_digest": digest, "mlflow_run_id": lineage["mlflow_run_id"],
+            gate_tags = {
                 "gate_passed": str(gate["passed"]), "gate_reasons": json.dumps(gate["reasons"]),
                 "gate_checks": json.dumps([{k: c[k] for k in ("name", "passed", "value", "threshold")}
-                                           for c in gate["checks"]]),
+                                           for c in gate["checks"]])[:4900],
                 "student_accuracy": f"{gate['models']['student']['accuracy']:.4f}",
             }
             model_uri = registry.log_model(student_path, run_id=lineage["mlflow_run_id"])
-            version = str(registry.register(client, model_uri, name, tags).version)
+            version = str(registry.register(client, model_uri, name, {**tags, **gate_tags}).version)
+            version = _deduplicate(client, name, digest, version)
         if plan.action in ("register", "alias_existing"):
-            # `previous` first: a crash between the two leaves the old champion serving, not lost.
-            if plan.previous is not None:
-                registry.set_alias(client, name, "previous", plan.previous)
-            registry.set_alias(client, name, "champion", version)
-        counters.update(action=plan.action, version=version)
-    return {"action": plan.action, "version": version, "previous": plan.previous, "reasons": list(plan.reasons),
-            "model": name}
+            expected = gate.get("context", {}).get("champion_version", "none")
+            record = new_record("promote", name, version, expected, list(plan.reasons), tags)
+            seq, outcome, state = append_and_sync(client, h, name, record)
+            if outcome.status != "applied":
+                counters.update(action="rejected", version=version, ledger_seq=seq)
+                raise PromotionRefused(f"promotion of {name} version {version} (ledger entry {seq}) rejected: "
+                                       f"{outcome.why}")
+        counters.update(action=plan.action, version=version, ledger_seq=seq)
+    return {"action": plan.action, "version": version, "previous": state.previous, "reasons": list(plan.reasons),
+            "model": name, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None}
+
+
+def _deduplicate(client, name: str, digest: str, version: str) -> str:
+    """Two racing promotions of the same weights both register; keep the lowest version only."""
+    same = registry.find_versions(client, name, "model_digest", digest)
+    lowest = str(same[0].version) if same else version
+    if lowest != version:
+        log.info("weights already registered as version %s by a concurrent promotion; dropping %s", lowest, version)
+        registry.delete_version(client, name, version)
+    return lowest

@@ -1,0 +1,43 @@
+"""Pure logic of prepare_redistill: merge the champion's data with teacher-labelled production inputs.
+
+Rows already in the data keep their human labels; a production text seen for the first time is
+added with the teacher's predicted label (its soft targets come from the teacher-output cache,
+as for every row, when the distillation DAG runs cache_teacher_outputs on the new version).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MergedData:
+    rows: list[dict[str, str]]
+    kept: int  # reference rows
+    added: int  # production rows new to the data, labelled by the teacher
+    already_present: int  # production rows whose text was already in the data (label kept)
+
+
+def merge_rows(reference: list[tuple[str, str]], production: list[tuple[str, str]], max_added: int,
+               text_column: str = "text", label_column: str = "label") -> MergedData:
+    """Reference (text, label) rows, then new production (text, teacher label) rows, deduplicated by
+    text, in input order, at most `max_added` of them (deterministic: no sampling here)."""
+    if max_added < 0:
+        raise ValueError(f"drift.redistill_max_rows must be >= 0, got {max_added}")
+    seen: set[str] = set()
+    rows = []
+    for text, label in reference:
+        if text not in seen:
+            seen.add(text)
+            rows.append({text_column: text, label_column: label})
+    added = present = 0
+    for text, label in production:
+        if text in seen:
+            present += 1
+            continue
+        if added >= max_added:
+            break
+        seen.add(text)
+        rows.append({text_column: text, label_column: label})
+        added += 1
+    return MergedData(rows, len(rows) - added, added, present)

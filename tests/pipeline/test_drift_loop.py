@@ -1,0 +1,77 @@
+"""The loop closes, end to end with kfp.local: a shifted production batch -> drift -> a new data
+version with the production inputs labelled by the teacher -> the distillation DAG (nested in the
+drift DAG) -> gate -> promotion, with lineage from the drift report to the new champion."""
+
+import json
+
+import mlflow
+import pytest
+import yaml
+from fakes import make_rows, write_jsonl
+
+from components.common.config import config_from_dict
+from components.common.home import Home
+from components.promote import audit
+from pipelines.cli import main
+from pipelines.local import run_distill, run_drift_loop
+
+pytestmark = pytest.mark.slow
+
+OVERRIDES = {
+    "student": {"layers": [0, 2]},
+    "distill": {"epochs": 2, "max_length": 32},
+    "teacher": {"epochs": 2, "max_length": 32},
+    # Tiny random models: this test is about the loop's mechanics, not about quality or speed.
+    "gate": {"min_speedup": 0.0, "min_accuracy_retention": 0.0, "max_champion_regression": 1.0,
+             "max_champion_f1_regression": 1.0, "latency_samples": 2, "throughput_batches": 1},
+    "drift": {"disagreement_sample": 60},
+}
+
+
+def shifted(n: int) -> list[dict]:
+    # The same topics, written very differently: long, shouty, full of numbers.
+    return [{"text": " ".join([r["text"].upper()] * 3) + f" 0{i} 1{i} 2{i}"} for i, r in
+            enumerate(make_rows(n, seed=42))]
+
+
+def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, tiny_teacher, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    home = Home.resolve(tmp_path / "home")
+    data = write_jsonl(make_rows(120), tmp_path / "data.jsonl")
+    config = tmp_path / "params.yaml"
+    config.write_text(yaml.safe_dump(OVERRIDES))
+    assert main(["teacher", "--home", str(home.root), "--data", str(data), "--base", str(tiny_teacher),
+                 "--config", str(config)]) == 0
+    cfg = config_from_dict(OVERRIDES)
+    first = run_distill(home, cfg, str(data))
+    assert first["promotion"]["version"] == "1"
+
+    production = write_jsonl(shifted(80), tmp_path / "production.jsonl")
+    loop = run_drift_loop(home, cfg, str(production))
+    assert loop["drifted"], loop["reasons"]
+    assert loop["executed_steps"] == ["monitor_drift", "prepare_redistill", "version_data", "cache_teacher_outputs",
+                                      "train_student", "benchmark_gate", "promote"]
+    assert loop["rows_added"] == 80
+    assert loop["new_data_version"] and loop["new_data_version"] != first["data_version"]
+    assert loop["gate_passed"] and loop["promotion"] == {"action": "register", "version": "2"}
+
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("distillops-student", "champion")
+    assert str(champion.version) == "2"
+    assert str(client.get_model_version_by_alias("distillops-student", "previous").version) == "1"
+    # Lineage: the new champion names the drift run and report that started it, and its data version.
+    assert champion.tags["trigger_drift_run_id"] == loop["drift_run_id"]
+    assert champion.tags["trigger_drift_report"] == f"runs:/{loop['drift_run_id']}/drift/report.html"
+    assert champion.tags["data_version"] == loop["new_data_version"]
+    assert champion.tags["pipeline_run_id"]
+    drift_run = client.get_run(loop["drift_run_id"])
+    assert drift_run.data.tags["drifted"] == "True"
+    verdict = json.loads(open(loop["verdict_json"]).read())
+    assert verdict["disagreement"]["n_production"] == 60 and verdict["embedding"]["method"]
+    gate_pages = list(home.reports.glob("gate-*.html"))
+    assert len(gate_pages) == 2 and all("data:image/png;base64," in p.read_text() for p in gate_pages)
+    entries = audit.show(home, "distillops-student")
+    assert [e["record"]["action"] for e in entries] == ["promote", "promote"]
+    assert entries[1]["record"]["lineage"]["trigger_drift_run_id"] == loop["drift_run_id"]
+    assert json.loads(entries[1]["record"]["lineage"]["trigger"])["rows_added"] == 80
+    assert audit.verify(client, home, "distillops-student") == []
