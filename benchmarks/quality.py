@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-limit", type=int, default=0, help="evaluate on a fixed seeded subset of test (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    # Fail before the teacher fine-tune (minutes), not after it.
+    unknown = sorted(set(v for v in args.variants.split(",") if v) - {"labels_only", "logits", "best"})
+    if unknown:
+        p.error(f"--variants: unknown {', '.join(unknown)}; expected labels_only, logits, best")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     os.environ.setdefault("DISTILLOPS_PROGRESS", "0")
     set_threads()
