@@ -31,7 +31,12 @@ from components.common.teacher import resolve_teacher
 from components.common.teacher_outputs import read_teacher_outputs
 from components.common.tracking import flatten, metric_logger
 from components.train_student import distributed as ddp
-from components.train_student.core import TrainSettings, device_for_training, seed_everything, train_classifier
+from components.train_student.core import (
+    TrainSettings,
+    device_for_training,
+    seed_everything,
+    train_classifier,
+)
 from components.train_student.losses import needs, resolve_losses
 
 log = logging.getLogger(__name__)
