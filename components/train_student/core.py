@@ -12,6 +12,7 @@ and the order of rows through ``order(epoch)``, so a distributed run can swap in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from components.common.modeling import encode, predict_logits
+from components.train_student import distributed as ddp
 from components.train_student.losses import (
     LossConfigError,
     LossInputs,
@@ -115,7 +117,22 @@ def _schedule(step: int, total: int, warmup: int, kind: str = "linear") -> float
 
 
 def device_for_training() -> torch.device:
+    if torch.cuda.is_available() and ddp.requested_world_size() > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per torchrun process
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _StepModule(torch.nn.Module):
+    """The trainable modules with batch_loss as forward, so one DistributedDataParallel wrapper
+    sees every parameter (the model and any projections) and its forward runs the whole loss."""
+
+    def __init__(self, modules: Mapping[str, torch.nn.Module], batch_loss):
+        super().__init__()
+        self.parts = torch.nn.ModuleDict(dict(modules))
+        self._batch_loss = batch_loss
+
+    def forward(self, idx: list[int]):
+        return self._batch_loss(idx)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -137,10 +154,20 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
     (higher is better) after each epoch. With `settings.checkpoint_dir`, state is saved every
     `checkpoint_every` optimizer steps and at each epoch end; a run that finds a checkpoint there
     continues from it and reaches the same weights as an uninterrupted run with the same seed.
+
+    Inside a torch.distributed process group (torchrun, see distributed.py) each rank trains on its
+    shard of every epoch's order with batch_size / world_size rows per micro-batch under
+    DistributedDataParallel; only rank 0 reports metrics and writes checkpoints, and rank 0's
+    validation score decides the best epoch and early stopping on every rank.
     """
     seed_everything(settings.seed)
     if settings.grad_accumulation < 1:
         raise ValueError(f"grad_accumulation must be >= 1, got {settings.grad_accumulation}")
+    distributed, rank, world = ddp.active(), ddp.rank(), ddp.world_size()
+    batch_size = ddp.per_rank_batch(settings.batch_size, world) if distributed else settings.batch_size
+    main = rank == 0
+    if not main:
+        on_metrics = None
     micro = math.ceil(n / settings.batch_size)
     steps_per_epoch = math.ceil(micro / settings.grad_accumulation)
     total = steps_per_epoch * settings.epochs
@@ -163,6 +190,7 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
     state = {"epoch": 1, "micro": 0, "step": 0, "perm": None, "running": 0.0, "best": (-math.inf, 0, None),
              "history": [], "bad_epochs": 0, "stopped_early": False}
     ckpt = Path(settings.checkpoint_dir, "checkpoint.pt") if settings.checkpoint_dir else None
+    # every rank resumes from the same checkpoint (a shared volume); only rank 0 writes it
     resumed_from = 0
     if ckpt is not None and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False)
@@ -178,34 +206,50 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
         resumed_from = state["step"]
 
     def save_checkpoint() -> None:
-        if ckpt is None:
+        if ckpt is None or not main:
             return
         _atomic_save({"modules": {k: m.state_dict() for k, m in modules.items()},
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                       "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "state": state}, ckpt)
 
+    step_fn, step_module = batch_loss, None
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # built after any resume: DDP broadcasts rank 0's parameters, so all ranks start equal.
+        # find_unused_parameters: a loss may leave parameters without gradients (e.g. a pooler).
+        step_module = DistributedDataParallel(
+            _StepModule(modules, batch_loss), device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+        step_fn = step_module
+
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=state["step"], desc=desc, unit="step",
-               disable=os.environ.get("DISTILLOPS_PROGRESS", "1") == "0")
+               disable=os.environ.get("DISTILLOPS_PROGRESS", "1") == "0" or not main)
     while state["epoch"] <= settings.epochs and not state["stopped_early"]:
         for mod in modules.values():
             mod.train()
         if state["perm"] is None:
             state["perm"] = order(state["epoch"], generator)
             state["micro"], state["running"] = 0, 0.0
-        perm = state["perm"]
+        perm = ddp.shard(state["perm"], rank, world) if distributed else state["perm"]
         while state["micro"] < micro:
             first = state["micro"]
             chunk = range(first, min(first + settings.grad_accumulation, micro))
             optimizer.zero_grad(set_to_none=True)
             step_loss, parts = 0.0, {}
             for j in chunk:
-                idx = perm[j * settings.batch_size:(j + 1) * settings.batch_size]
-                with autocast:
-                    loss, parts = batch_loss(idx)
-                (loss / len(chunk)).backward()
+                idx = perm[j * batch_size:(j + 1) * batch_size]
+                # DDP: all-reduce gradients only on the last micro-batch of an accumulation chunk
+                sync = step_module.no_sync() if step_module is not None and j != chunk[-1] else \
+                    contextlib.nullcontext()
+                with sync:
+                    with autocast:
+                        loss, parts = step_fn(idx)
+                    (loss / len(chunk)).backward()
                 step_loss += loss.item() / len(chunk)
+            step_loss = ddp.all_mean(step_loss, device)  # the global batch's loss, the same on every rank
             if settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
             optimizer.step()
@@ -223,7 +267,8 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
         epoch = state["epoch"]
         metrics = {"epoch": epoch, "train_loss": state["running"] / steps_per_epoch}
         if evaluate is not None:
-            metrics["validation_score"] = evaluate()
+            # evaluated on rank 0 only and broadcast, so every rank takes the same best/stop decision
+            metrics["validation_score"] = ddp.from_main(evaluate() if main else 0.0, device)
         score = metrics.get("validation_score", -metrics["train_loss"])
         best = state["best"]
         if score > best[0] or best[2] is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -29,7 +30,13 @@ from components.common.steplog import record_step
 from components.common.teacher import resolve_teacher
 from components.common.teacher_outputs import read_teacher_outputs
 from components.common.tracking import flatten, metric_logger
-from components.train_student.core import TrainSettings, device_for_training, train_classifier
+from components.train_student import distributed as ddp
+from components.train_student.core import (
+    TrainSettings,
+    device_for_training,
+    seed_everything,
+    train_classifier,
+)
 from components.train_student.losses import needs, resolve_losses
 
 log = logging.getLogger(__name__)
@@ -80,11 +87,31 @@ def extra_teacher_logits(h: Home, refs, texts, names: list[str], tokenizer, max_
 
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: str, config_json: str,
         data_version: str, model_out: str, config_hash: str) -> dict:
-    """`config_hash` is the hash of the whole resolved config (this step sees only its sections)."""
+    """`config_hash` is the hash of the whole resolved config (this step sees only its sections).
+
+    Under torchrun (WORLD_SIZE > 1) every process runs this same function: it joins the process group
+    (backend from DISTILLOPS_DDP_BACKEND), trains its shard under DDP, and only rank 0 logs to MLflow,
+    records the step and writes the student; the other ranks return {"rank": r}.
+    """
+    owns_group = ddp.init_from_env()
+    try:
+        return _run(home, snapshot_path, teacher_outputs_path, teacher_ref, config_json, data_version, model_out,
+                    config_hash)
+    finally:
+        if owns_group:
+            ddp.shutdown()
+
+
+def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: str, config_json: str,
+         data_version: str, model_out: str, config_hash: str) -> dict:
+    main = ddp.is_main()
     h = Home.resolve(home).ensure()
     cfg = config_from_json(config_json)
     set_threads()
-    with record_step(h, "train_student") as counters:
+    if ddp.active():
+        ddp.per_rank_batch(cfg.distill.batch_size, ddp.world_size())  # fail before any work
+        ddp.share_cpu_threads()
+    with record_step(h, "train_student") if main else contextlib.nullcontext({}) as counters:
         resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha)  # unknown loss keys fail before any work
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
@@ -97,6 +124,9 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
         if label_names(teacher_model) != outputs.label_names:
             raise ValueError(f"{teacher_outputs_path}: label order {outputs.label_names} differs from teacher "
                              f"{teacher_ref}'s {label_names(teacher_model)}")
+        # seeded: a fresh student's random init is part of what distill.seed fixes, so two runs of one
+        # config (one process or a torchrun group) start from the same weights
+        seed_everything(cfg.distill.seed)
         student = build_student(teacher_model, cfg.student, tokenizer)
         label_id = {name: i for i, name in enumerate(outputs.label_names)}
         train_idx, val_idx = snapshot.indices("train"), snapshot.indices("validation")
@@ -115,14 +145,33 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
         need = needs(resolve_losses(settings.losses, settings.alpha))  # unknown loss keys fail here
         train_texts = [snapshot.texts[i] for i in train_idx]
         logit_sets = [outputs.logits[train_idx]]
+        if not main:
+            ddp.barrier()  # rank 0 fills the teacher cache first; the others then only read it
         extra_arrays, extra_versions = extra_teacher_logits(h, d.extra_teachers, train_texts, outputs.label_names,
                                                             tokenizer, cfg.distill.max_length)
+        if main:
+            ddp.barrier()
         logit_sets += extra_arrays
         live_teacher = teacher_model if need & {"hidden", "attention"} else None
         device = device_for_training()
         student.to(device)
         if live_teacher is not None:
             live_teacher.to(device)
+
+        def fit(on_metrics):
+            return train_classifier(
+                student, tokenizer, train_texts,
+                [label_id[snapshot.labels[i]] for i in train_idx], settings,
+                teacher_logits=logit_sets, teacher_weights=list(d.teacher_weights),
+                teacher_features={k: v[train_idx] for k, v in outputs.features.items()},
+                teacher_model=live_teacher, teacher_num_layers=teacher_model.config.num_hidden_layers,
+                val_texts=[snapshot.texts[i] for i in val_idx],
+                val_label_ids=[label_id[snapshot.labels[i]] for i in val_idx],
+                on_metrics=on_metrics, desc="distil student")
+
+        if not main:  # a worker rank: train its shard; no MLflow, no files
+            fit(None)
+            return {"rank": ddp.rank()}
         registry.connect(h)
         import mlflow
 
@@ -133,15 +182,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
                                        "distill": config_to_dict(cfg)["distill"]}))
             if extra_versions:
                 mlflow.set_tag("extra_teacher_versions", json.dumps(extra_versions))
-            result = train_classifier(
-                student, tokenizer, train_texts,
-                [label_id[snapshot.labels[i]] for i in train_idx], settings,
-                teacher_logits=logit_sets, teacher_weights=list(d.teacher_weights),
-                teacher_features={k: v[train_idx] for k, v in outputs.features.items()},
-                teacher_model=live_teacher, teacher_num_layers=teacher_model.config.num_hidden_layers,
-                val_texts=[snapshot.texts[i] for i in val_idx],
-                val_label_ids=[label_id[snapshot.labels[i]] for i in val_idx],
-                on_metrics=metric_logger(run_.info.run_id), desc="distil student")
+            result = fit(metric_logger(run_.info.run_id))
             student.to("cpu")
             if hasattr(student, "merge_and_unload"):  # LoRA: fold the adapters into plain weights
                 student = student.merge_and_unload()
