@@ -28,7 +28,7 @@ from components.common.home import Home
 from components.common.modeling import (
     count_parameters,
     load_classifier,
-    measure_speed,
+    measure_speeds,
     predict_logits,
     set_threads,
     size_on_disk,
@@ -64,8 +64,7 @@ def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names
     for kind in gate_cfg.robustness_perturbations:
         _, p_pred = _predict(model, tokenizer, perturb(texts, kind, gate_cfg.robustness_seed), max_length, names)
         card["robustness"][kind] = classification_metrics(p_pred, gold, len(names))["accuracy"]
-    card.update(measure_speed(model, tokenizer, texts, max_length, gate_cfg.latency_samples,
-                              gate_cfg.throughput_batches))
+    # Speed is measured later for all models side by side (measure_speeds).
     card.update(parameters=count_parameters(model), size_bytes=size_on_disk(path))
     return card, pred
 
@@ -91,17 +90,16 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         teacher_card["labels"] = per_label_metrics(teacher_pred, gold, names)
         teacher = resolve_teacher(teacher_ref, h)
         t_model, t_tok = load_classifier(teacher.path)
-        teacher_card.update(measure_speed(t_model, t_tok, texts, cfg.teacher.max_length, cfg.gate.latency_samples,
-                                          cfg.gate.throughput_batches))
         teacher_card.update(parameters=count_parameters(t_model), size_bytes=size_on_disk(teacher.path),
                             agreement=1.0)
-        del t_model
+        timed = {"teacher": (t_model, t_tok, cfg.teacher.max_length)}
 
         s_model, s_tok = load_classifier(student_path)
         test_logits = outputs.logits[test_idx]
         student_card, student_pred = _model_card(s_model, s_tok, student_path, texts, gold, max_len, cfg.gate,
                                                  names, test_logits)
         student_card["agreement"] = agreement(student_pred, teacher_pred)
+        timed["student"] = (s_model, s_tok, max_len)
 
         client = registry.connect(h)
         champion_card, champion_version = None, None
@@ -113,6 +111,13 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                                                        test_logits)
             champion_card["agreement"] = agreement(champion_pred, teacher_pred)
             champion_version = str(mv.version)
+            timed["champion"] = (c_model, c_tok, max_len)
+
+        speeds = measure_speeds(timed, texts, cfg.gate.latency_samples, cfg.gate.throughput_batches)
+        for name, card in (("teacher", teacher_card), ("student", student_card), ("champion", champion_card)):
+            if card is not None:
+                card.update(speeds[name])
+        del timed
 
         result = evaluate_gate(student_card, teacher_card, champion_card, cfg.gate)
         context = {"data_version": lineage["data_version"], "teacher_version": outputs.teacher_version,

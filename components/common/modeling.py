@@ -83,28 +83,44 @@ def size_on_disk(path: str | Path) -> int:
 
 
 @torch.inference_mode()
+def measure_speeds(models: dict, texts: Sequence[str], latency_samples: int = 32, throughput_batches: int = 3,
+                   batch_size: int = 32) -> dict[str, dict[str, float]]:
+    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) of several models, side by side.
+
+    `models` maps a name to (model, tokenizer, max_length). Calls alternate between the models and
+    each figure is a median, so a load spike on a shared machine hits every model alike instead of
+    deciding a speed-up ratio by itself.
+    """
+    texts = list(texts) or ["hello"]
+    batch = [texts[i % len(texts)] for i in range(batch_size)]
+    prepared = {}
+    for name, (model, tokenizer, max_length) in models.items():
+        model.eval()
+        model(**encode(tokenizer, texts[:2], max_length))  # warm-up: first call allocates
+        prepared[name] = (model, [encode(tokenizer, [texts[i % len(texts)]], max_length)
+                                  for i in range(latency_samples)], encode(tokenizer, batch, max_length))
+    latency = {name: [] for name in models}
+    batch_time = {name: [] for name in models}
+    for i in range(latency_samples):
+        for name, (model, singles, _) in prepared.items():
+            t0 = time.perf_counter()
+            model(**singles[i])
+            latency[name].append(time.perf_counter() - t0)
+    for _ in range(max(1, throughput_batches)):
+        for name, (model, _, full) in prepared.items():
+            t0 = time.perf_counter()
+            model(**full)
+            batch_time[name].append(time.perf_counter() - t0)
+    return {name: {"latency_p50_ms": statistics.median(latency[name]) * 1000 if latency[name] else float("nan"),
+                   "throughput_rows_per_s": batch_size / statistics.median(batch_time[name])}
+            for name in models}
+
+
 def measure_speed(model, tokenizer, texts: Sequence[str], max_length: int, latency_samples: int = 32,
                   throughput_batches: int = 3, batch_size: int = 32) -> dict[str, float]:
-    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) on this machine's CPU threads."""
-    model.eval()
-    texts = list(texts) or ["hello"]
-    model(**encode(tokenizer, texts[:2], max_length))  # warm-up: first call allocates
-    timings = []
-    for i in range(latency_samples):
-        enc = encode(tokenizer, [texts[i % len(texts)]], max_length)
-        t0 = time.perf_counter()
-        model(**enc)
-        timings.append(time.perf_counter() - t0)
-    batch = [texts[i % len(texts)] for i in range(batch_size)]
-    enc = encode(tokenizer, batch, max_length)
-    t0 = time.perf_counter()
-    for _ in range(throughput_batches):
-        model(**enc)
-    elapsed = time.perf_counter() - t0
-    return {
-        "latency_p50_ms": statistics.median(timings) * 1000,
-        "throughput_rows_per_s": batch_size * throughput_batches / elapsed,
-    }
+    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) of one model on this machine."""
+    return measure_speeds({"model": (model, tokenizer, max_length)}, texts, latency_samples, throughput_batches,
+                          batch_size)["model"]
 
 
 def build_student_from_teacher_layers(teacher, layers: Sequence[int]):

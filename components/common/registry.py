@@ -290,6 +290,8 @@ def delete_alias(client, name: str, alias: str) -> None:
 
 
 def set_model_tag(client, name: str, key: str, value: str) -> None:
+    # The first record of a model (a refusal before any version exists) may precede the model itself.
+    _ensure_registered_model(client, name, "Registered by distillops")
     _idempotent_write(lambda: client.set_registered_model_tag(name, key, str(value)))
 
 
