@@ -50,17 +50,10 @@ def pipeline_arguments(home: Home, cfg: Config, data_path: str, teacher_ref: str
     path = Path(data_path).expanduser().resolve()
     if not path.is_file():
         raise DatasetError(f"{path}: data file not found")
+    from pipelines.submit import distill_arguments
+
     teacher = resolve_teacher(teacher_ref, home)
-    return {
-        "home": str(home.root), "data_path": str(path), "data_fingerprint": sha256_file(path),
-        "teacher_ref": teacher_ref, "teacher_version": teacher.version,
-        "data_config": step_config_json(cfg, "version_data"),
-        "teacher_config": step_config_json(cfg, "cache_teacher_outputs"),
-        "train_config": step_config_json(cfg, "train_student"),
-        "gate_config": step_config_json(cfg, "benchmark_gate"),
-        "promote_config": step_config_json(cfg, "promote"),
-        "config_hash": config_hash(cfg),
-    }
+    return distill_arguments(cfg, str(path), sha256_file(path), teacher_ref, teacher.version, home=str(home.root))
 
 
 def watch_arguments(home: str, cfg: Config, data_path: str, teacher_ref: str) -> dict[str, str]:

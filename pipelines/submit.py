@@ -134,12 +134,12 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 
 
 def distill_arguments(cfg, data_path: str, data_fingerprint: str, teacher_ref: str,
-                      teacher_version: str) -> dict[str, str]:
-    """The distillation DAG's parameters for a cluster run (home = the PVC mount path)."""
+                      teacher_version: str, home: str = CLUSTER_HOME) -> dict[str, str]:
+    """The distillation DAG's parameters (default home: the cluster's PVC mount path)."""
     from components.common.config import config_hash, step_config_json
 
     return {
-        "home": CLUSTER_HOME, "data_path": data_path, "data_fingerprint": data_fingerprint,
+        "home": home, "data_path": data_path, "data_fingerprint": data_fingerprint,
         "teacher_ref": teacher_ref, "teacher_version": teacher_version,
         "data_config": step_config_json(cfg, "version_data"),
         "teacher_config": step_config_json(cfg, "cache_teacher_outputs"),
