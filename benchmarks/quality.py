@@ -32,12 +32,15 @@ import torch
 
 from components.common.modeling import (
     build_student_from_config,
+    build_student_from_teacher_layers,
     count_parameters,
     default_base_model,
-    measure_speed,
+    measure_speeds,
     predict_logits,
     set_threads,
     teacher_features,
+    trim_vocabulary,
+    vocabulary_for_budget,
 )
 from components.train_student.core import TrainSettings, accuracy, train_classifier
 
@@ -73,6 +76,23 @@ def scores(model, tokenizer, texts, gold, max_length, n_labels) -> dict[str, flo
     return {"accuracy": accuracy(logits, gold), "macro_f1": macro_f1(logits.argmax(-1), np.asarray(gold), n_labels)}
 
 
+def make_student(teacher, tokenizer, texts, args, overrides):
+    """(student, its tokenizer): the narrow config or the teacher's layers, then optionally the
+    vocabulary trimmed to the training texts within the parameter budget."""
+    if args.student_from_layers:
+        student = build_student_from_teacher_layers(teacher, [int(i) for i in args.student_from_layers.split(",")])
+    else:
+        student = build_student_from_config(teacher, overrides)
+    if not args.trim_vocab:
+        return student, tokenizer
+    student, s_tokenizer = trim_vocabulary(student, tokenizer, texts, max_positions=args.max_length)
+    budget = int(args.param_budget * count_parameters(teacher))
+    if count_parameters(student) > budget:
+        student, s_tokenizer = trim_vocabulary(student, s_tokenizer, texts,
+                                               max_size=vocabulary_for_budget(student, budget))
+    return student, s_tokenizer
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl")
@@ -88,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student-layers", type=int, default=4)
     p.add_argument("--student-heads", type=int, default=4)
     p.add_argument("--student-intermediate", type=int, default=512)
+    p.add_argument("--student-from-layers", default="",
+                   help="build the student from these teacher layers (e.g. 0,5; DistilBERT-style) instead of the "
+                        "narrow --student-hidden/... config")
+    p.add_argument("--trim-vocab", action="store_true",
+                   help="trim the student's vocabulary to the word pieces of the training texts (most frequent "
+                        "first) and its position table to --max-length, within --param-budget")
+    p.add_argument("--param-budget", type=float, default=0.25,
+                   help="with --trim-vocab: largest student size as a fraction of the teacher's parameters")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--variants", default="labels_only,logits,best", help="comma-separated subset")
@@ -182,36 +210,37 @@ def main(argv: list[str] | None = None) -> int:
     student_models = {}
     for name in [v for v in args.variants.split(",") if v]:
         torch.manual_seed(args.seed)
-        student = build_student_from_config(teacher, overrides)
+        student, s_tokenizer = make_student(teacher, tokenizer, fx, args, overrides)
         s = TrainSettings(epochs=args.student_epochs, batch_size=args.batch_size, learning_rate=args.student_lr,
                           max_length=L, temperature=args.temperature, seed=args.seed, **variants[name])
-        res = train_classifier(student, tokenizer, fx, fy, s, teacher_logits=feats["logits"], val_texts=vx,
+        res = train_classifier(student, s_tokenizer, fx, fy, s, teacher_logits=feats["logits"], val_texts=vx,
                                val_label_ids=vy, teacher_features=pooled,
                                teacher_num_layers=teacher.config.num_hidden_layers, desc=name)
-        sc = scores(student, tokenizer, te_x, ty, L, len(names))
+        sc = scores(student, s_tokenizer, te_x, ty, L, len(names))
         report["students"][name] = {
             **sc, "losses": variants[name]["losses"], "layer_map": [list(m) for m in variants[name].get(
                 "layer_map", ())], "best_epoch": res.best_epoch, "validation_accuracy": res.best_validation_accuracy,
             "train_seconds": res.seconds, "retention_accuracy": sc["accuracy"] / report["teacher"]["accuracy"],
             "retention_macro_f1": sc["macro_f1"] / report["teacher"]["macro_f1"]}
-        student_models[name] = student
+        student_models[name] = (student, s_tokenizer)
         log.info("student %s: %s", name, report["students"][name])
         if args.out:  # partial results survive a kill
             Path(args.out).write_text(json.dumps(report, indent=2))
 
-    any_student = next(iter(student_models.values()))
+    any_student, s_tokenizer = next(iter(student_models.values()))
     report["student_parameters"] = count_parameters(any_student)
-    report["student_config"] = overrides
+    report["student_config"] = {k: any_student.config.to_dict()[k] for k in (
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+        "max_position_embeddings")}
+    report["student_built"] = (f"teacher layers {args.student_from_layers}" if args.student_from_layers
+                               else "narrow config, PCA-initialised embeddings")
     report["parameter_ratio"] = report["student_parameters"] / report["teacher"]["parameters"]
-    # Side by side, same texts, same threads, interleaved twice to spread out machine noise.
-    speed_t, speed_s = [], []
-    for _ in range(2):
-        speed_t.append(measure_speed(teacher, tokenizer, te_x, L, latency_samples=64, throughput_batches=10))
-        speed_s.append(measure_speed(any_student, tokenizer, te_x, L, latency_samples=64, throughput_batches=10))
-    t_lat = min(x["latency_p50_ms"] for x in speed_t)
-    s_lat = min(x["latency_p50_ms"] for x in speed_s)
-    t_thr = max(x["throughput_rows_per_s"] for x in speed_t)
-    s_thr = max(x["throughput_rows_per_s"] for x in speed_s)
+    # Side by side: calls alternate between teacher and student and each figure is a median, so
+    # load on a shared machine hits both alike.
+    sp = measure_speeds({"teacher": (teacher, tokenizer, L), "student": (any_student, s_tokenizer, L)}, te_x,
+                        latency_samples=96, throughput_batches=20)
+    t_lat, s_lat = sp["teacher"]["latency_p50_ms"], sp["student"]["latency_p50_ms"]
+    t_thr, s_thr = sp["teacher"]["throughput_rows_per_s"], sp["student"]["throughput_rows_per_s"]
     report["speed"] = {"teacher_latency_p50_ms": t_lat, "student_latency_p50_ms": s_lat,
                        "latency_speedup": t_lat / s_lat, "teacher_throughput_rows_per_s": t_thr,
                        "student_throughput_rows_per_s": s_thr, "throughput_speedup_batch32": s_thr / t_thr}

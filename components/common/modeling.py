@@ -208,6 +208,79 @@ def init_embeddings_by_pca(teacher, student) -> None:
         dst.weight[:rows] = src.weight[:rows] @ v
 
 
+def vocabulary_for_budget(model, max_parameters: int) -> int:
+    """How many word-embedding rows `model` can keep and still have at most `max_parameters`."""
+    words = model.get_input_embeddings().weight
+    return max(0, (max_parameters - (count_parameters(model) - words.numel())) // words.shape[1])
+
+
+@torch.no_grad()
+def trim_vocabulary(model, tokenizer, texts: Sequence[str], max_size: int = 0, max_positions: int = 0):
+    """Shrink a BERT-style student's embedding tables to what its inputs use.
+
+    Keeps the special tokens, then the WordPiece entries that the tokenized `texts` contain, most
+    frequent first, at most `max_size` in all (0 = every entry used). The word-embedding rows of the
+    kept entries are copied. WordPiece matches the longest piece in its vocabulary, so a text whose
+    pieces were all kept tokenizes to the same pieces as before; a word with a dropped piece falls
+    back to shorter pieces or [UNK]. With `max_positions`, only the first position embeddings are
+    kept and the tokenizer truncates there. Vocabulary trimming as in Abdaoui et al. 2020 ("Load
+    What You Need: Smaller Versions of Multilingual BERT"): most of a small BERT's parameters are
+    embedding rows that a given domain never looks up.
+
+    Returns (student, tokenizer); the inputs are not modified.
+    """
+    from collections import Counter
+
+    from transformers import AutoModelForSequenceClassification, BertTokenizer
+
+    if not isinstance(tokenizer, BertTokenizer) or model.config.model_type != "bert":
+        raise ModelError(f"student.trim_vocabulary: supported for BERT WordPiece models and tokenizers, got "
+                         f"{model.config.model_type} with {type(tokenizer).__name__}")
+    vocab = tokenizer.get_vocab()
+    by_id = {i: t for t, i in vocab.items()}
+    special = [vocab[t] for t in tokenizer.all_special_tokens]
+    counts = Counter()
+    for start in range(0, len(texts), 1024):
+        for ids in tokenizer(list(texts[start:start + 1024]), add_special_tokens=False)["input_ids"]:
+            counts.update(ids)
+    ranked = [i for i, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if i not in special]
+    if max_size:
+        if max_size <= len(special):
+            raise ModelError(f"student.trim_vocabulary: max_size {max_size} leaves no room beside the "
+                             f"{len(special)} special tokens")
+        ranked = ranked[:max_size - len(special)]
+    kept = sorted(special) + ranked
+    new_vocab = {by_id[i]: n for n, i in enumerate(kept)}
+    new_tokenizer = BertTokenizer(vocab=new_vocab, do_lower_case=tokenizer.do_lower_case,
+                                  strip_accents=tokenizer.strip_accents,
+                                  tokenize_chinese_chars=tokenizer.tokenize_chinese_chars,
+                                  model_max_length=max_positions or tokenizer.model_max_length)
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.vocab_size = len(kept)
+    config.pad_token_id = new_vocab[tokenizer.pad_token]
+    if max_positions:
+        if max_positions > config.max_position_embeddings:
+            raise ModelError(f"student.max_positions {max_positions} exceeds the model's "
+                             f"{config.max_position_embeddings} position embeddings")
+        config.max_position_embeddings = max_positions
+    student = AutoModelForSequenceClassification.from_config(config)
+    state = {}
+    index = torch.as_tensor(kept, dtype=torch.long)
+    for key, value in model.state_dict().items():
+        if key.endswith("embeddings.word_embeddings.weight"):
+            value = value.index_select(0, index)
+        elif key.endswith("embeddings.position_embeddings.weight") and max_positions:
+            value = value[:max_positions]
+        elif key.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
+            continue  # buffers sized by the config
+        state[key] = value.clone()
+    result = student.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(f"student.trim_vocabulary: weights did not map: missing {result.missing_keys[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+    return student, new_tokenizer
+
+
 def build_student_from_model(path: str | Path, names: Sequence[str], lora_r: int = 0, lora_alpha: int = 16,
                              lora_dropout: float = 0.0):
     """Any pretrained model (a local directory or an HF id in the local cache) with a fresh head for

@@ -1,0 +1,64 @@
+"""Vocabulary trimming keeps what the texts use and changes nothing they see; augmentation is seeded."""
+
+import pytest
+import torch
+
+from components.common.modeling import (
+    ModelError,
+    count_parameters,
+    load_classifier,
+    trim_vocabulary,
+    vocabulary_for_budget,
+)
+from components.train_student.augment import augment_texts
+from tests.fakes import make_rows, make_tiny_teacher
+
+
+@pytest.fixture()
+def model_and_texts(tmp_path):
+    model, tokenizer = load_classifier(make_tiny_teacher(tmp_path / "t"))
+    texts = [r["text"] for r in make_rows(40)]
+    return model, tokenizer, texts
+
+
+def test_full_trim_gives_the_same_logits_with_fewer_rows(model_and_texts, tmp_path):
+    model, tokenizer, texts = model_and_texts
+    student, s_tok = trim_vocabulary(model, tokenizer, texts, max_positions=32)
+    student.eval()
+    assert student.config.vocab_size < model.config.vocab_size
+    assert student.config.max_position_embeddings == 32
+    with torch.inference_mode():
+        a = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+        b = student(**s_tok(texts, padding=True, return_tensors="pt")).logits
+    torch.testing.assert_close(a, b)
+    student.save_pretrained(tmp_path / "s")
+    s_tok.save_pretrained(tmp_path / "s")
+    again, again_tok = load_classifier(tmp_path / "s")
+    assert again_tok.get_vocab() == s_tok.get_vocab()
+    with torch.inference_mode():
+        torch.testing.assert_close(again(**again_tok(texts, padding=True, return_tensors="pt")).logits, b)
+
+
+def test_max_size_and_budget(model_and_texts):
+    model, tokenizer, texts = model_and_texts
+    budget = count_parameters(model) - 10 * model.config.hidden_size
+    size = vocabulary_for_budget(model, budget)
+    assert size == model.config.vocab_size - 10
+    student, s_tok = trim_vocabulary(model, tokenizer, texts, max_size=12)
+    assert student.config.vocab_size == len(s_tok.get_vocab()) == 12
+    assert all(t in s_tok.get_vocab() for t in tokenizer.all_special_tokens)
+    with pytest.raises(ModelError, match="max_size 3"):
+        trim_vocabulary(model, tokenizer, texts, max_size=3)
+    with pytest.raises(ModelError, match="max_positions 999"):
+        trim_vocabulary(model, tokenizer, texts, max_positions=999)
+
+
+def test_augment_is_seeded_and_sized():
+    texts = ["what is the capital of france ?", "how many legs does a spider have ?", "hi"]
+    a = augment_texts(texts, copies=3, seed=1)
+    assert a == augment_texts(texts, copies=3, seed=1)
+    assert a != augment_texts(texts, copies=3, seed=2)
+    assert len(a) == 9 and all(a)
+    assert augment_texts(texts, copies=0) == []
+    with pytest.raises(ValueError, match="copies"):
+        augment_texts(texts, copies=-1)
