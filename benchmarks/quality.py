@@ -4,7 +4,9 @@ For a dataset folder with train.jsonl and test.jsonl ({"text", "label"}), fine-t
 teacher, then train one student architecture three ways, side by side in this one run:
 
   (a) labels only (no distillation), (b) logit distillation (Hinton KL + CE),
-  (c) the best combination found: logits + pooled hidden-state matching + similarity preservation.
+  (c) the best combination found (--best-losses, --layer-map, --augment): by default logit
+      distillation on a transfer set enlarged with --augment perturbed copies of each training
+      text, labelled by the teacher (Tang et al. 2019; see components/train_student/augment.py).
 
 Prints one JSON: teacher and student test accuracy / macro-F1, retention (student / teacher),
 parameter ratio, CPU batch-1 latency and batch-32 throughput ratios, and training times.
@@ -19,6 +21,7 @@ used for the reported figures. --test-limit evaluates on a fixed, seeded subset 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -37,11 +40,13 @@ from components.common.modeling import (
     default_base_model,
     measure_speeds,
     predict_logits,
+    prune_intermediate,
     set_threads,
     teacher_features,
     trim_vocabulary,
     vocabulary_for_budget,
 )
+from components.train_student.augment import augment_texts
 from components.train_student.core import TrainSettings, accuracy, train_classifier
 
 log = logging.getLogger("benchmarks.quality")
@@ -81,6 +86,8 @@ def make_student(teacher, tokenizer, texts, args, overrides):
     vocabulary trimmed to the training texts within the parameter budget."""
     if args.student_from_layers:
         student = build_student_from_teacher_layers(teacher, [int(i) for i in args.student_from_layers.split(",")])
+        if args.prune_intermediate:
+            student = prune_intermediate(student, args.prune_intermediate)
     else:
         student = build_student_from_config(teacher, overrides)
     if not args.trim_vocab:
@@ -111,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student-from-layers", default="",
                    help="build the student from these teacher layers (e.g. 0,5; DistilBERT-style) instead of the "
                         "narrow --student-hidden/... config")
+    p.add_argument("--prune-intermediate", type=int, default=0,
+                   help="with --student-from-layers: keep this many feed-forward neurons per layer, the most "
+                        "important by weight magnitude (0 = keep all)")
     p.add_argument("--trim-vocab", action="store_true",
                    help="trim the student's vocabulary to the word pieces of the training texts (most frequent "
                         "first) and its position table to --max-length, within --param-budget")
@@ -122,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--best-losses", default="kl=0.5,ce=0.5,pooled_mse=1.0,sp=1.0",
                    help="loss terms of variant (c), key=weight,...")
     p.add_argument("--layer-map", default="1:2,2:4,3:5,4:6", help="student:teacher layers of variant (c)")
+    p.add_argument("--augment", type=int, default=0,
+                   help="variant (c) also trains on this many perturbed copies of each training text, with the "
+                        "teacher's logits (and its argmax as the hard label); 0 = none")
     p.add_argument("--train-limit", type=int, default=0, help="use a fixed seeded subset of train (0 = all)")
     p.add_argument("--test-limit", type=int, default=0, help="evaluate on a fixed seeded subset of test (0 = all)")
     p.add_argument("--seed", type=int, default=0)
@@ -206,21 +219,37 @@ def main(argv: list[str] | None = None) -> int:
         "logits": dict(losses={"kl": args.alpha, "ce": 1 - args.alpha}),
         "best": dict(losses=best_losses, layer_map=layer_map),
     }
+    # One student built (and trimmed) once; every variant starts from a copy of the same weights.
+    torch.manual_seed(args.seed)
+    initial_student, s_tokenizer = make_student(teacher, tokenizer, fx, args, overrides)
+    transfer = {name: (fx, fy, feats["logits"], pooled) for name in variants}
+    if args.augment and "best" in args.variants.split(","):
+        t0 = time.perf_counter()
+        aug_x = augment_texts(fx, args.augment, seed=args.seed)
+        aug = teacher_features(teacher, tokenizer, aug_x, L, pooled_layers=[int(k.split(":")[1]) for k in pooled])
+        report["augment"] = {"copies": args.augment, "rows": len(aug_x),
+                             "teacher_outputs_seconds": time.perf_counter() - t0,
+                             "teacher_agrees_with_source_label": float(np.mean(
+                                 aug["logits"].argmax(-1) == np.repeat(fy, args.augment)))}
+        transfer["best"] = (fx + aug_x, fy + aug["logits"].argmax(-1).tolist(),
+                            np.concatenate([feats["logits"], aug["logits"]]),
+                            {k: np.concatenate([v, aug[k]]) for k, v in pooled.items()})
     report["students"] = {}
     student_models = {}
     for name in [v for v in args.variants.split(",") if v]:
         torch.manual_seed(args.seed)
-        student, s_tokenizer = make_student(teacher, tokenizer, fx, args, overrides)
+        student = copy.deepcopy(initial_student)
+        x, y, t_logits, t_pooled = transfer[name]
         s = TrainSettings(epochs=args.student_epochs, batch_size=args.batch_size, learning_rate=args.student_lr,
                           max_length=L, temperature=args.temperature, seed=args.seed, **variants[name])
-        res = train_classifier(student, s_tokenizer, fx, fy, s, teacher_logits=feats["logits"], val_texts=vx,
-                               val_label_ids=vy, teacher_features=pooled,
+        res = train_classifier(student, s_tokenizer, x, y, s, teacher_logits=t_logits, val_texts=vx,
+                               val_label_ids=vy, teacher_features=t_pooled,
                                teacher_num_layers=teacher.config.num_hidden_layers, desc=name)
         sc = scores(student, s_tokenizer, te_x, ty, L, len(names))
         report["students"][name] = {
             **sc, "losses": variants[name]["losses"], "layer_map": [list(m) for m in variants[name].get(
                 "layer_map", ())], "best_epoch": res.best_epoch, "validation_accuracy": res.best_validation_accuracy,
-            "train_seconds": res.seconds, "retention_accuracy": sc["accuracy"] / report["teacher"]["accuracy"],
+            "train_rows": len(x), "train_seconds": res.seconds, "retention_accuracy": sc["accuracy"] / report["teacher"]["accuracy"],
             "retention_macro_f1": sc["macro_f1"] / report["teacher"]["macro_f1"]}
         student_models[name] = (student, s_tokenizer)
         log.info("student %s: %s", name, report["students"][name])
@@ -232,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     report["student_config"] = {k: any_student.config.to_dict()[k] for k in (
         "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
         "max_position_embeddings")}
-    report["student_built"] = (f"teacher layers {args.student_from_layers}" if args.student_from_layers
-                               else "narrow config, PCA-initialised embeddings")
+    report["student_built"] = (f"teacher layers {args.student_from_layers}"
+                               + (f", feed-forward pruned to {args.prune_intermediate}" if args.prune_intermediate
+                                  else "") + (", vocabulary trimmed" if args.trim_vocab else "")
+                               if args.student_from_layers else "narrow config, PCA-initialised embeddings")
     report["parameter_ratio"] = report["student_parameters"] / report["teacher"]["parameters"]
     # Side by side: calls alternate between teacher and student and each figure is a median, so
     # load on a shared machine hits both alike.

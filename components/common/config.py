@@ -68,6 +68,14 @@ class StudentConfig:
     # LoRA adapters (peft) on a pretrained student (init=model); 0 = train all weights.
     lora_r: int = 0
     lora_alpha: int = 16
+    # Keep this many feed-forward neurons per layer, the strongest by weight magnitude (BERT; 0 = all).
+    prune_intermediate: int = 0
+    # Shrink the word-embedding table to the pieces the training texts use (BERT WordPiece) and the
+    # position table to distill.max_length; the student then carries its own, smaller tokenizer.
+    trim_vocabulary: bool = False
+    # With trim_vocabulary: keep only the most frequent pieces so the student has at most this
+    # fraction of the teacher's parameters (0 = keep every piece the texts use).
+    max_parameter_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -241,6 +249,12 @@ def _validate(cfg: Config) -> None:
     problems.extend(_validate_distill(cfg.distill))
     if cfg.student.init == "teacher_layers" and not cfg.student.layers:
         problems.append("student.layers: at least one teacher layer is needed")
+    if cfg.student.prune_intermediate < 0:
+        problems.append(f"student.prune_intermediate: must be >= 0, got {cfg.student.prune_intermediate}")
+    if not 0 <= cfg.student.max_parameter_fraction < 1:
+        problems.append(f"student.max_parameter_fraction: must be in [0, 1), got {cfg.student.max_parameter_fraction}")
+    if cfg.student.max_parameter_fraction and not cfg.student.trim_vocabulary:
+        problems.append("student.max_parameter_fraction: only applies with student.trim_vocabulary: true")
     if cfg.distill.temperature <= 0:
         problems.append(f"distill.temperature: must be > 0, got {cfg.distill.temperature}")
     if not 0 <= cfg.distill.alpha <= 1:

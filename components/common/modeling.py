@@ -281,6 +281,47 @@ def trim_vocabulary(model, tokenizer, texts: Sequence[str], max_size: int = 0, m
     return student, new_tokenizer
 
 
+def prune_intermediate(model, size: int):
+    """Narrow every feed-forward block of a BERT-style model to its `size` most important neurons.
+
+    Neuron j of a layer's feed-forward block reads W_in[j, :] and writes W_out[:, j]; its importance
+    is ||W_in[j, :]|| * ||W_out[:, j]||, a weight-magnitude proxy for how much it can change the
+    layer's output. The top `size` neurons of each layer are kept with their weights and biases, so
+    a pruned model is the same network minus its weakest hidden units: structured width pruning of
+    the feed-forward blocks, as in Michel et al. 2019 (for heads) and DynaBERT (Hou et al. 2020) and
+    CoFi (Xia et al. 2022) for these blocks. The feed-forward block is about two thirds of a
+    layer's multiply-adds at BERT's 4x width, so halving it makes a layer about 1.5x faster.
+
+    Returns a new model; the input is not modified.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if model.config.model_type != "bert":
+        raise ModelError(f"student.intermediate_size pruning: supported for BERT models, got {model.config.model_type}")
+    full = model.config.intermediate_size
+    if not 0 < size <= full:
+        raise ModelError(f"student.intermediate_size {size}: expected 1..{full} (the model's feed-forward width)")
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.intermediate_size = size
+    pruned = AutoModelForSequenceClassification.from_config(config)
+    state = dict(model.state_dict())
+    for layer in range(model.config.num_hidden_layers):
+        prefix = f"{model.base_model_prefix}.encoder.layer.{layer}."
+        w_in, b_in = state[prefix + "intermediate.dense.weight"], state[prefix + "intermediate.dense.bias"]
+        w_out = state[prefix + "output.dense.weight"]
+        importance = w_in.norm(dim=1) * w_out.norm(dim=0)
+        keep = importance.topk(size).indices.sort().values
+        state[prefix + "intermediate.dense.weight"] = w_in.index_select(0, keep)
+        state[prefix + "intermediate.dense.bias"] = b_in.index_select(0, keep)
+        state[prefix + "output.dense.weight"] = w_out.index_select(1, keep)
+    state = {k: v.clone() for k, v in state.items() if not k.endswith(("position_ids", "token_type_ids"))}
+    result = pruned.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(f"student.intermediate_size pruning: weights did not map: missing "
+                         f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    return pruned
+
+
 def build_student_from_model(path: str | Path, names: Sequence[str], lora_r: int = 0, lora_alpha: int = 16,
                              lora_dropout: float = 0.0):
     """Any pretrained model (a local directory or an HF id in the local cache) with a fresh head for

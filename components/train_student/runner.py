@@ -24,7 +24,10 @@ from components.common.modeling import (
     label_names,
     load_classifier,
     predict_logits,
+    prune_intermediate,
     set_threads,
+    trim_vocabulary,
+    vocabulary_for_budget,
 )
 from components.common.steplog import record_step
 from components.common.teacher import resolve_teacher
@@ -45,16 +48,34 @@ LINEAGE_FILE = "distillops.json"
 
 def build_student(teacher_model, student_cfg, teacher_tokenizer=None):
     if student_cfg.init == "teacher_layers":
-        return build_student_from_teacher_layers(teacher_model, student_cfg.layers)
-    if student_cfg.init == "model":
+        student = build_student_from_teacher_layers(teacher_model, student_cfg.layers)
+    elif student_cfg.init == "model":
         from transformers import AutoTokenizer
 
         if teacher_tokenizer is not None:
             check_same_tokenizer(teacher_tokenizer, AutoTokenizer.from_pretrained(student_cfg.model),
                                  f"student.model {student_cfg.model}")
-        return build_student_from_model(student_cfg.model, label_names(teacher_model), student_cfg.lora_r,
-                                        student_cfg.lora_alpha)
-    return build_student_from_config(teacher_model, student_cfg.config_overrides)
+        student = build_student_from_model(student_cfg.model, label_names(teacher_model), student_cfg.lora_r,
+                                           student_cfg.lora_alpha)
+    else:
+        student = build_student_from_config(teacher_model, student_cfg.config_overrides)
+    if student_cfg.prune_intermediate:
+        student = prune_intermediate(student, student_cfg.prune_intermediate)
+    return student
+
+
+def shrink_vocabulary(student, teacher_model, tokenizer, student_cfg, texts, max_length: int):
+    """(student, its tokenizer) after student.trim_vocabulary (and max_parameter_fraction), or unchanged."""
+    if not student_cfg.trim_vocabulary:
+        return student, tokenizer
+    student, s_tok = trim_vocabulary(student, tokenizer, texts, max_positions=max_length)
+    if student_cfg.max_parameter_fraction:
+        budget = int(student_cfg.max_parameter_fraction * count_parameters(teacher_model))
+        if count_parameters(student) > budget:
+            student, s_tok = trim_vocabulary(student, s_tok, texts, max_size=vocabulary_for_budget(student, budget))
+    log.info("student vocabulary trimmed to %d pieces, %d positions", student.config.vocab_size,
+             student.config.max_position_embeddings)
+    return student, s_tok
 
 
 def extra_teacher_logits(h: Home, refs, texts, names: list[str], tokenizer, max_length: int):
@@ -112,7 +133,12 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         ddp.per_rank_batch(cfg.distill.batch_size, ddp.world_size())  # fail before any work
         ddp.share_cpu_threads()
     with record_step(h, "train_student") if main else contextlib.nullcontext({}) as counters:
-        resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha)  # unknown loss keys fail before any work
+        # unknown loss keys fail before any work
+        token_level = needs(resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha)) & {"hidden", "attention"}
+        if cfg.student.trim_vocabulary and token_level:
+            raise ValueError("student.trim_vocabulary gives the student its own token ids, but the hidden/attention "
+                             "losses feed the student's tokens to the live teacher; use pooled/embedding feature "
+                             "losses (cached per row) or set student.trim_vocabulary: false")
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
         if len(outputs.logits) != len(snapshot):
@@ -144,6 +170,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                                  log_every=d.log_every)
         need = needs(resolve_losses(settings.losses, settings.alpha))  # unknown loss keys fail here
         train_texts = [snapshot.texts[i] for i in train_idx]
+        student, s_tokenizer = shrink_vocabulary(student, teacher_model, tokenizer, cfg.student, train_texts,
+                                                 d.max_length)
         logit_sets = [outputs.logits[train_idx]]
         if not main:
             ddp.barrier()  # rank 0 fills the teacher cache first; the others then only read it
@@ -160,7 +188,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
 
         def fit(on_metrics):
             return train_classifier(
-                student, tokenizer, train_texts,
+                student, s_tokenizer, train_texts,
                 [label_id[snapshot.labels[i]] for i in train_idx], settings,
                 teacher_logits=logit_sets, teacher_weights=list(d.teacher_weights),
                 teacher_features={k: v[train_idx] for k, v in outputs.features.items()},
@@ -192,7 +220,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         out = Path(model_out)
         out.mkdir(parents=True, exist_ok=True)
         student.save_pretrained(out)  # safetensors by default
-        tokenizer.save_pretrained(out)
+        s_tokenizer.save_pretrained(out)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the run finished; nothing left to resume
         lineage = {"data_version": data_version, "teacher_version": outputs.teacher_version,
                    "extra_teachers": [{"ref": r, "teacher_version": v}

@@ -50,3 +50,36 @@ def test_composed_losses_through_the_cache_and_multi_teacher(home, tmp_path, tin
         train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), step_config_json(bad, "train_student"),
                        v["data_version"], str(tmp_path / "bad"), "hash1")
     assert not (tmp_path / "bad").exists()
+
+
+def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_teacher):
+    from components.common.modeling import count_parameters, load_classifier, predict_logits
+
+    cfg = config_from_dict({
+        "student": {"init": "teacher_layers", "layers": [0, 1], "prune_intermediate": 16, "trim_vocabulary": True,
+                    "max_parameter_fraction": 0.6},
+        "distill": {"epochs": 1, "max_length": 24}})
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
+                         step_config_json(cfg, "version_data"), str(snap))
+    outputs = tmp_path / "t.safetensors"
+    cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+                   str(outputs))
+    out = tmp_path / "student"
+    train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), step_config_json(cfg, "train_student"),
+                   v["data_version"], str(out), "hash2")
+    teacher, t_tok = load_classifier(tiny_teacher)
+    student, s_tok = load_classifier(out)
+    assert student.config.intermediate_size == 16
+    assert student.config.max_position_embeddings == 24
+    assert len(s_tok.get_vocab()) == student.config.vocab_size < len(t_tok.get_vocab())
+    assert count_parameters(student) <= 0.6 * count_parameters(teacher)
+    texts = [r["text"] for r in make_rows(5)]
+    assert predict_logits(student, s_tok, texts, 24).shape == (5, teacher.config.num_labels)
+
+    token_level = config_from_dict({"student": {"trim_vocabulary": True},
+                                    "distill": {"losses": {"ce": 1.0, "hidden_mse": 1.0}, "layer_map": {"1": 1}}})
+    with pytest.raises(ValueError, match="trim_vocabulary gives the student its own token ids"):
+        train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
+                       step_config_json(token_level, "train_student"), v["data_version"], str(tmp_path / "bad"), "h3")
+    assert not (tmp_path / "bad").exists()

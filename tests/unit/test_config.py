@@ -85,3 +85,17 @@ def test_distill_loss_keys_and_layer_map_from_overrides():
         config_from_dict({"distill": {"extra_teachers": ["x"], "teacher_weights": [1]}})
     with pytest.raises(ConfigError, match="student.model: init=model needs"):
         config_from_dict({"student": {"init": "model"}})
+
+
+def test_student_shaping_options_are_checked():
+    from components.common.config import ConfigError, config_from_dict
+
+    cfg = config_from_dict({"student": {"prune_intermediate": 768, "trim_vocabulary": True,
+                                        "max_parameter_fraction": 0.25}})
+    assert (cfg.student.prune_intermediate, cfg.student.trim_vocabulary) == (768, True)
+    with pytest.raises(ConfigError, match="student.max_parameter_fraction: only applies with"):
+        config_from_dict({"student": {"max_parameter_fraction": 0.25}})
+    with pytest.raises(ConfigError, match=r"student.max_parameter_fraction: must be in \[0, 1\), got 1.5"):
+        config_from_dict({"student": {"trim_vocabulary": True, "max_parameter_fraction": 1.5}})
+    with pytest.raises(ConfigError, match="student.prune_intermediate: must be >= 0, got -1"):
+        config_from_dict({"student": {"prune_intermediate": -1}})

@@ -1,4 +1,5 @@
-"""Vocabulary trimming keeps what the texts use and changes nothing they see; augmentation is seeded."""
+"""Vocabulary trimming keeps what the texts use and changes nothing they see; feed-forward pruning keeps
+the strongest neurons; augmentation is seeded."""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from components.common.modeling import (
     ModelError,
     count_parameters,
     load_classifier,
+    prune_intermediate,
     trim_vocabulary,
     vocabulary_for_budget,
 )
@@ -51,6 +53,32 @@ def test_max_size_and_budget(model_and_texts):
         trim_vocabulary(model, tokenizer, texts, max_size=3)
     with pytest.raises(ModelError, match="max_positions 999"):
         trim_vocabulary(model, tokenizer, texts, max_positions=999)
+
+
+def test_prune_intermediate_keeps_the_strongest_neurons(model_and_texts, tmp_path):
+    model, tokenizer, texts = model_and_texts
+    model.eval()
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    full = model.config.intermediate_size
+    same = prune_intermediate(model, full).eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(same(**enc).logits, model(**enc).logits)
+    layer = model.bert.encoder.layer[0]
+    with torch.no_grad():  # make neuron 3 the weakest by far, so it must be the one dropped
+        layer.intermediate.dense.weight[3] *= 1e-4
+    pruned = prune_intermediate(model, full - 1).eval()
+    assert pruned.config.intermediate_size == full - 1
+    assert count_parameters(pruned) == count_parameters(model) - model.config.num_hidden_layers * (
+        2 * model.config.hidden_size + 1)
+    kept = pruned.bert.encoder.layer[0].intermediate.dense.weight
+    torch.testing.assert_close(kept[:3], layer.intermediate.dense.weight[:3])
+    torch.testing.assert_close(kept[3:], layer.intermediate.dense.weight[4:])
+    pruned.save_pretrained(tmp_path / "p")
+    again = load_classifier(tmp_path / "p")[0]
+    with torch.inference_mode():
+        torch.testing.assert_close(again(**enc).logits, pruned(**enc).logits)
+    with pytest.raises(ModelError, match=f"intermediate_size {full + 1}"):
+        prune_intermediate(model, full + 1)
 
 
 def test_augment_is_seeded_and_sized():

@@ -1,0 +1,88 @@
+"""Which student shapes fit the budget? Parameter ratio and CPU speed-up of candidate students.
+
+Every candidate is built from the MiniLM teacher the way benchmarks.quality builds it (teacher
+layers, optional feed-forward pruning, vocabulary trimmed to the dataset's training texts and the
+position table to --max-length), then timed side by side with the teacher on the dataset's test
+texts: calls alternate between all models and each figure is a median, so load on a shared machine
+hits them alike. Weights are not trained here; speed and size do not depend on them.
+
+    python -m benchmarks.student_shapes --data ../shared/datasets/trec \\
+        --shapes "0,5" "0,5:768" "0,5:512" "5" "0,3,5:768"
+
+A shape is "LAYERS[:FFN]": comma-separated teacher layers, then optionally the pruned feed-forward
+width. Prints one JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.quality import read_jsonl
+from components.common.modeling import (
+    build_student_from_teacher_layers,
+    count_parameters,
+    default_base_model,
+    measure_speeds,
+    prune_intermediate,
+    set_threads,
+    trim_vocabulary,
+    vocabulary_for_budget,
+)
+
+
+def build(teacher, tokenizer, texts, shape: str, budget_fraction: float, max_length: int):
+    layers, _, ffn = shape.partition(":")
+    student = build_student_from_teacher_layers(teacher, [int(i) for i in layers.split(",")])
+    if ffn:
+        student = prune_intermediate(student, int(ffn))
+    student, s_tok = trim_vocabulary(student, tokenizer, texts, max_positions=max_length)
+    budget = int(budget_fraction * count_parameters(teacher))
+    if count_parameters(student) > budget:
+        student, s_tok = trim_vocabulary(student, s_tok, texts, max_size=vocabulary_for_budget(student, budget))
+    return student, s_tok
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl")
+    p.add_argument("--shapes", nargs="+", default=["0,5", "0,5:768", "5"], help="LAYERS[:FFN] per candidate")
+    p.add_argument("--param-budget", type=float, default=0.25)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--latency-samples", type=int, default=96)
+    p.add_argument("--throughput-batches", type=int, default=20)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    set_threads()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tr_x, tr_y = read_jsonl(Path(args.data) / "train.jsonl")
+    te_x, _ = read_jsonl(Path(args.data) / "test.jsonl")
+    base = default_base_model()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    teacher = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(set(tr_y)))
+    models = {"teacher": (teacher, tokenizer, args.max_length)}
+    report = {"dataset": args.data, "teacher_parameters": count_parameters(teacher), "shapes": {}}
+    for shape in args.shapes:
+        student, s_tok = build(teacher, tokenizer, tr_x, shape, args.param_budget, args.max_length)
+        models[shape] = (student, s_tok, args.max_length)
+        report["shapes"][shape] = {"parameters": count_parameters(student),
+                                   "parameter_ratio": count_parameters(student) / count_parameters(teacher),
+                                   "vocab_size": student.config.vocab_size}
+    speeds = measure_speeds(models, te_x, latency_samples=args.latency_samples,
+                            throughput_batches=args.throughput_batches)
+    t = speeds["teacher"]
+    report["teacher_speed"] = t
+    for shape, row in report["shapes"].items():
+        s = speeds[shape]
+        row.update(s, latency_speedup=t["latency_p50_ms"] / s["latency_p50_ms"],
+                   throughput_speedup_batch32=s["throughput_rows_per_s"] / t["throughput_rows_per_s"])
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
