@@ -28,6 +28,7 @@ from components.common.modeling import (
 from components.common.steplog import record_step
 from components.common.teacher import resolve_teacher
 from components.common.teacher_outputs import TeacherOutputs, write_teacher_outputs
+from components.train_student.augment import augment_record, augment_texts
 
 log = logging.getLogger(__name__)
 KIND = "logits"
@@ -120,34 +121,59 @@ def run(home: str, snapshot_path: str, teacher_ref: str, config_json: str, outpu
         layers = pooled_layers(full.distill, model.config.num_hidden_layers)
         # Each output kind (logits, pooled:<layer>) is its own content-keyed row in the store.
         kinds = [KIND] + [f"pooled:{layer}" for layer in layers]
-        kind_keys = {kind: [row_key(teacher.version, tokenizer_id, cfg.max_length, kind, t) for t in snapshot.texts]
-                     for kind in kinds}
+        store = open_store(h, cache_cfg.url)
+
+        def lookup(texts: list[str]):
+            kind_keys = {kind: [row_key(teacher.version, tokenizer_id, cfg.max_length, kind, t) for t in texts]
+                         for kind in kinds}
+            return kind_keys, store.get_many([k for ks in kind_keys.values() for k in ks])
+
+        def fill(texts: list[str], kind_keys, cached, desc: str):
+            """({kind: [rows, ...]}, rows computed): the teacher runs only on rows the store lacks."""
+            todo = sorted({i for ks in kind_keys.values() for i in plan_rows(texts, ks, cached)})
+            log.info("teacher %s: %d rows x %d kinds, %d rows to compute (%s)", teacher.version, len(texts),
+                     len(kinds), len(todo), desc)
+            if todo:
+                fresh = teacher_features(model, tokenizer, [texts[i] for i in todo], cfg.max_length,
+                                         layers, cfg.batch_size, desc=desc)
+                # put_many is atomic per shard: logits last, so a row counts as cached only when complete
+                for kind in [*kinds[1:], KIND]:
+                    store.put_many([kind_keys[kind][i] for i in todo], fresh[kind])
+                    cached.update({kind_keys[kind][i]: fresh[kind][j] for j, i in enumerate(todo)})
+            return {kind: np.stack([cached[k] for k in ks]) for kind, ks in kind_keys.items()}, todo
+
+        kind_keys, cached = lookup(snapshot.texts)
+        problems = [str(p) for p in store.last_problems]
         keys = kind_keys[KIND]
         all_keys = [k for ks in kind_keys.values() for k in ks]
-        store = open_store(h, cache_cfg.url)
-        cached = store.get_many(all_keys)
-        problems = [str(p) for p in store.last_problems]
-        todo = sorted({i for ks in kind_keys.values() for i in plan_rows(snapshot.texts, ks, cached)})
-        log.info("teacher %s: %d rows x %d kinds, %d rows to compute", teacher.version, len(keys), len(kinds),
-                 len(todo))
         # Before anything is trained on cached rows, a sample of them must match the live teacher.
         fidelity_passes = check_fidelity(model, tokenizer, snapshot.texts, keys, cached, cache_cfg, cfg.max_length,
                                          teacher.version, store.url)
-        if todo:
-            fresh = teacher_features(model, tokenizer, [snapshot.texts[i] for i in todo], cfg.max_length,
-                                     layers, cfg.batch_size, desc="teacher forward")
-            # put_many is atomic per shard: logits last, so a row counts as cached only when complete
-            for kind in [*kinds[1:], KIND]:
-                store.put_many([kind_keys[kind][i] for i in todo], fresh[kind])
-                cached.update({kind_keys[kind][i]: fresh[kind][j] for j, i in enumerate(todo)})
-        logits = np.stack([cached[k] for k in keys])
+        out, todo = fill(snapshot.texts, kind_keys, cached, "teacher forward")
+        augment, augment_meta, augment_forward = {}, {}, 0
+        if full.distill.augment_copies and snapshot.indices("train"):
+            # The transfer set's extra rows: perturbed training texts, labelled by the teacher (by content,
+            # so a rerun with the same snapshot, copies and seed computes nothing).
+            aug_texts = augment_texts([snapshot.texts[i] for i in snapshot.indices("train")],
+                                      full.distill.augment_copies, seed=full.distill.seed)
+            aug_keys, aug_cached = lookup(aug_texts)
+            problems += [str(p) for p in store.last_problems]
+            augment, aug_todo = fill(aug_texts, aug_keys, aug_cached, "teacher forward (augmented)")
+            augment_forward = len(aug_todo)
+            all_keys += [k for ks in aug_keys.values() for k in ks]
+            augment_meta = augment_record(aug_texts, full.distill.augment_copies, full.distill.seed)
+        logits = out[KIND]
         # gc keeps what some snapshot references: this snapshot (by its content digest) under this teacher.
-        store.record_ref(f"{md5_file(snapshot_path)}--{teacher.version}--{KIND}{cfg.max_length}", all_keys)
-        features = {kind: np.stack([cached[k] for k in kind_keys[kind]]) for kind in kinds[1:]}
-        write_teacher_outputs(TeacherOutputs(logits, teacher.version, names, features), outputs_path)
+        store.record_ref(f"{md5_file(snapshot_path)}--{teacher.version}--{KIND}{cfg.max_length}"
+                         + (f"--augment{full.distill.augment_copies}s{full.distill.seed}" if augment else ""), all_keys)
+        features = {kind: out[kind] for kind in kinds[1:]}
+        write_teacher_outputs(TeacherOutputs(logits, teacher.version, names, features, augment, augment_meta),
+                              outputs_path)
         counters.update(teacher_version=teacher.version, teacher_forward_passes=len(todo),
                         cache_hits=len(keys) - len(todo), fidelity_passes=fidelity_passes,
-                        integrity_problems=len(problems), cache_store=store.url)
+                        integrity_problems=len(problems), cache_store=store.url,
+                        augmented_forward_passes=augment_forward)
     return {"teacher_version": teacher.version, "teacher_ref": teacher_ref, "rows": len(keys),
             "teacher_forward_passes": len(todo), "cache_hits": len(keys) - len(todo),
-            "fidelity_passes": fidelity_passes, "integrity_problems": problems, "label_names": names}
+            "fidelity_passes": fidelity_passes, "integrity_problems": problems, "label_names": names,
+            "augmented_rows": augment_meta.get("rows", 0), "augmented_forward_passes": augment_forward}

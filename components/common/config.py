@@ -110,6 +110,10 @@ class DistillConfig:
     extra_teachers: tuple[str, ...] = ()
     # Weights of [teacher.ref, *extra_teachers]; empty = equal weights.
     teacher_weights: tuple[float, ...] = ()
+    # Transfer-set augmentation: this many perturbed copies of each training text (seeded by
+    # distill.seed), labelled by the teacher's outputs (cached by content) and its argmax as the
+    # hard label; 0 = train on the dataset's rows only.
+    augment_copies: int = 0
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,8 @@ def _validate_distill(d: DistillConfig) -> list[str]:
                             f"got {s_layer!r}: {t_layer!r}")
     if d.grad_accumulation < 1:
         problems.append(f"distill.grad_accumulation: must be >= 1, got {d.grad_accumulation}")
+    if d.augment_copies < 0:
+        problems.append(f"distill.augment_copies: must be >= 0, got {d.augment_copies}")
     if d.schedule not in ("linear", "cosine"):
         problems.append(f"distill.schedule: expected 'linear' or 'cosine', got {d.schedule!r}")
     if d.teacher_weights and len(d.teacher_weights) != 1 + len(d.extra_teachers):

@@ -17,6 +17,7 @@ Pure functions, seeded; the same (texts, copies, seed) always gives the same lis
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -57,3 +58,10 @@ def augment_texts(texts: Sequence[str], copies: int, seed: int = 0, p: float = 0
                 new = new[start:start + size]
             out.append(" ".join(new) if new else text)
     return out
+
+
+def augment_record(augmented: Sequence[str], copies: int, seed: int) -> dict:
+    """How an augmented transfer set was made, with a digest of its texts (in order), so a consumer
+    that regenerates it can prove its rows line up with stored teacher outputs."""
+    digest = hashlib.sha256("\n".join(augmented).encode("utf-8")).hexdigest()
+    return {"copies": copies, "seed": seed, "rows": len(augmented), "texts_sha256": digest}

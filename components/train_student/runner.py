@@ -34,6 +34,7 @@ from components.common.teacher import resolve_teacher
 from components.common.teacher_outputs import read_teacher_outputs
 from components.common.tracking import flatten, metric_logger
 from components.train_student import distributed as ddp
+from components.train_student.augment import augment_record, augment_texts
 from components.train_student.core import (
     TrainSettings,
     device_for_training,
@@ -76,6 +77,17 @@ def shrink_vocabulary(student, teacher_model, tokenizer, student_cfg, texts, max
     log.info("student vocabulary trimmed to %d pieces, %d positions", student.config.vocab_size,
              student.config.max_position_embeddings)
     return student, s_tok
+
+
+def augmented_rows(outputs, train_texts: list[str], copies: int, seed: int, where: str) -> list[str]:
+    """The augmented transfer texts that `outputs` holds teacher outputs for, regenerated and checked."""
+    texts = augment_texts(train_texts, copies, seed=seed)
+    expected = augment_record(texts, copies, seed)
+    if outputs.augment_meta != expected or "logits" not in outputs.augment:
+        raise ValueError(f"{where}: distill.augment_copies={copies} (seed {seed}) needs the teacher's outputs on "
+                         f"{expected['rows']} augmented rows, but the artifact holds {outputs.augment_meta or 'none'}; "
+                         f"rerun cache_teacher_outputs with the same distill section")
+    return texts
 
 
 def extra_teacher_logits(h: Home, refs, texts, names: list[str], tokenizer, max_length: int):
@@ -170,9 +182,18 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                                  log_every=d.log_every)
         need = needs(resolve_losses(settings.losses, settings.alpha))  # unknown loss keys fail here
         train_texts = [snapshot.texts[i] for i in train_idx]
+        train_labels = [label_id[snapshot.labels[i]] for i in train_idx]
         student, s_tokenizer = shrink_vocabulary(student, teacher_model, tokenizer, cfg.student, train_texts,
                                                  d.max_length)
         logit_sets = [outputs.logits[train_idx]]
+        features = {k: v[train_idx] for k, v in outputs.features.items()}
+        if d.augment_copies:
+            aug_texts = augmented_rows(outputs, train_texts, d.augment_copies, d.seed, teacher_outputs_path)
+            # the teacher's label ids are the student's (label_id follows outputs.label_names)
+            train_texts = train_texts + aug_texts
+            train_labels = train_labels + outputs.augment["logits"].argmax(-1).tolist()
+            logit_sets = [np.concatenate([logit_sets[0], outputs.augment["logits"]])]
+            features = {k: np.concatenate([v, outputs.augment[k]]) for k, v in features.items()}
         if not main:
             ddp.barrier()  # rank 0 fills the teacher cache first; the others then only read it
         extra_arrays, extra_versions = extra_teacher_logits(h, d.extra_teachers, train_texts, outputs.label_names,
@@ -188,10 +209,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
 
         def fit(on_metrics):
             return train_classifier(
-                student, s_tokenizer, train_texts,
-                [label_id[snapshot.labels[i]] for i in train_idx], settings,
-                teacher_logits=logit_sets, teacher_weights=list(d.teacher_weights),
-                teacher_features={k: v[train_idx] for k, v in outputs.features.items()},
+                student, s_tokenizer, train_texts, train_labels, settings,
+                teacher_logits=logit_sets, teacher_weights=list(d.teacher_weights), teacher_features=features,
                 teacher_model=live_teacher, teacher_num_layers=teacher_model.config.num_hidden_layers,
                 val_texts=[snapshot.texts[i] for i in val_idx],
                 val_label_ids=[label_id[snapshot.labels[i]] for i in val_idx],
@@ -226,6 +245,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    "extra_teachers": [{"ref": r, "teacher_version": v}
                                       for r, v in zip(d.extra_teachers, extra_versions, strict=True)],
                    "resumed_from_step": result.resumed_from_step, "stopped_early": result.stopped_early,
+                   "train_rows": len(train_texts), "augment": outputs.augment_meta if d.augment_copies else {},
                    "teacher_ref": teacher_ref, "config_hash": chash, "mlflow_run_id": run_.info.run_id,
                    "config": config_to_dict(cfg), "parameters": params, "best_epoch": result.best_epoch,
                    "best_validation_accuracy": result.best_validation_accuracy, "train_seconds": result.seconds}

@@ -83,3 +83,35 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
         train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
                        step_config_json(token_level, "train_student"), v["data_version"], str(tmp_path / "bad"), "h3")
     assert not (tmp_path / "bad").exists()
+
+
+def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_path, tiny_teacher):
+    cfg = config_from_dict({"student": {"layers": [0, 1]},
+                            "distill": {"epochs": 1, "augment_copies": 2, "losses": {"kl": 0.9, "ce": 0.1}}})
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
+                         step_config_json(cfg, "version_data"), str(snap))
+    outputs = tmp_path / "t.safetensors"
+    first = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+                           str(outputs))
+    n_train = sum(1 for line in snap.read_text().splitlines() if '"split": "train"' in line)
+    assert first["augmented_rows"] == 2 * n_train > 0
+    assert 0 < first["augmented_forward_passes"] <= 2 * n_train  # duplicates share one cached row
+    again = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+                           str(tmp_path / "t2.safetensors"))
+    assert again["teacher_forward_passes"] == again["augmented_forward_passes"] == 0
+    with safe_open(str(outputs), framework="numpy") as f:
+        assert f.get_tensor("augment/logits").shape[0] == 2 * n_train
+
+    out = tmp_path / "student"
+    result = train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
+                            step_config_json(cfg, "train_student"), v["data_version"], str(out), "hash4")
+    assert result["train_rows"] == 3 * n_train
+    assert result["augment"]["rows"] == 2 * n_train
+
+    other_seed = config_from_dict({"student": {"layers": [0, 1]},
+                                   "distill": {"epochs": 1, "augment_copies": 2, "seed": 7}})
+    with pytest.raises(ValueError, match="augment_copies=2 \\(seed 7\\) needs the teacher's outputs"):
+        train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
+                       step_config_json(other_seed, "train_student"), v["data_version"], str(tmp_path / "bad"), "h5")
+    assert not (tmp_path / "bad").exists()
