@@ -47,8 +47,7 @@ from components.common.modeling import (
     prune_intermediate,
     set_threads,
     teacher_features,
-    trim_vocabulary,
-    vocabulary_for_budget,
+    trim_vocabulary_to_budget,
 )
 from components.train_student.augment import augment_texts
 from components.train_student.core import TrainSettings, accuracy, train_classifier
@@ -96,12 +95,8 @@ def make_student(teacher, tokenizer, texts, args, overrides):
         student = build_student_from_config(teacher, overrides)
     if not args.trim_vocab:
         return student, tokenizer
-    student, s_tokenizer = trim_vocabulary(student, tokenizer, texts, max_positions=args.max_length)
-    budget = int(args.param_budget * count_parameters(teacher))
-    if count_parameters(student) > budget:
-        student, s_tokenizer = trim_vocabulary(student, s_tokenizer, texts,
-                                               max_size=vocabulary_for_budget(student, budget))
-    return student, s_tokenizer
+    return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=args.max_length,
+                                     max_parameters=int(args.param_budget * count_parameters(teacher)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,7 @@ from components.common.modeling import (
     measure_speeds,
     prune_intermediate,
     set_threads,
-    trim_vocabulary,
-    vocabulary_for_budget,
+    trim_vocabulary_to_budget,
 )
 
 
@@ -39,11 +38,8 @@ def build(teacher, tokenizer, texts, shape: str, budget_fraction: float, max_len
     student = build_student_from_teacher_layers(teacher, [int(i) for i in layers.split(",")])
     if ffn:
         student = prune_intermediate(student, int(ffn))
-    student, s_tok = trim_vocabulary(student, tokenizer, texts, max_positions=max_length)
-    budget = int(budget_fraction * count_parameters(teacher))
-    if count_parameters(student) > budget:
-        student, s_tok = trim_vocabulary(student, s_tok, texts, max_size=vocabulary_for_budget(student, budget))
-    return student, s_tok
+    return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=max_length,
+                                     max_parameters=int(budget_fraction * count_parameters(teacher)))
 
 
 def main(argv: list[str] | None = None) -> int:

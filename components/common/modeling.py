@@ -281,6 +281,16 @@ def trim_vocabulary(model, tokenizer, texts: Sequence[str], max_size: int = 0, m
     return student, new_tokenizer
 
 
+def trim_vocabulary_to_budget(model, tokenizer, texts: Sequence[str], max_positions: int = 0,
+                              max_parameters: int = 0):
+    """trim_vocabulary to the pieces `texts` use, then, if the result still has more than
+    `max_parameters` (0 = no limit), to the most frequent pieces that fit. Returns (student, tokenizer)."""
+    student, s_tok = trim_vocabulary(model, tokenizer, texts, max_positions=max_positions)
+    if max_parameters and count_parameters(student) > max_parameters:
+        student, s_tok = trim_vocabulary(student, s_tok, texts, max_size=vocabulary_for_budget(student, max_parameters))
+    return student, s_tok
+
+
 def prune_intermediate(model, size: int):
     """Narrow every feed-forward block of a BERT-style model to its `size` most important neurons.
 

@@ -26,8 +26,7 @@ from components.common.modeling import (
     predict_logits,
     prune_intermediate,
     set_threads,
-    trim_vocabulary,
-    vocabulary_for_budget,
+    trim_vocabulary_to_budget,
 )
 from components.common.steplog import record_step
 from components.common.teacher import resolve_teacher
@@ -69,11 +68,9 @@ def shrink_vocabulary(student, teacher_model, tokenizer, student_cfg, texts, max
     """(student, its tokenizer) after student.trim_vocabulary (and max_parameter_fraction), or unchanged."""
     if not student_cfg.trim_vocabulary:
         return student, tokenizer
-    student, s_tok = trim_vocabulary(student, tokenizer, texts, max_positions=max_length)
-    if student_cfg.max_parameter_fraction:
-        budget = int(student_cfg.max_parameter_fraction * count_parameters(teacher_model))
-        if count_parameters(student) > budget:
-            student, s_tok = trim_vocabulary(student, s_tok, texts, max_size=vocabulary_for_budget(student, budget))
+    student, s_tok = trim_vocabulary_to_budget(
+        student, tokenizer, texts, max_positions=max_length,
+        max_parameters=int(student_cfg.max_parameter_fraction * count_parameters(teacher_model)))
     log.info("student vocabulary trimmed to %d pieces, %d positions", student.config.vocab_size,
              student.config.max_position_embeddings)
     return student, s_tok

@@ -10,6 +10,7 @@ from components.common.modeling import (
     load_classifier,
     prune_intermediate,
     trim_vocabulary,
+    trim_vocabulary_to_budget,
     vocabulary_for_budget,
 )
 from components.train_student.augment import augment_texts
@@ -49,6 +50,11 @@ def test_max_size_and_budget(model_and_texts):
     student, s_tok = trim_vocabulary(model, tokenizer, texts, max_size=12)
     assert student.config.vocab_size == len(s_tok.get_vocab()) == 12
     assert all(t in s_tok.get_vocab() for t in tokenizer.all_special_tokens)
+    used, _ = trim_vocabulary(model, tokenizer, texts)
+    budget = count_parameters(used) - 3 * model.config.hidden_size
+    fitted, f_tok = trim_vocabulary_to_budget(model, tokenizer, texts, max_parameters=budget)
+    assert count_parameters(fitted) <= budget and fitted.config.vocab_size == used.config.vocab_size - 3
+    assert trim_vocabulary_to_budget(model, tokenizer, texts)[0].config.vocab_size == used.config.vocab_size
     with pytest.raises(ModelError, match="max_size 3"):
         trim_vocabulary(model, tokenizer, texts, max_size=3)
     with pytest.raises(ModelError, match="max_positions 999"):
