@@ -142,9 +142,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         ddp.per_rank_batch(cfg.distill.batch_size, ddp.world_size())  # fail before any work
         ddp.share_cpu_threads()
     with record_step(h, "train_student") if main else contextlib.nullcontext({}) as counters:
-        # unknown loss keys fail before any work
-        token_level = needs(resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha)) & {"hidden", "attention"}
-        if cfg.student.trim_vocabulary and token_level:
+        need = needs(resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha))  # unknown keys fail before any work
+        if cfg.student.trim_vocabulary and need & {"hidden", "attention"}:
             raise ValueError("student.trim_vocabulary gives the student its own token ids, but the hidden/attention "
                              "losses feed the student's tokens to the live teacher; use pooled/embedding feature "
                              "losses (cached per row) or set student.trim_vocabulary: false")
@@ -177,7 +176,6 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                                  schedule=d.schedule, early_stopping_patience=d.early_stopping_patience,
                                  checkpoint_dir=str(checkpoint_dir), checkpoint_every=d.checkpoint_every,
                                  log_every=d.log_every)
-        need = needs(resolve_losses(settings.losses, settings.alpha))  # unknown loss keys fail here
         train_texts = [snapshot.texts[i] for i in train_idx]
         train_labels = [label_id[snapshot.labels[i]] for i in train_idx]
         student, s_tokenizer = shrink_vocabulary(student, teacher_model, tokenizer, cfg.student, train_texts,
