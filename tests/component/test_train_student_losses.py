@@ -14,6 +14,17 @@ from components.train_student import runner as train_step
 from components.version_data import runner as version_step
 
 
+def version_and_cache(home, tmp_path, teacher, cfg):
+    """version_data on 60 fresh rows, then cache_teacher_outputs: (snapshot, outputs, version result, cache result)."""
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
+                         step_config_json(cfg, "version_data"), str(snap))
+    outputs = tmp_path / "t.safetensors"
+    cached = cache_step.run(str(home), str(snap), str(teacher), step_config_json(cfg, "cache_teacher_outputs"),
+                            str(outputs))
+    return snap, outputs, v, cached
+
+
 def test_composed_losses_through_the_cache_and_multi_teacher(home, tmp_path, tiny_teacher):
     second = make_tiny_teacher(tmp_path / "second", seed=1)
     cfg = config_from_dict({
@@ -22,12 +33,7 @@ def test_composed_losses_through_the_cache_and_multi_teacher(home, tmp_path, tin
         "distill": {"epochs": 1, "losses": {"kl": 0.5, "ce": 0.5, "pooled_mse": 1.0, "sp": 0.5},
                     "layer_map": {"1": 2, "2": 4}, "extra_teachers": [str(second)], "teacher_weights": [2, 1],
                     "checkpoint_every": 2}})
-    snap = tmp_path / "s.jsonl"
-    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
-                         step_config_json(cfg, "version_data"), str(snap))
-    outputs = tmp_path / "t.safetensors"
-    first = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
-                           str(outputs))
+    snap, outputs, v, first = version_and_cache(home, tmp_path, tiny_teacher, cfg)
     assert first["teacher_forward_passes"] == 60
     with safe_open(str(outputs), framework="numpy") as f:
         assert sorted(f.keys()) == ["logits", "pooled:2", "pooled:4"]  # mapped layers + last (for sp)
@@ -59,12 +65,7 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
         "student": {"init": "teacher_layers", "layers": [0, 1], "prune_intermediate": 16, "trim_vocabulary": True,
                     "max_parameter_fraction": 0.6},
         "distill": {"epochs": 1, "max_length": 24}})
-    snap = tmp_path / "s.jsonl"
-    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
-                         step_config_json(cfg, "version_data"), str(snap))
-    outputs = tmp_path / "t.safetensors"
-    cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
-                   str(outputs))
+    snap, outputs, v, _ = version_and_cache(home, tmp_path, tiny_teacher, cfg)
     out = tmp_path / "student"
     train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), step_config_json(cfg, "train_student"),
                    v["data_version"], str(out), "hash2")
@@ -88,12 +89,7 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
 def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_path, tiny_teacher):
     cfg = config_from_dict({"student": {"layers": [0, 1]},
                             "distill": {"epochs": 1, "augment_copies": 2, "losses": {"kl": 0.9, "ce": 0.1}}})
-    snap = tmp_path / "s.jsonl"
-    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
-                         step_config_json(cfg, "version_data"), str(snap))
-    outputs = tmp_path / "t.safetensors"
-    first = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
-                           str(outputs))
+    snap, outputs, v, first = version_and_cache(home, tmp_path, tiny_teacher, cfg)
     n_train = sum(1 for line in snap.read_text().splitlines() if '"split": "train"' in line)
     assert first["augmented_rows"] == 2 * n_train > 0
     assert 0 < first["augmented_forward_passes"] <= 2 * n_train  # duplicates share one cached row
