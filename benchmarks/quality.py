@@ -37,20 +37,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.common.modeling import (
+from components.common.modeling import default_base_model, predict_logits, teacher_features
+from components.common.runtime import set_threads
+from components.distillation.classifier import train_classifier
+from components.distillation.measure import accuracy, count_parameters, measure_speeds
+from components.distillation.students import (
     build_student_from_config,
     build_student_from_teacher_layers,
-    count_parameters,
-    default_base_model,
-    measure_speeds,
-    predict_logits,
     prune_intermediate,
-    set_threads,
-    teacher_features,
     trim_vocabulary_to_budget,
 )
-from components.train_student.augment import augment_texts
-from components.train_student.core import TrainSettings, accuracy, train_classifier
+from components.distillation.trainer import TrainSettings
+from components.distillation.transfer import augment_texts
 
 log = logging.getLogger("benchmarks.quality")
 

@@ -22,13 +22,12 @@ import sys
 from pathlib import Path
 
 from benchmarks.quality import read_jsonl
-from components.common.modeling import (
+from components.common.modeling import default_base_model
+from components.common.runtime import set_threads
+from components.distillation.measure import count_parameters, measure_speeds
+from components.distillation.students import (
     build_student_from_teacher_layers,
-    count_parameters,
-    default_base_model,
-    measure_speeds,
     prune_intermediate,
-    set_threads,
     trim_vocabulary_to_budget,
 )
 

@@ -1,10 +1,22 @@
-"""Compile the DAGs to KFP IR YAML (what a cluster runs)."""
+"""Compile the DAGs to KFP IR YAML (what a cluster runs), and the watch DAG's recurring-run spec.
+
+The recurring run's parameters come from the config the user gives (``distillops compile
+--config ... --set ...``): a schedule built from the defaults would rerun and retrain with the
+defaults whenever the champion used a custom config.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from kfp import compiler
+
+from components.common.config import Config
+from pipelines.parameters import watch_parameters
+from pipelines.platform import CLUSTER_HOME
+
+# Placeholder of the recurring run's data path: edit it to the file's path on the home volume.
+CLUSTER_DATA = f"{CLUSTER_HOME}/incoming/train.jsonl"
 
 
 def compile_all(output_dir: str | Path) -> list[Path]:
@@ -21,24 +33,17 @@ def compile_all(output_dir: str | Path) -> list[Path]:
     return written
 
 
-# Placeholders of the recurring run's parameters: edit them to the cluster's volume paths.
-CLUSTER_HOME = "/mnt/distillops/home"
-CLUSTER_DATA = "/mnt/distillops/data/train.jsonl"
-
-
-def compile_watch(output_dir: str | Path) -> list[Path]:
-    """watch_pipeline.yaml and the recurring-run spec that runs it on a schedule."""
-    from components.common.config import Config
-    from pipelines.local import watch_arguments
+def compile_watch(output_dir: str | Path, cfg: Config | None = None, data_path: str = CLUSTER_DATA) -> list[Path]:
+    """watch_pipeline.yaml and the recurring-run spec that runs it on a schedule with `cfg`."""
     from pipelines.schedule import recurring_run_spec, write_spec
     from pipelines.watch import watch_pipeline
 
-    cfg = Config()
+    cfg = cfg or Config()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pipeline = out / "watch_pipeline.yaml"
     compiler.Compiler().compile(watch_pipeline, str(pipeline))
-    spec = write_spec(recurring_run_spec(watch_arguments(CLUSTER_HOME, cfg, CLUSTER_DATA, cfg.teacher.ref)),
+    spec = write_spec(recurring_run_spec(watch_parameters(cfg, CLUSTER_HOME, data_path, cfg.teacher.ref)),
                       out / "watch_recurring_run.yaml")
     return [pipeline, spec]
 

@@ -1,5 +1,7 @@
 """The distillation DAG: version_data -> cache_teacher_outputs -> train_student -> benchmark_gate
--> (if passed) promote. Wiring only; each step's logic lives in components/.
+-> promote if the gate passed, else record_refusal. Wiring only; each step's logic lives in
+components/. The DAG's outputs are every task's outputs (each carries its step's report), which is
+what the run summary is built from.
 
 Content versions travel as parameters (data_fingerprint, data_version, teacher_version,
 config_hash): KFP's cache key covers parameter values but only artifact *names*, so a content
@@ -9,11 +11,11 @@ change must show up as a parameter change to rerun exactly the steps it affects.
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact
+from kfp.dsl import Artifact, Dataset, Model
 
 from components.benchmark_gate.component import benchmark_gate
 from components.cache_teacher_outputs.component import cache_teacher_outputs
-from components.promote.component import promote
+from components.promote.component import promote, record_refusal
 from components.train_student.component import train_student
 from components.version_data.component import version_data
 from pipelines.platform import configure
@@ -24,6 +26,11 @@ PIPELINE_NAME = "distillops-distill"
 class Outputs(NamedTuple):
     passed: bool
     gate_report: Artifact
+    dataset: Dataset
+    teacher_outputs: Artifact
+    student: Model
+    # promote's result, or record_refusal's on the dsl.Else branch (JSON).
+    promotion: str
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Distil a student from a teacher, gate it, promote it.")
@@ -67,4 +74,12 @@ def distill_pipeline(
         # The registry is external state: never replay a promotion from the cache (promote is idempotent).
         promotion.set_caching_options(False)
         configure(promotion, "promote")
-    return Outputs(passed=gate.outputs["Output"], gate_report=gate.outputs["gate_report"])
+    with dsl.Else(name="gate-refused"):
+        # A refused student is part of the promotion history too.
+        refusal = record_refusal(home=home, student=train.outputs["student"], gate_report=gate.outputs["gate_report"],
+                                 config_json=promote_config)
+        refusal.set_caching_options(False)
+        configure(refusal, "promote")
+    return Outputs(passed=gate.outputs["Output"], gate_report=gate.outputs["gate_report"],
+                   dataset=data.outputs["dataset"], teacher_outputs=teacher.outputs["teacher_outputs"],
+                   student=train.outputs["student"], promotion=dsl.OneOf(promotion.output, refusal.output))

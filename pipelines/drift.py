@@ -55,7 +55,7 @@ def drift_redistill_pipeline(home: str, production_path: str, production_fingerp
     with dsl.If(drift.outputs["Output"] == True, name="drifted"):  # noqa: E712 (a KFP expression)
         data = prepare_redistill(home=home, drift_verdict=drift.outputs["drift_verdict"],
                                  production_path=production_path, text_column=text_column, teacher_ref=teacher_ref,
-                                 config_json=redistill_config)
+                                 teacher_version=teacher_version, config_json=redistill_config)
         data.set_caching_options(False)
         configure(data, "prepare_redistill")
         distill_pipeline(home=home, data_path=data.outputs["data_path"],

@@ -1,5 +1,8 @@
 """Run the DAGs locally with kfp.local (SubprocessRunner, local cache on): the very pipeline that
 goes to a cluster, run in this Python environment with all state under one home directory.
+
+The teacher is resolved once, here, before the run starts, and handed to the DAG pinned
+(reference + teacher_version): every step loads exactly that teacher or fails.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from components.common import registry
-from components.common.config import Config, config_hash, step_config_json
+from components.common.config import Config
 from components.common.dataset import DatasetError
 from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.steplog import steps_since
-from components.common.teacher import resolve_teacher
+from components.common.teachers import resolve_teacher
+from pipelines.parameters import distill_parameters, drift_parameters, redistill_parameters
+from pipelines.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +50,11 @@ def ensure_teacher(home: Home, cfg: Config, teacher_ref: str, data_path: str) ->
         prepare_teacher(home, data_path, cfg)
 
 
-def pipeline_arguments(home: Home, cfg: Config, data_path: str, teacher_ref: str) -> dict[str, str]:
-    """Every pipeline parameter, with the content versions resolved before the run starts."""
-    path = Path(data_path).expanduser().resolve()
-    if not path.is_file():
-        raise DatasetError(f"{path}: data file not found")
-    from pipelines.submit import distill_arguments
-
-    teacher = resolve_teacher(teacher_ref, home)
-    return distill_arguments(cfg, str(path), sha256_file(path), teacher_ref, teacher.version, home=str(home.root))
-
-
-def watch_arguments(home: str, cfg: Config, data_path: str, teacher_ref: str) -> dict[str, str]:
-    """Parameters of the watch DAG (the distillation DAG's, less the versions check_for_changes resolves)."""
-    from components.common.config import config_to_json
-
-    return {"home": home, "data_path": data_path, "teacher_ref": teacher_ref, "config_json": config_to_json(cfg),
-            "data_config": step_config_json(cfg, "version_data"),
-            "teacher_config": step_config_json(cfg, "cache_teacher_outputs"),
-            "train_config": step_config_json(cfg, "train_student"),
-            "gate_config": step_config_json(cfg, "benchmark_gate"),
-            "promote_config": step_config_json(cfg, "promote"), "config_hash": config_hash(cfg)}
+def _existing(path: str, what: str) -> Path:
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise DatasetError(f"{resolved}: {what} file not found")
+    return resolved
 
 
 def run_distill(home: Home, cfg: Config, data_path: str, teacher_ref: str | None = None) -> dict[str, Any]:
@@ -76,37 +65,13 @@ def run_distill(home: Home, cfg: Config, data_path: str, teacher_ref: str | None
     teacher_ref = teacher_ref or cfg.teacher.ref
     started = time.time()
     ensure_teacher(home, cfg, teacher_ref, data_path)
-    args = pipeline_arguments(home, cfg, data_path, teacher_ref)
+    path = _existing(data_path, "data")
+    teacher = resolve_teacher(teacher_ref, home)  # the run's first use: every step gets it pinned
+    args = distill_parameters(cfg, str(home.root), str(path), sha256_file(path), teacher.pinned_ref, teacher.version)
     init_kfp_local(home)
     pipeline_started = time.time()
     task = distill_pipeline(**args)
-    gate = json.loads(Path(task.outputs["gate_report"].path).read_text())
-    return summarize(home, started, pipeline_started, args, gate)
-
-
-def summarize(home: Home, started: float, pipeline_started: float, args: dict[str, str],
-              gate: dict[str, Any]) -> dict[str, Any]:
-    steps = steps_since(home, started)
-    by_step = {s["step"]: s for s in steps}
-    data_version = gate["context"]["data_version"]
-    promotion = by_step.get("promote", {})
-    return {
-        "data_version": data_version,
-        "teacher_version": gate["context"]["teacher_version"],
-        "config_hash": args["config_hash"],
-        "gate": {"passed": gate["passed"], "reasons": gate["reasons"],
-                 "checks": {c["name"]: c["value"] for c in gate["checks"]}},
-        "promotion": {"action": promotion.get("action", "skipped (gate failed)" if not gate["passed"] else "none"),
-                      "version": promotion.get("version")},
-        "teacher_forward_passes": sum(s.get("teacher_forward_passes", 0) for s in steps),
-        "teacher_timing_passes": sum(s.get("teacher_timing_passes", 0) for s in steps),
-        "executed_steps": [s["step"] for s in steps],
-        "seconds_per_step": {s["step"]: s["seconds"] for s in steps},
-        "seconds_total": round(time.time() - started, 1),
-        "seconds_pipeline": round(time.time() - pipeline_started, 1),
-        "reports": {"gate_markdown": str(home.reports / f"gate-{data_version[:8]}-{args['config_hash'][:8]}.md")},
-        "home": str(home.root),
-    }
+    return summarize(task.outputs, started, pipeline_started, args["config_hash"], home.root, home.reports)
 
 
 def run_monitor(home: Home, cfg: Config, production_path: str, text_column: str | None = None,
@@ -114,15 +79,11 @@ def run_monitor(home: Home, cfg: Config, production_path: str, text_column: str 
     """Run the drift-monitor DAG on a production batch; return the verdict."""
     from pipelines.drift import drift_pipeline
 
-    path = Path(production_path).expanduser().resolve()
-    if not path.is_file():
-        raise DatasetError(f"{path}: production file not found")
+    path = _existing(production_path, "production")
     home.ensure()
     init_kfp_local(home)
-    task = drift_pipeline(home=str(home.root), production_path=str(path), production_fingerprint=sha256_file(path),
-                          text_column=text_column or cfg.data.text_column,
-                          model_ref=model_ref or f"models:/{cfg.student.registered_name}@champion",
-                          drift_config=step_config_json(cfg, "monitor_drift"))
+    task = drift_pipeline(**drift_parameters(cfg, str(home.root), str(path), sha256_file(path), model_ref,
+                                             text_column))
     return json.loads(Path(task.outputs["verdict"].path).read_text())
 
 
@@ -134,24 +95,16 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
     """
     from pipelines.drift import drift_redistill_pipeline
 
-    path = Path(production_path).expanduser().resolve()
-    if not path.is_file():
-        raise DatasetError(f"{path}: production file not found")
+    path = _existing(production_path, "production")
     home.ensure()
-    teacher_ref = teacher_ref or cfg.teacher.ref
-    teacher = resolve_teacher(teacher_ref, home)
+    teacher = resolve_teacher(teacher_ref or cfg.teacher.ref, home)
     started = time.time()
     init_kfp_local(home)
-    task = drift_redistill_pipeline(
-        home=str(home.root), production_path=str(path), production_fingerprint=sha256_file(path),
-        text_column=text_column or cfg.data.text_column,
-        model_ref=model_ref or f"models:/{cfg.student.registered_name}@champion",
-        drift_config=step_config_json(cfg, "monitor_drift"), redistill_config=step_config_json(cfg, "prepare_redistill"),
-        teacher_ref=teacher_ref, teacher_version=teacher.version,
-        data_config=step_config_json(cfg, "version_data"), teacher_config=step_config_json(cfg, "cache_teacher_outputs"),
-        train_config=step_config_json(cfg, "train_student"), gate_config=step_config_json(cfg, "benchmark_gate"),
-        promote_config=step_config_json(cfg, "promote"), config_hash=config_hash(cfg))
+    task = drift_redistill_pipeline(**redistill_parameters(cfg, str(home.root), str(path), sha256_file(path),
+                                                           teacher, model_ref, text_column))
     verdict = json.loads(Path(task.outputs["verdict"].path).read_text())
+    # The nested distillation DAG runs inside dsl.If(drifted), whose outputs cannot leave the branch
+    # without a dsl.OneOf partner on an Else branch; its steps' reports are read from the step log.
     steps = steps_since(home, started)
     by_step = {s["step"]: s for s in steps}
     return {"drifted": verdict["drifted"], "reasons": verdict["reasons"], "signals": verdict.get("signals", []),

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipelines.parameters import distill_parameters, drift_parameters
 from pipelines.platform import CLUSTER_HOME
 
 log = logging.getLogger(__name__)
@@ -133,34 +134,17 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def distill_arguments(cfg, data_path: str, data_fingerprint: str, teacher_ref: str,
-                      teacher_version: str, home: str = CLUSTER_HOME) -> dict[str, str]:
-    """The distillation DAG's parameters (default home: the cluster's PVC mount path)."""
-    from components.common.config import config_hash, step_config_json
-
-    return {
-        "home": home, "data_path": data_path, "data_fingerprint": data_fingerprint,
-        "teacher_ref": teacher_ref, "teacher_version": teacher_version,
-        "data_config": step_config_json(cfg, "version_data"),
-        "teacher_config": step_config_json(cfg, "cache_teacher_outputs"),
-        "train_config": step_config_json(cfg, "train_student"),
-        "gate_config": step_config_json(cfg, "benchmark_gate"),
-        "promote_config": step_config_json(cfg, "promote"),
-        "config_hash": config_hash(cfg),
-    }
+def distill_arguments(cfg, data_path: str, data_fingerprint: str, teacher_ref: str, teacher_version: str,
+                      home: str = CLUSTER_HOME) -> dict[str, str]:
+    """The distillation DAG's parameters (default home: the cluster's PVC mount path). Pass the
+    teacher pinned where it can be resolved here; the steps check `teacher_version` either way."""
+    return distill_parameters(cfg, home, data_path, data_fingerprint, teacher_ref, teacher_version)
 
 
 def drift_arguments(cfg, production_path: str, model_ref: str | None = None) -> dict[str, str]:
     """The drift DAG's parameters for a recurring run: the same path is read on every run (the
     producer replaces the batch there), and monitor_drift never caches, so the fingerprint is fixed."""
-    from components.common.config import step_config_json
-
-    return {
-        "home": CLUSTER_HOME, "production_path": production_path, "production_fingerprint": "recurring",
-        "text_column": cfg.data.text_column,
-        "model_ref": model_ref or f"models:/{cfg.student.registered_name}@champion",
-        "drift_config": step_config_json(cfg, "monitor_drift"),
-    }
+    return drift_parameters(cfg, CLUSTER_HOME, production_path, "recurring", model_ref)
 
 
 def submit_distill(client, host: str, experiment: str, arguments: dict[str, Any],

@@ -1,8 +1,9 @@
 """The watch DAG, for a recurring run on a cluster: check_for_changes -> (if changed) the whole
 distillation DAG. Wiring only; `distillops watch` does the same locally.
 
-The changed versions travel into the distillation DAG as parameters (data_fingerprint,
-teacher_version), so KFP's cache reruns exactly the steps they affect.
+The changed versions travel into the distillation DAG as parameters (data_fingerprint, the pinned
+teacher reference and teacher_version that check_for_changes resolved), so KFP's cache reruns
+exactly the steps they affect and every step loads the same teacher.
 """
 
 from kfp import dsl
@@ -32,6 +33,6 @@ def watch_pipeline(
     check.set_caching_options(False)
     with dsl.If(check.outputs["changed"] == True, name="versions-changed"):  # noqa: E712 (a KFP expression)
         distill_pipeline(home=home, data_path=data_path, data_fingerprint=check.outputs["data_fingerprint"],
-                         teacher_ref=teacher_ref, teacher_version=check.outputs["teacher_version"],
+                         teacher_ref=check.outputs["teacher_ref"], teacher_version=check.outputs["teacher_version"],
                          data_config=data_config, teacher_config=teacher_config, train_config=train_config,
                          gate_config=gate_config, promote_config=promote_config, config_hash=config_hash)

@@ -32,18 +32,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from components.cache_teacher_outputs import runner as cache_step  # noqa: E402
-from components.common.config import Config, step_config_json  # noqa: E402
-from components.common.dataset import read_snapshot, write_snapshot  # noqa: E402
-from components.common.modeling import (  # noqa: E402
-    build_student_from_teacher_layers,
-    default_base_model,
-    encode,
-    load_classifier,
-    set_threads,
-)
+from components.common.config import Config  # noqa: E402
+from components.common.dataset import build_snapshot, read_snapshot, write_snapshot  # noqa: E402
+from components.common.modeling import default_base_model, encode, load_classifier  # noqa: E402
+from components.common.runtime import set_threads  # noqa: E402
 from components.common.teacher_outputs import read_teacher_outputs  # noqa: E402
-from components.train_student.core import distillation_loss  # noqa: E402
-from components.version_data.core import build_snapshot  # noqa: E402
+from components.distillation.losses import LossInputs, combined_loss, resolve_losses  # noqa: E402
+from components.distillation.students import build_student_from_teacher_layers  # noqa: E402
+
+HINTON = resolve_losses({}, 0.5)  # {kl: 0.5, ce: 0.5}
 
 
 def make_teacher(labels: list[str], out: Path) -> Path:
@@ -60,7 +57,7 @@ def make_teacher(labels: list[str], out: Path) -> Path:
 
 def timed_cache_run(home: Path, snapshot: Path, teacher: Path, cfg: Config, out: Path) -> dict:
     t0 = time.perf_counter()
-    result = cache_step.run(str(home), str(snapshot), str(teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    result = cache_step.run(str(home), str(snapshot), str(teacher), cfg,
                             str(out))
     return {"seconds": round(time.perf_counter() - t0, 3), "rows": result["rows"],
             "teacher_forward_passes": result["teacher_forward_passes"], "cache_hits": result["cache_hits"],
@@ -91,7 +88,8 @@ def train_throughput(teacher, tokenizer, texts, labels, teacher_logits, steps, b
             teacher_s += time.perf_counter() - t_start
         else:
             t_logits = cached_t[idx]
-        loss = distillation_loss(student(**enc).logits, t_logits.clone(), labels_t[idx], 2.0, 0.5)
+        loss, _ = combined_loss(HINTON, LossInputs(student(**enc).logits, labels_t[idx], [t_logits.clone()],
+                                                   temperature=2.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 
-from components.cache_teacher_outputs.core import topk_compress, topk_log_probs  # noqa: E402
 from components.common.modeling import default_base_model  # noqa: E402
+from components.common.topk import topk_compress, topk_log_probs  # noqa: E402
 
 
 def read_texts(path: str) -> list[str]:

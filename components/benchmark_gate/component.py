@@ -18,11 +18,14 @@ def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Ar
     import json
 
     from components.benchmark_gate.runner import run
+    from components.common.config import config_from_json
 
     report = run(home=home, snapshot_path=dataset.path, teacher_outputs_path=teacher_outputs.path,
-                 student_path=student.path, teacher_ref=teacher_ref, config_json=config_json,
-                 report_json=gate_report.path, report_md=gate_markdown.path, report_html=gate_html.path)
-    gate_report.metadata.update({"passed": report["passed"], "reasons": report["reasons"]})
+                 student_path=student.path, teacher_ref=teacher_ref, cfg=config_from_json(config_json),
+                 report_json=gate_report.path, report_md=gate_markdown.path, report_html=gate_html.path,
+                 teacher_version=teacher_version)
+    gate_report.metadata.update({"passed": report["passed"], "reasons": report["reasons"],
+                                 "step_report": report["step_report"]})
     for name, card in report["models"].items():
         for key in ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "throughput_rows_per_s", "latency_p50_ms"):
             if key in card:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from components.common.config import GateConfig
+from components.common.numerics import log_softmax
 
 
 def classification_metrics(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> dict[str, float]:
@@ -185,11 +186,6 @@ def per_label_metrics(pred: np.ndarray, gold: np.ndarray, names: list[str]) -> d
 
 def mean_kl(teacher_logits: np.ndarray, student_logits: np.ndarray) -> float:
     """Mean over rows of KL(softmax(teacher) || softmax(student)), in nats, at temperature 1."""
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        x = x - x.max(-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
     lt, ls = log_softmax(teacher_logits), log_softmax(student_logits)
     return float((np.exp(lt) * (lt - ls)).sum(-1).mean())
 

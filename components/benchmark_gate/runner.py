@@ -1,11 +1,14 @@
-"""Side effects of benchmark_gate: run student, teacher timing and champion; write the reports."""
+"""Side effects of benchmark_gate: run student, teacher timing and champion; write the reports.
+
+The gate only measures and decides; a refusal is recorded in the promotion history by the DAG's
+``dsl.Else`` branch (promote's ``record_refusal``), not from here.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -21,21 +24,19 @@ from components.benchmark_gate.core import (
 )
 from components.benchmark_gate.report_html import render_html
 from components.common import registry
-from components.common.config import config_from_json
+from components.common.config import Config
 from components.common.dataset import read_snapshot
 from components.common.hashing import sha256_file
 from components.common.home import Home
-from components.common.modeling import (
-    count_parameters,
-    load_classifier,
-    measure_speeds,
-    predict_logits,
-    set_threads,
-    size_on_disk,
-)
+from components.common.io import atomic_write_text
+from components.common.lineage import read_lineage
+from components.common.modeling import load_classifier, predict_logits
+from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teacher import resolve_teacher
 from components.common.teacher_outputs import read_teacher_outputs
+from components.common.teachers import load_pinned, load_teacher
+from components.common.tracking import attach
+from components.distillation.measure import count_parameters, measure_speeds, size_on_disk
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +70,52 @@ def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names
     return card, pred
 
 
+def _publish(h: Home, lineage: dict, report: dict, markdown: str, page: str,
+             files: list[tuple[str | None, str]]) -> None:
+    """The report as the step's outputs, a copy under the home and with the training run in MLflow."""
+    for path, text in files:
+        if path:
+            atomic_write_text(path, text)
+    stem = f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}"
+    atomic_write_text(h.reports / f"{stem}.md", markdown)
+    atomic_write_text(h.reports / f"{stem}.json", json.dumps(report, indent=2))
+    atomic_write_text(h.reports / f"{stem}.html", page)
+    run = attach(h, lineage["mlflow_run_id"])
+    run.log_text(markdown, "gate/report.md")
+    run.log_text(page, "gate/report.html")
+    run.log_dict(report, "gate/report.json")
+    student = report["models"]["student"]
+    run.set_tags({"gate_passed": str(report["passed"])})
+    run.log_metrics({**{f"gate_student_{k}": student[k] for k in ("accuracy", "macro_f1", "agreement",
+                                                                    "latency_p50_ms", "throughput_rows_per_s")},
+                     "gate_student_kl_to_teacher": student["kl_to_teacher"],
+                     **{f"gate_student_robust_{k}": v for k, v in student["robustness"].items()}})
+
+
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: str, teacher_ref: str,
-        config_json: str, report_json: str, report_md: str, report_html: str | None = None) -> dict:
+        cfg: Config, report_json: str, report_md: str, report_html: str | None = None,
+        teacher_version: str = "") -> dict:
     h = Home.resolve(home).ensure()
-    cfg = config_from_json(config_json)
-    set_threads()
+    prepare_process()
     with record_step(h, "benchmark_gate") as counters:
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
+        lineage = read_lineage(student_path)
         names = outputs.label_names
         test_idx = snapshot.indices("test")
         texts = [snapshot.texts[i] for i in test_idx]
         gold = np.array([names.index(snapshot.labels[i]) for i in test_idx])
         max_len = cfg.distill.max_length
-        lineage = json.loads(Path(student_path, "distillops.json").read_text())
 
         # Teacher quality comes from the cached logits: no forward pass; only its speed is measured live.
         teacher_pred = outputs.logits[test_idx].argmax(-1)
         teacher_card = classification_metrics(teacher_pred, gold, len(names))
         teacher_card["labels"] = per_label_metrics(teacher_pred, gold, names)
-        teacher = resolve_teacher(teacher_ref, h)
-        t_model, t_tok = load_classifier(teacher.path)
-        teacher_card.update(parameters=count_parameters(t_model), size_bytes=size_on_disk(teacher.path),
+        teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
+        t_loaded = load_teacher(teacher)
+        teacher_card.update(parameters=count_parameters(t_loaded.model), size_bytes=size_on_disk(teacher.path),
                             agreement=1.0)
-        timed = {"teacher": (t_model, t_tok, cfg.teacher.max_length)}
+        timed = {"teacher": (t_loaded.model, t_loaded.tokenizer, cfg.teacher.max_length)}
 
         s_model, s_tok = load_classifier(student_path)
         test_logits = outputs.logits[test_idx]
@@ -130,37 +153,9 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                   "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names))}}
         markdown = render_markdown(result, context)
         page = render_html(result, context, report["confusion_matrix"]["student"], names)
-        outputs_ = [(report_json, json.dumps(report, indent=2)), (report_md, markdown)]
-        if report_html:
-            outputs_.append((report_html, page))
-        for path, text in outputs_:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
-        # A copy under the home, and with the training run in MLflow, for people to look at.
-        stem = f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}"
-        (h.reports / f"{stem}.md").write_text(markdown)
-        (h.reports / f"{stem}.json").write_text(json.dumps(report, indent=2))
-        (h.reports / f"{stem}.html").write_text(page)
-        import mlflow
-
-        client.log_text(lineage["mlflow_run_id"], markdown, "gate/report.md")
-        client.log_text(lineage["mlflow_run_id"], page, "gate/report.html")
-        client.log_dict(lineage["mlflow_run_id"], report, "gate/report.json")
-        if not result.passed:
-            # A refused student is part of the promotion history too.
-            from components.promote.audit import record_refusal
-
-            record_refusal(client, h, cfg.student.registered_name, result.reasons,
-                           {"data_version": lineage["data_version"], "config_hash": lineage["config_hash"],
-                            "teacher_version": outputs.teacher_version, "gate_report": context["report_location"]})
-        client.set_tag(lineage["mlflow_run_id"], "gate_passed", str(result.passed))
-        for k in ("accuracy", "macro_f1", "agreement", "latency_p50_ms", "throughput_rows_per_s"):
-            mlflow.MlflowClient().log_metric(lineage["mlflow_run_id"], f"gate_student_{k}", student_card[k])
-        extra = {"gate_student_kl_to_teacher": student_card["kl_to_teacher"],
-                 **{f"gate_student_robust_{k}": v for k, v in student_card["robustness"].items()}}
-        for k, v in extra.items():
-            client.log_metric(lineage["mlflow_run_id"], k, float(v))
+        _publish(h, lineage, report, markdown, page,
+                 [(report_json, json.dumps(report, indent=2)), (report_md, markdown), (report_html, page)])
         timing_rows = 2 + cfg.gate.latency_samples + 32 * cfg.gate.throughput_batches
         counters.update(passed=result.passed, teacher_timing_passes=timing_rows, reasons=result.reasons)
     log.info("gate %s: %s", "PASSED" if result.passed else "FAILED", "; ".join(result.reasons) or "all checks ok")
-    return report
+    return {**report, "step_report": counters}

@@ -371,23 +371,3 @@ def config_hash(cfg: Config) -> str:
 for _cls in (DataConfig, TeacherConfig, StudentConfig, DistillConfig, GateConfig, DriftConfig, CacheConfig, Config):
     typing.get_type_hints(_cls)
 del _cls
-
-
-# The config sections each step reads. Steps receive only these, so KFP's cache key of a step
-# changes only when its own settings change (a new gate threshold does not retrain the student).
-STEP_SECTIONS = {
-    "version_data": ("data",),
-    # cache: where the store lives; distill: the features the configured losses need (layer_map).
-    "cache_teacher_outputs": ("teacher", "cache", "distill"),
-    "train_student": ("student", "distill"),
-    "benchmark_gate": ("gate", "distill", "teacher", "student"),
-    "promote": ("student",),
-    "monitor_drift": ("drift", "data", "student", "distill", "teacher"),
-    "prepare_redistill": ("drift", "data", "teacher"),
-}
-
-
-def step_config_json(cfg: Config, step: str) -> str:
-    """The resolved config sections one step reads, as canonical JSON (a partial config)."""
-    d = config_to_dict(cfg)
-    return json.dumps({k: d[k] for k in STEP_SECTIONS[step]}, sort_keys=True)

@@ -11,31 +11,22 @@ The remote is a local directory by default (``<home>/dvc-remote``) and any DVC U
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from components.common.hashing import md5_file
+from components.common.io import atomic_copy, file_lock
 
 REMOTE_NAME = "storage"
 SNAPSHOT_NAME = "dataset.jsonl"
 
 
-@contextmanager
-def _locked(repo_root: Path) -> Iterator[None]:
+def _locked(repo_root: Path):
     """Serialise DVC operations of concurrent steps on one repository."""
     repo_root.mkdir(parents=True, exist_ok=True)
-    with open(repo_root.parent / f".{repo_root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return file_lock(repo_root.parent / f".{repo_root.name}.lock")
 
 
 def _open_repo(repo_root: Path, remote_url: str):
@@ -71,10 +62,7 @@ def add_and_push(repo_root: str | Path, remote_url: str, snapshot_file: str | Pa
         target = repo_root / "versions" / md5 / SNAPSHOT_NAME
         dvc_file = target.with_name(SNAPSHOT_NAME + ".dvc")
         if not dvc_file.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{SNAPSHOT_NAME}.tmp")
-            shutil.copyfile(snapshot_file, tmp)
-            tmp.replace(target)
+            atomic_copy(snapshot_file, target)
             repo.add(str(target))
         repo.push(targets=[str(dvc_file)])
         version = _dvc_md5(dvc_file)
@@ -94,7 +82,4 @@ def materialize(repo_root: str | Path, remote_url: str, data_version: str, dest:
         target = dvc_file.with_name(SNAPSHOT_NAME)
         if not target.exists() or md5_file(target) != data_version:
             repo.pull(targets=[str(dvc_file)], force=True)
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(target, dest)
-    return dest
+    return atomic_copy(target, dest)

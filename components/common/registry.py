@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.home import Home
+from components.common.io import atomic_dir
 
 EXPERIMENT = "distillops"
 # Requirements recorded with each logged model; the flavor's inference would add torchvision.
@@ -101,32 +102,13 @@ def download_model(client, home: Home, ref: ModelRef) -> tuple[Path, Any]:
     dest = home.root / "models" / f"{mv.name}-v{mv.version}"
     if (dest / "config.json").is_file():
         return dest, mv
-    staging = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     src = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}"))
-    staging.mkdir(parents=True)
-    for sub in ("model", "components/tokenizer"):
-        for f in (src / sub).glob("*"):
-            if f.is_file():
-                shutil.copy2(f, staging / f.name)
-    staging.replace(dest)
+    with atomic_dir(dest) as staging:
+        for sub in ("model", "components/tokenizer"):
+            for f in (src / sub).glob("*"):
+                if f.is_file():
+                    shutil.copy2(f, staging / f.name)
     return dest, mv
-
-
-def log_model(model_dir: str | Path, run_id: str | None = None) -> str:
-    """Log a saved classifier (transformers flavor) into a run; returns the logged model's URI."""
-    import mlflow
-    import mlflow.transformers
-
-    from components.common.modeling import load_classifier
-
-    model, tokenizer = load_classifier(model_dir)
-    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-        info = mlflow.transformers.log_model(
-            {"model": model, "tokenizer": tokenizer}, name="model", task="text-classification",
-            pip_requirements=MODEL_REQUIREMENTS,
-        )
-    return info.model_uri
 
 
 def register(client, model_uri: str, name: str, tags: dict[str, str]):

@@ -1,7 +1,8 @@
-"""Each executed step appends one JSON line to ``<home>/logs/steps.jsonl``.
+"""Each executed step times itself and appends one JSON line to ``<home>/logs/steps.jsonl``.
 
-A step served from the KFP cache does not run and writes nothing, which is how the CLI's run
-summary tells executed steps from cached ones.
+The same entry is the step's report, returned in its outputs: the run summary reads those (a step
+served from the KFP cache returns its earlier report, whose ``started`` predates the run). The log
+keeps the history across runs (``distillops cache stats`` reads its hit rate from it).
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from components.common.home import Home
 
 @contextmanager
 def record_step(home: Home, step: str) -> Iterator[dict[str, Any]]:
-    """Time a step; counters put into the yielded dict are logged with it (only when it succeeds)."""
+    """Time a step; counters put into the yielded dict are logged with it (only when it succeeds).
+
+    When the block completes, the dict also holds ``step``, ``started`` and ``seconds``: it is the
+    step's report, which the step returns in its outputs (the run summary is built from those).
+    """
     counters: dict[str, Any] = {}
     started = time.time()
     t0 = time.perf_counter()
     yield counters
     entry = {"step": step, "started": started, "seconds": round(time.perf_counter() - t0, 3), **counters}
+    counters.update(entry)
     home.step_log.parent.mkdir(parents=True, exist_ok=True)
     with open(home.step_log, "a") as f:  # one short O_APPEND write per line: safe for concurrent steps
         f.write(json.dumps(entry, sort_keys=True) + "\n")

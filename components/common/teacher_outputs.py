@@ -1,14 +1,17 @@
-"""The TeacherOutputs artifact: the teacher's logits aligned with the snapshot's rows.
+"""The TeacherOutputs artifact: the teacher's outputs aligned with the snapshot's rows.
 
 One safetensors file: tensor ``logits`` [rows, labels]; metadata ``teacher_version`` and
 ``label_names`` (JSON list, the teacher's id2label order). Feature tensors the configured losses
 need ride along under their output kind, e.g. ``pooled:4`` [rows, hidden] (the attention-mask mean
-of encoder layer 4's hidden states), and extra teachers' logits (multi-teacher) under ``logits@<k>``.
+of encoder layer 4's hidden states), and the extra teachers' logits (multi-teacher,
+``distill.extra_teachers``) under ``logits@1``, ``logits@2``, ... with metadata ``extra_teachers``
+(JSON list of {ref, teacher_version}, in that order).
 
-With transfer-set augmentation (distill.augment_copies), the teacher's outputs on the augmented
-rows ride along under ``augment/<kind>`` (rows in augment_texts order) and metadata ``augment``
-records how those rows were made ({copies, seed, rows, texts_sha256}), so train_student can
-regenerate the same texts and prove they line up.
+With transfer-set augmentation (distill.augment_copies), the teachers' outputs on the augmented
+rows ride along under ``augment/<kind>`` (rows in the order of ``augment_texts``), the augmented
+texts themselves under metadata ``augment_texts`` (JSON list), and metadata ``augment`` records
+how they were made ({copies, seed, rows, texts_sha256}): the cache step makes the transfer set
+once and every later step reads it from here.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from components.common.io import atomic_path
+
+AUGMENT_PREFIX = "augment/"
+
 
 @dataclass(frozen=True)
 class TeacherOutputs:
@@ -31,30 +38,43 @@ class TeacherOutputs:
     # Outputs on the augmented transfer rows: kind -> [augmented rows, ...]; empty = no augmentation.
     augment: dict[str, np.ndarray] = field(default_factory=dict)
     augment_meta: dict = field(default_factory=dict)
+    augment_texts: list[str] = field(default_factory=list)
+    # Multi-teacher: [{ref, teacher_version}] of features logits@1, logits@2, ...
+    extra_teachers: list[dict] = field(default_factory=list)
 
+    def extra_logits(self) -> list[np.ndarray]:
+        return [self.features[f"logits@{k}"] for k in range(1, len(self.extra_teachers) + 1)]
 
-AUGMENT_PREFIX = "augment/"
+    @property
+    def teacher_versions(self) -> list[str]:
+        """Every teacher version these outputs came from: the teacher's, then the extra teachers'."""
+        return [self.teacher_version] + [e["teacher_version"] for e in self.extra_teachers]
 
 
 def write_teacher_outputs(outputs: TeacherOutputs, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     tensors = {"logits": np.ascontiguousarray(outputs.logits, dtype=np.float32)}
     for kind, value in outputs.features.items():
         if len(value) != len(outputs.logits):
             raise ValueError(f"teacher feature {kind}: {len(value)} rows for {len(outputs.logits)} logit rows")
         tensors[kind] = np.ascontiguousarray(value, dtype=np.float32)
     rows = outputs.augment_meta.get("rows", 0)
+    if outputs.augment and len(outputs.augment_texts) != rows:
+        raise ValueError(f"augmented transfer set: {len(outputs.augment_texts)} texts for {rows} augmented rows")
     for kind, value in outputs.augment.items():
         if len(value) != rows:
             raise ValueError(f"augmented teacher output {kind}: {len(value)} rows for {rows} augmented rows")
         tensors[AUGMENT_PREFIX + kind] = np.ascontiguousarray(value, dtype=np.float32)
+    missing = [f"logits@{k}" for k in range(1, len(outputs.extra_teachers) + 1) if f"logits@{k}" not in outputs.features]
+    if missing:
+        raise ValueError(f"extra teachers listed without their logits: {missing}")
     metadata = {"teacher_version": outputs.teacher_version, "label_names": json.dumps(outputs.label_names)}
     if outputs.augment_meta:
         metadata["augment"] = json.dumps(outputs.augment_meta, sort_keys=True)
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+        metadata["augment_texts"] = json.dumps(outputs.augment_texts, ensure_ascii=False)
+    if outputs.extra_teachers:
+        metadata["extra_teachers"] = json.dumps(outputs.extra_teachers, sort_keys=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def read_teacher_outputs(path: str | Path) -> TeacherOutputs:
@@ -64,4 +84,5 @@ def read_teacher_outputs(path: str | Path) -> TeacherOutputs:
         features = {k: f.get_tensor(k) for k in f.keys() if k != "logits" and not k.startswith(AUGMENT_PREFIX)}
         augment = {k[len(AUGMENT_PREFIX):]: f.get_tensor(k) for k in f.keys() if k.startswith(AUGMENT_PREFIX)}
     return TeacherOutputs(logits, meta["teacher_version"], json.loads(meta["label_names"]), features, augment,
-                          json.loads(meta.get("augment", "{}")))
+                          json.loads(meta.get("augment", "{}")), json.loads(meta.get("augment_texts", "[]")),
+                          json.loads(meta.get("extra_teachers", "[]")))

@@ -1,8 +1,23 @@
-"""Helpers to log a step's params, metrics and tags to an MLflow run (through registry.connect)."""
+"""The one module that writes MLflow runs (params, metrics, tags, text artifacts).
+
+The registry (versions, aliases, the ledger) is ``registry.py``; both reach the same tracking
+store through ``registry.connect``. A step opens its run with :func:`start_run`, or writes into an
+existing one (the gate into the training run) with :func:`attach`::
+
+    with tracking.start_run(home, "train_student abc", tags={...}, params={...}) as run:
+        run.log_metrics({"train_seconds": 12.0})
+    tracking.attach(home, run_id).log_text(markdown, "gate/report.md")
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from components.common.home import Home
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -16,15 +31,79 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def metric_logger(run_id: str):
-    """A callback(metrics, step) that logs numeric metrics to the run."""
-    import mlflow
+@dataclass(frozen=True)
+class Run:
+    """Writes to one MLflow run by id (no active-run state needed)."""
 
-    client = mlflow.MlflowClient()
+    client: Any
+    run_id: str
 
-    def log(metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         for k, v in metrics.items():
             if k != "epoch":
-                client.log_metric(run_id, k, float(v), step=step)
+                self.client.log_metric(self.run_id, k, float(v), step=step or 0)
 
-    return log
+    def log_params(self, params: dict[str, Any]) -> None:
+        for k, v in flatten(params).items():
+            self.client.log_param(self.run_id, k, v)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_dict(self, obj: dict, artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, obj, artifact_file)
+
+    def metric_logger(self) -> Callable[[dict[str, float], int], None]:
+        """A callback(metrics, step) for the trainer's per-step metrics."""
+        return lambda metrics, step: self.log_metrics(metrics, step)
+
+    @property
+    def location(self) -> str:
+        return f"runs:/{self.run_id}"
+
+
+@contextmanager
+def start_run(home: Home, name: str, tags: dict[str, Any] | None = None,
+              params: dict[str, Any] | None = None) -> Iterator[Run]:
+    """A new run in the distillops experiment, ended (FINISHED, or FAILED on an error) after the block."""
+    import mlflow
+
+    from components.common.registry import connect
+
+    client = connect(home)
+    with mlflow.start_run(run_name=name, nested=mlflow.active_run() is not None) as active:
+        run = Run(client, active.info.run_id)
+        if tags:
+            run.set_tags(tags)
+        if params:
+            run.log_params(params)
+        yield run
+
+
+def attach(home: Home, run_id: str) -> Run:
+    """Write into an existing run (e.g. the gate's report into the training run)."""
+    from components.common.registry import connect
+
+    return Run(connect(home), run_id)
+
+
+def log_model(home: Home, model_dir: str | Path, run_id: str | None = None) -> str:
+    """Log a saved classifier (transformers flavor) into a run; returns the logged model's URI."""
+    import mlflow
+    import mlflow.transformers
+
+    from components.common.modeling import load_classifier
+    from components.common.registry import MODEL_REQUIREMENTS, connect
+
+    connect(home)
+    model, tokenizer = load_classifier(model_dir)
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        info = mlflow.transformers.log_model(
+            {"model": model, "tokenizer": tokenizer}, name="model", task="text-classification",
+            pip_requirements=MODEL_REQUIREMENTS,
+        )
+    return info.model_uri

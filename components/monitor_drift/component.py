@@ -18,6 +18,7 @@ def monitor_drift(
     drift_verdict: Output[Artifact],
 ) -> bool:
     """Evidently report: production inputs vs the monitored model's training inputs; returns drifted."""
+    from components.common.config import config_from_json
     from components.monitor_drift.runner import run
 
     verdict = run(
@@ -25,7 +26,7 @@ def monitor_drift(
         production_path=production_path,
         text_column=text_column,
         model_ref=model_ref,
-        config_json=config_json,
+        cfg=config_from_json(config_json),
         report_html=drift_report.path,
         verdict_json=drift_verdict.path,
     )

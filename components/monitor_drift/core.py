@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from components.common.dataset import TextBatchError, validate_texts  # noqa: F401 (validate_texts: re-exported)
+
 # Order matters: it is the column order of text_descriptors() and of the report.
 DESCRIPTOR_COLUMNS: tuple[str, ...] = (
     "length",
@@ -26,49 +28,9 @@ DESCRIPTOR_COLUMNS: tuple[str, ...] = (
 )
 
 
-class DriftInputError(ValueError):
-    """Degenerate input to drift detection (empty batch, missing or non-string texts, bad results)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Input validation
-# ---------------------------------------------------------------------------------------------
-
-
-def _is_nan(value: Any) -> bool:
-    # A float NaN is what pandas puts in a text column for a missing value; name it explicitly.
-    return isinstance(value, float) and math.isnan(value)
-
-
-def validate_texts(texts: list, batch_name: str) -> list[str]:
-    """Return ``texts`` as a list of str, or raise DriftInputError naming the batch, row and value.
-
-    Fails closed: a batch that cannot be described honestly (empty, holes, non-strings, nothing but
-    empty strings) is an error, never silently dropped rows, because a drift verdict on a
-    half-read batch would be wrong in either direction.
-    """
-    if texts is None:
-        raise DriftInputError(f"{batch_name} batch is None, expected a list of texts")
-    if isinstance(texts, str | bytes):
-        # A bare string is iterable, and would otherwise be described as one text per character.
-        raise DriftInputError(
-            f"{batch_name} batch is a single {type(texts).__name__}, expected a list of texts"
-        )
-    items = list(texts)
-    if not items:
-        raise DriftInputError(f"{batch_name} batch is empty: no texts to compare")
-    for row, value in enumerate(items):
-        if value is None:
-            raise DriftInputError(f"{batch_name} batch row {row} is None, expected a string")
-        if _is_nan(value):
-            raise DriftInputError(f"{batch_name} batch row {row} is NaN ({value!r}), expected a string")
-        if not isinstance(value, str):
-            raise DriftInputError(
-                f"{batch_name} batch row {row} is {type(value).__name__} {value!r}, expected a string"
-            )
-    if all(not text.strip() for text in items):
-        raise DriftInputError(f"{batch_name} batch has {len(items)} texts, all empty or whitespace-only")
-    return [str(text) for text in items]
+# Degenerate input to drift detection (empty batch, missing or non-string texts, bad results); the
+# same class as the dataset module's text-batch error, so the CLI reports it as bad input (exit 2).
+DriftInputError = TextBatchError
 
 
 # ---------------------------------------------------------------------------------------------

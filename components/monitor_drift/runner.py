@@ -13,12 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from components.common import dvc_store, registry
-from components.common.config import config_from_json
+from components.common.config import Config
 from components.common.dataset import read_snapshot, read_texts
 from components.common.home import Home
-from components.common.modeling import label_names, load_classifier, predict_logits, set_threads
+from components.common.io import atomic_write_text
+from components.common.modeling import encode, label_names, load_classifier, predict_logits
+from components.common.numerics import masked_mean
+from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teacher import resolve_teacher
+from components.common.teachers import load_pinned, load_teacher
+from components.common.tracking import start_run
 from components.monitor_drift.core import (
     DriftPolicy,
     combine_signals,
@@ -50,15 +54,12 @@ def _embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int 
     """Mean-pooled last hidden states of the monitored model: what it 'sees' in each input."""
     import torch
 
-    from components.common.modeling import encode
-
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             enc = encode(tokenizer, texts[start:start + batch_size], max_length)
             hidden = model(**enc, output_hidden_states=True).hidden_states[-1]
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().numpy())
+            out.append(masked_mean(hidden, enc["attention_mask"]).float().numpy())
     return np.concatenate(out)
 
 
@@ -68,9 +69,12 @@ def _labels(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
 
 
 def _disagreement(h, mv, cfg, model, tokenizer, reference: list[str], production: list[str]) -> dict:
-    """Teacher and student label the same samples of reference and production inputs."""
-    teacher = resolve_teacher(mv.tags.get("teacher_ref") or cfg.teacher.ref, h)
-    t_model, t_tok = load_classifier(teacher.path)
+    """Teacher and student label the same samples of reference and production inputs. The teacher is
+    the one the monitored model was distilled from (its lineage tags), pinned to that version."""
+    teacher = load_pinned(mv.tags.get("teacher_ref") or cfg.teacher.ref, mv.tags.get("teacher_version", ""), h,
+                          where=f"the teacher of {mv.name} v{mv.version}")
+    loaded = load_teacher(teacher)
+    t_model, t_tok = loaded.model, loaded.tokenizer
     n = cfg.drift.disagreement_sample
     ref, prod = _sample(reference, n, seed=1), _sample(production, n, seed=1)
     result = disagreement_result(
@@ -86,15 +90,14 @@ def run(
     production_path: str,
     text_column: str,
     model_ref: str,
-    config_json: str,
+    cfg: Config,
     report_html: str,
     verdict_json: str,
 ) -> dict:
     from components.monitor_drift.evidently_report import build_drift_report
 
     h = Home.resolve(home).ensure()
-    cfg = config_from_json(config_json)
-    set_threads()
+    prepare_process()
     with record_step(h, "monitor_drift") as counters:
         production = validate_texts(read_texts(production_path, text_column), "production")
         client = registry.connect(h)
@@ -145,36 +148,25 @@ def run(
         kept_emb = h.reports / f"{stem}-embeddings.html"
         verdict.update(report_html=str(kept_html), verdict_json=str(kept_json),
                        embedding_report_html=str(kept_emb) if embedding_html else None)
-        import mlflow
-
-        with mlflow.start_run(run_name="monitor_drift") as drift_run:
-            verdict.update(mlflow_run_id=drift_run.info.run_id,
-                           report_location=f"runs:/{drift_run.info.run_id}/drift/report.html")
-            mlflow.set_tags(
-                {
-                    "distillops.step": "monitor_drift",
-                    "drifted": str(verdict["drifted"]),
-                    "model": verdict["model"],
-                    "reference_data_version": data_version,
-                    "signals": ",".join(verdict["signals"]),
-                }
-            )
-            mlflow.log_text(html, "drift/report.html")
+        tags = {"distillops.step": "monitor_drift", "drifted": str(verdict["drifted"]), "model": verdict["model"],
+                "reference_data_version": data_version, "signals": ",".join(verdict["signals"])}
+        with start_run(h, "monitor_drift", tags=tags) as drift_run:
+            verdict.update(mlflow_run_id=drift_run.run_id,
+                           report_location=f"{drift_run.location}/drift/report.html")
+            drift_run.log_text(html, "drift/report.html")
             if embedding_html:
-                mlflow.log_text(embedding_html, "drift/embeddings.html")
-            mlflow.log_dict(verdict, "drift/verdict.json")
-            mlflow.log_metric("drifted_columns", len(verdict["drifted_columns"]))
-            mlflow.log_metric("disagreement_production", disagreement["production"])
-            mlflow.log_metric("disagreement_reference", disagreement["reference"])
-            if embedding:
-                mlflow.log_metric("embedding_drift_score", embedding["score"])
+                drift_run.log_text(embedding_html, "drift/embeddings.html")
+            drift_run.log_dict(verdict, "drift/verdict.json")
+            drift_run.log_metrics({"drifted_columns": len(verdict["drifted_columns"]),
+                                   "disagreement_production": disagreement["production"],
+                                   "disagreement_reference": disagreement["reference"],
+                                   **({"embedding_drift_score": embedding["score"]} if embedding else {})})
         outputs = [((report_html, kept_html), html), ((verdict_json, kept_json), json.dumps(verdict, indent=2))]
         if embedding_html:
             outputs.append(((kept_emb,), embedding_html))
         for paths, text in outputs:
             for path in paths:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(text)
+                atomic_write_text(path, text)
         counters.update(drifted=verdict["drifted"], production_rows=len(production))
     log.info(
         "drift %s: %s", "DETECTED" if verdict["drifted"] else "not detected", "; ".join(verdict["reasons"])

@@ -3,30 +3,29 @@ production inputs, and the merged data file the distillation DAG versions next."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
 from pathlib import Path
 
 from components.common import dvc_store
-from components.common.config import config_from_json
-from components.common.dataset import read_snapshot, read_texts
-from components.common.hashing import sha256_file
+from components.common.config import Config
+from components.common.dataset import read_snapshot, read_texts, validate_texts
 from components.common.home import Home
-from components.common.modeling import label_names, load_classifier, predict_logits, set_threads
+from components.common.io import atomic_write_bytes
+from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teacher import resolve_teacher
-from components.monitor_drift.core import validate_texts
+from components.common.teachers import load_pinned, load_teacher
 from components.prepare_redistill.core import merge_rows
 
 log = logging.getLogger(__name__)
 
 
 def run(home: str, verdict_path: str, production_path: str, text_column: str, teacher_ref: str,
-        config_json: str) -> dict:
+        cfg: Config, teacher_version: str = "") -> dict:
     h = Home.resolve(home).ensure()
-    cfg = config_from_json(config_json)
-    set_threads()
+    prepare_process()
     with record_step(h, "prepare_redistill") as counters:
         verdict = json.loads(Path(verdict_path).read_text())
         if not verdict.get("drifted"):
@@ -35,22 +34,21 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
         with tempfile.TemporaryDirectory() as tmp:
             snap = read_snapshot(dvc_store.materialize(h.data_repo, h.dvc_remote, verdict["reference_data_version"],
                                                        Path(tmp) / "reference.jsonl"))
-        teacher = resolve_teacher(teacher_ref, h)
-        model, tokenizer = load_classifier(teacher.path)
-        names = label_names(model)
+        teacher = load_pinned(teacher_ref, teacher_version, h)
+        loaded = load_teacher(teacher)
+        names = loaded.label_names
         todo = list(dict.fromkeys(production))[: cfg.drift.redistill_max_rows]
-        logits = predict_logits(model, tokenizer, todo, cfg.teacher.max_length, cfg.teacher.batch_size,
-                                desc="teacher labels")
+        logits = loaded.compute(todo, ["logits"], cfg.teacher.max_length, cfg.teacher.batch_size,
+                                desc="teacher labels")["logits"]
         merged = merge_rows(list(zip(snap.texts, snap.labels, strict=True)),
                             [(t, names[i]) for t, i in zip(todo, logits.argmax(-1), strict=True)],
                             cfg.drift.redistill_max_rows, cfg.data.text_column, cfg.data.label_column)
         out_dir = h.root / "redistill"
         out_dir.mkdir(parents=True, exist_ok=True)
-        staging = out_dir / f".{Path(verdict_path).name}.partial"
-        staging.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged.rows))
-        fingerprint = sha256_file(staging)
+        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged.rows).encode("utf-8")
+        fingerprint = hashlib.sha256(body).hexdigest()
         data_path = out_dir / f"data-{fingerprint[:16]}.jsonl"
-        staging.replace(data_path)  # atomic: the DAG never versions half a file
+        atomic_write_bytes(data_path, body)  # the DAG never versions half a file
         trigger = {"kind": "drift", "drift_report": verdict.get("report_location", verdict.get("report_html")),
                    "drift_run_id": verdict.get("mlflow_run_id", ""), "drift_verdict": verdict.get("verdict_json", ""),
                    "signals": ",".join(verdict.get("signals", [])), "production": str(production_path),

@@ -11,7 +11,6 @@ attempt; ``promote.core.fold_ledger`` decides each one; this module writes the r
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import json
 import logging
@@ -19,12 +18,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from components.common import registry
 from components.common.home import Home
+from components.common.io import file_lock
 from components.promote.core import (
     GENESIS_HASH,
     ChampionState,
@@ -86,17 +84,10 @@ def read_log(path: Path) -> list[dict]:
     return entries
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path):
     # Serialises appends by processes sharing this home; across machines the registry's version
     # numbers order entries, and every home derives the same chain from them.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return file_lock(path.with_suffix(".lock"))
 
 
 def _check_ledger(ledger: list[tuple[int, dict, dict]], name: str) -> None:

@@ -1,4 +1,5 @@
-"""Side effects of promote: apply the plan to the MLflow registry (version, tags, aliases)."""
+"""Side effects of promote: apply the plan to the MLflow registry (version, tags, aliases), and
+record a gate's refusal in the promotion history (the DAG's ``dsl.Else`` branch)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import subprocess
 from pathlib import Path
 
 from components.common import registry
-from components.common.config import config_from_json
+from components.common.config import Config
 from components.common.hashing import digest_dir
 from components.common.home import Home
+from components.common.lineage import read_lineage
 from components.common.steplog import record_step
+from components.common.tracking import log_model
 from components.promote.core import plan_promotion
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ def lineage_tags(lineage: dict, gate: dict, digest: str, pipeline_run_id: str, t
     return tags
 
 
-def run(home: str, student_path: str, gate_report_path: str, config_json: str, pipeline_run_id: str = "",
+def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeline_run_id: str = "",
         trigger_json: str = "") -> dict:
     """Plan, then apply: register (once per weights), append a compare-and-set claim to the ledger,
     sync. The claim expects the champion the gate compared against; if another promotion landed
@@ -58,11 +61,10 @@ def run(home: str, student_path: str, gate_report_path: str, config_json: str, p
     from components.promote.audit import append_and_sync, new_record, record_refusal, sync
 
     h = Home.resolve(home).ensure()
-    cfg = config_from_json(config_json)
     name = cfg.student.registered_name
     with record_step(h, "promote") as counters:
         gate = json.loads(Path(gate_report_path).read_text())
-        lineage = json.loads(Path(student_path, "distillops.json").read_text())
+        lineage = read_lineage(student_path)
         trigger = json.loads(trigger_json) if trigger_json else {}
         digest = digest_dir(student_path)
         tags = lineage_tags(lineage, gate, digest, pipeline_run_id, trigger)
@@ -84,7 +86,7 @@ def run(home: str, student_path: str, gate_report_path: str, config_json: str, p
                                            for c in gate["checks"]])[:4900],
                 "student_accuracy": f"{gate['models']['student']['accuracy']:.4f}",
             }
-            model_uri = registry.log_model(student_path, run_id=lineage["mlflow_run_id"])
+            model_uri = log_model(h, student_path, run_id=lineage["mlflow_run_id"])
             version = str(registry.register(client, model_uri, name, {**tags, **gate_tags}).version)
             version = _deduplicate(client, name, digest, version)
         if plan.action in ("register", "alias_existing"):
@@ -97,7 +99,30 @@ def run(home: str, student_path: str, gate_report_path: str, config_json: str, p
                                        f"{outcome.why}")
         counters.update(action=plan.action, version=version, ledger_seq=seq)
     return {"action": plan.action, "version": version, "previous": state.previous, "reasons": list(plan.reasons),
-            "model": name, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None}
+            "model": name, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None,
+            "step_report": counters}
+
+
+def record_gate_refusal(home: str, student_path: str, gate_report_path: str, cfg: Config) -> dict:
+    """A student the gate refused is part of the promotion history too: append a refusal record
+    (no alias changes) with the gate's reasons and the student's lineage."""
+    from components.promote.audit import record_refusal
+
+    h = Home.resolve(home).ensure()
+    name = cfg.student.registered_name
+    with record_step(h, "record_refusal") as counters:
+        gate = json.loads(Path(gate_report_path).read_text())
+        if gate.get("passed"):
+            raise ValueError(f"{gate_report_path}: the gate passed; there is no refusal to record")
+        lineage = read_lineage(student_path)
+        ctx = gate.get("context", {})
+        seq = record_refusal(registry.connect(h), h, name, list(gate.get("reasons", [])),
+                             {"data_version": lineage["data_version"], "config_hash": lineage["config_hash"],
+                              "teacher_version": lineage["teacher_version"],
+                              "gate_report": ctx.get("report_location", "")})
+        counters.update(action="refused", ledger_seq=seq)
+    return {"action": "refused", "version": None, "reasons": list(gate.get("reasons", [])), "model": name,
+            "ledger_seq": seq, "step_report": counters}
 
 
 def _deduplicate(client, name: str, digest: str, version: str) -> str:

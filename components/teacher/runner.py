@@ -12,12 +12,15 @@ from pathlib import Path
 
 from components.common import registry
 from components.common.config import Config, config_hash
+from components.common.dataset import build_snapshot
 from components.common.home import Home
-from components.common.modeling import default_base_model, set_threads
+from components.common.modeling import default_base_model, predict_logits
+from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.tracking import flatten, metric_logger
-from components.train_student.core import TrainSettings, accuracy, seed_everything, train_classifier
-from components.version_data.core import build_snapshot
+from components.common.tracking import log_model, start_run
+from components.distillation.classifier import train_classifier
+from components.distillation.measure import accuracy
+from components.distillation.trainer import TrainSettings, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,6 @@ log = logging.getLogger(__name__)
 def finetune(base: str, snapshot, label_names: list[str], cfg: Config, on_metrics=None):
     """(model, tokenizer, TrainResult, test_accuracy) of `base` fine-tuned on the train split."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from components.common.modeling import predict_logits
 
     label_id = {n: i for i, n in enumerate(label_names)}
     seed_everything(cfg.teacher.seed)  # the new classification head is initialised randomly
@@ -49,28 +50,26 @@ def finetune(base: str, snapshot, label_names: list[str], cfg: Config, on_metric
 def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = None,
                     alias: str = "champion") -> dict:
     """Fine-tune, log with the transformers flavor, register, and point `alias` at the new version."""
-    import mlflow
-
-    set_threads()
+    prepare_process()
     base = base or cfg.teacher.base or default_base_model()
     d = cfg.data
     snapshot = build_snapshot(data_path, d.text_column, d.label_column, d.labels, d.validation_fraction,
                               d.test_fraction, d.split_salt)
     label_names = list(d.labels) or snapshot.label_names
     client = registry.connect(home)
-    with record_step(home, "teacher") as counters, mlflow.start_run(run_name="teacher fine-tune") as run_:
-        mlflow.set_tags({"distillops.step": "teacher", "base_model": base, "data_source": str(data_path)})
-        mlflow.log_params(flatten({"teacher": {k: v for k, v in vars(cfg.teacher).items()}}))
-        model, tokenizer, result, test_acc = finetune(base, snapshot, label_names, cfg,
-                                                      metric_logger(run_.info.run_id))
-        mlflow.log_metrics({"test_accuracy": test_acc, "train_seconds": result.seconds})
+    with record_step(home, "teacher") as counters, start_run(
+            home, "teacher fine-tune", tags={"distillops.step": "teacher", "base_model": base,
+                                             "data_source": str(data_path)},
+            params={"teacher": dict(vars(cfg.teacher))}) as run_:
+        model, tokenizer, result, test_acc = finetune(base, snapshot, label_names, cfg, run_.metric_logger())
+        run_.log_metrics({"test_accuracy": test_acc, "train_seconds": result.seconds})
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            model_uri = registry.log_model(Path(tmp), run_id=run_.info.run_id)
+            model_uri = log_model(home, Path(tmp), run_id=run_.run_id)
         mv = registry.register(client, model_uri, cfg.teacher.registered_name, {
             "base_model": base, "data_source": str(data_path), "config_hash": config_hash(cfg),
-            "test_accuracy": f"{test_acc:.4f}", "mlflow_run_id": run_.info.run_id})
+            "test_accuracy": f"{test_acc:.4f}", "mlflow_run_id": run_.run_id})
         registry.set_alias(client, cfg.teacher.registered_name, alias, mv.version)
         counters.update(version=mv.version, test_accuracy=test_acc)
     log.info("teacher %s v%s: test accuracy %.4f; alias %s", mv.name, mv.version, test_acc, alias)

@@ -11,10 +11,11 @@ def train_student(home: str, dataset: Input[Dataset], teacher_outputs: Input[Art
                   teacher_ref: str, teacher_version: str, config_json: str, config_hash: str,
                   student: Output[Model]) -> str:
     """Distil a student from the cached teacher logits; returns the MLflow run id of the training."""
+    from components.common.config import config_from_json
     from components.train_student.runner import run
 
     summary = run(home=home, snapshot_path=dataset.path, teacher_outputs_path=teacher_outputs.path,
-                  teacher_ref=teacher_ref, config_json=config_json, data_version=data_version,
-                  model_out=student.path, config_hash=config_hash)
+                  teacher_ref=teacher_ref, cfg=config_from_json(config_json), data_version=data_version,
+                  model_out=student.path, config_hash=config_hash, teacher_version=teacher_version)
     student.metadata.update(summary)
     return summary["mlflow_run_id"]

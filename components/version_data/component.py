@@ -14,8 +14,9 @@ def version_data(home: str, data_path: str, data_fingerprint: str, config_json: 
     `data_fingerprint` (sha256 of the source file) is unused by the body: it makes KFP's cache key
     change when the file's content changes under the same path.
     """
+    from components.common.config import config_from_json
     from components.version_data.runner import run
 
-    summary = run(home=home, data_path=data_path, config_json=config_json, snapshot_out=dataset.path)
+    summary = run(home=home, data_path=data_path, cfg=config_from_json(config_json), snapshot_out=dataset.path)
     dataset.metadata.update(summary)
     return summary["data_version"]

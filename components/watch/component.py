@@ -10,6 +10,7 @@ from components.common.image import IMAGE
 class Changes(NamedTuple):
     changed: bool
     data_fingerprint: str
+    teacher_ref: str
     teacher_version: str
     reasons: str
 
@@ -32,8 +33,9 @@ def check_for_changes(home: str, data_path: str, teacher_ref: str, config_json: 
     class Out(NamedTuple):  # the body runs alone in the container: the return type is redefined here
         changed: bool
         data_fingerprint: str
+        teacher_ref: str
         teacher_version: str
         reasons: str
 
-    return Out(decision.rerun, sha256_file(data_path), decision.current["teacher_version"],
-               json.dumps(list(decision.reasons)))
+    return Out(decision.rerun, sha256_file(data_path), decision.current["teacher_ref"],
+               decision.current["teacher_version"], json.dumps(list(decision.reasons)))

@@ -7,11 +7,10 @@ from pathlib import Path
 
 from components.common import registry
 from components.common.config import Config, config_hash
-from components.common.dataset import write_snapshot
+from components.common.dataset import build_snapshot, write_snapshot
 from components.common.hashing import md5_file
 from components.common.home import Home
-from components.common.teacher import resolve_teacher
-from components.version_data.core import build_snapshot
+from components.common.teachers import resolve_teacher
 from components.watch.core import WatchDecision, decide
 
 
@@ -35,7 +34,9 @@ def champion_lineage(home: Home, student_name: str) -> dict[str, str] | None:
 
 def check(home: Home, cfg: Config, data_path: str, teacher_ref: str) -> WatchDecision:
     """Whether the DAG must run again for `data_path` and `teacher_ref`, and why."""
-    current = {"data_version": current_data_version(data_path, cfg),
-               "teacher_version": resolve_teacher(teacher_ref, home).version,
+    teacher = resolve_teacher(teacher_ref, home)  # the watch run's first use: pinned for the DAG it starts
+    current = {"data_version": current_data_version(data_path, cfg), "teacher_version": teacher.version,
                "config_hash": config_hash(cfg)}
-    return decide(current, champion_lineage(home, cfg.student.registered_name))
+    decision = decide(current, champion_lineage(home, cfg.student.registered_name))
+    decision.current["teacher_ref"] = teacher.pinned_ref
+    return decision

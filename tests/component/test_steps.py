@@ -6,7 +6,7 @@ import pytest
 from fakes import make_rows, write_jsonl
 
 from components.cache_teacher_outputs import runner as cache_step
-from components.common.config import Config, config_from_dict, step_config_json
+from components.common.config import Config, config_from_dict
 from components.common.dataset import DatasetError
 from components.common.home import Home
 from components.common.teacher_outputs import read_teacher_outputs
@@ -17,21 +17,21 @@ def test_version_then_cache_is_incremental_by_row(home, tmp_path, tiny_teacher):
     cfg = Config()
     rows = make_rows(80)
     snap1 = tmp_path / "s1.jsonl"
-    v1 = version_step.run(str(home), str(write_jsonl(rows, tmp_path / "d1.jsonl")), step_config_json(cfg, "version_data"),
+    v1 = version_step.run(str(home), str(write_jsonl(rows, tmp_path / "d1.jsonl")), cfg,
                           str(snap1))
-    out1 = cache_step.run(str(home), str(snap1), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    out1 = cache_step.run(str(home), str(snap1), str(tiny_teacher), cfg,
                           str(tmp_path / "t1.safetensors"))
     assert out1["teacher_forward_passes"] == 80
 
-    again = cache_step.run(str(home), str(snap1), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    again = cache_step.run(str(home), str(snap1), str(tiny_teacher), cfg,
                            str(tmp_path / "t1b.safetensors"))
     assert again["teacher_forward_passes"] == 0
 
     snap2 = tmp_path / "s2.jsonl"
     v2 = version_step.run(str(home), str(write_jsonl(rows + make_rows(8, seed=5), tmp_path / "d2.jsonl")),
-                          step_config_json(cfg, "version_data"), str(snap2))
+                          cfg, str(snap2))
     assert v2["data_version"] != v1["data_version"]
-    out2 = cache_step.run(str(home), str(snap2), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    out2 = cache_step.run(str(home), str(snap2), str(tiny_teacher), cfg,
                           str(tmp_path / "t2.safetensors"))
     assert out2["teacher_forward_passes"] == 8  # only the appended rows reach the teacher
     t1, t2 = read_teacher_outputs(tmp_path / "t1.safetensors"), read_teacher_outputs(tmp_path / "t2.safetensors")
@@ -42,10 +42,10 @@ def test_labels_unknown_to_the_teacher_are_refused(home, tmp_path, tiny_teacher)
     rows = make_rows(40) + [{"text": "a new kind of question", "label": "travel"}] * 3
     snap = tmp_path / "s.jsonl"
     cfg = Config()
-    version_step.run(str(home), str(write_jsonl(rows, tmp_path / "d.jsonl")), step_config_json(cfg, "version_data"),
+    version_step.run(str(home), str(write_jsonl(rows, tmp_path / "d.jsonl")), cfg,
                      str(snap))
     with pytest.raises(DatasetError, match=r"label\(s\) \['travel'\] are not among the teacher's labels"):
-        cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+        cache_step.run(str(home), str(snap), str(tiny_teacher), cfg,
                        str(tmp_path / "t.safetensors"))
     assert not (tmp_path / "t.safetensors").exists()
 

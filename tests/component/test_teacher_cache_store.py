@@ -13,13 +13,13 @@ import pytest
 from fakes import make_rows, write_jsonl
 
 from components.cache_teacher_outputs import runner as cache_step
-from components.cache_teacher_outputs.core import TeacherOutputStore, row_key
-from components.common.config import config_from_dict, step_config_json
+from components.common.config import config_from_dict
 from components.common.dataset import Snapshot, write_snapshot
+from components.common.teacher_store import TeacherOutputStore, row_key
 
 WRITER = """
 import sys, numpy as np
-from components.cache_teacher_outputs.core import TeacherOutputStore, row_key
+from components.common.teacher_store import TeacherOutputStore, row_key
 root, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = TeacherOutputStore(root)
 for i in range(n):
@@ -49,7 +49,7 @@ def _snapshot(rows, path):
 
 
 def test_runner_recomputes_damaged_rows_and_reports_them(home, tmp_path, tiny_teacher):
-    cj = step_config_json(config_from_dict({}), "cache_teacher_outputs")
+    cj = config_from_dict({})
     snap = _snapshot(make_rows(30), tmp_path / "s.jsonl")
     first = cache_step.run(str(home), str(snap), str(tiny_teacher), cj, str(tmp_path / "o1.safetensors"))
     assert first["teacher_forward_passes"] == 30 and first["fidelity_passes"] == 0
@@ -67,7 +67,7 @@ def test_runner_recomputes_damaged_rows_and_reports_them(home, tmp_path, tiny_te
 def test_fidelity_check_stops_on_a_tampered_cache(home, tmp_path, tiny_teacher):
     """A cache whose bytes and manifest agree but whose values are not the teacher's (rewritten by
     someone, or left by a teacher that changed without a new version) must stop the run."""
-    cj = step_config_json(config_from_dict({"cache": {"fidelity_sample": 30}}), "cache_teacher_outputs")
+    cj = config_from_dict({"cache": {"fidelity_sample": 30}})
     rows = make_rows(20)
     snap = _snapshot(rows, tmp_path / "s.jsonl")
     out = cache_step.run(str(home), str(snap), str(tiny_teacher), cj, str(tmp_path / "o.safetensors"))
@@ -135,8 +135,7 @@ def test_s3_store_roundtrip_integrity_and_runner(s3_endpoint, home, tmp_path, ti
     assert fs.exists(f"distillops-test/teacher-cache/quarantine/{Path(shard).name}")
 
     # The step itself, with cache.url pointing at the bucket: cold, then all hits.
-    cj = step_config_json(config_from_dict({"cache": {"url": "s3://distillops-test/step-cache"}}),
-                          "cache_teacher_outputs")
+    cj = config_from_dict({"cache": {"url": "s3://distillops-test/step-cache"}})
     snap = write_jsonl([{"text": r["text"], "label": r["label"], "split": "train"} for r in make_rows(12)],
                        tmp_path / "s.jsonl")
     cold = cache_step.run(str(home), str(snap), str(tiny_teacher), cj, str(tmp_path / "o1.safetensors"))

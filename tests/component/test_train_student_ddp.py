@@ -18,9 +18,9 @@ from fakes import make_rows, write_jsonl
 from safetensors.numpy import load_file
 
 from components.cache_teacher_outputs import runner as cache_step
-from components.common.config import config_from_dict, step_config_json
+from components.common.config import config_from_dict
 from components.common.dataset import read_snapshot
-from components.train_student.distributed import DistributedConfigError, per_rank_batch, shard
+from components.distillation.distributed import DistributedConfigError, per_rank_batch, shard
 from components.version_data import runner as version_step
 from pipelines.cli import main
 
@@ -47,12 +47,12 @@ def test_two_process_ddp_matches_one_process(home, tmp_path, tiny_teacher):
     cfg = config_from_dict(CONFIG)
     snap = tmp_path / "s.jsonl"
     v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
-                         step_config_json(cfg, "version_data"), str(snap))
+                         cfg, str(snap))
     n_train = len(read_snapshot(str(snap)).indices("train"))
     # full batches only: a padded last batch repeats rows on one rank, which one process does not
     assert n_train % CONFIG["distill"]["batch_size"] == 0, n_train
     outputs = tmp_path / "t.safetensors"
-    cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    cache_step.run(str(home), str(snap), str(tiny_teacher), cfg,
                    str(outputs))
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(CONFIG))

@@ -8,8 +8,8 @@ from fakes import make_rows, make_tiny_teacher, write_jsonl
 from safetensors import safe_open
 
 from components.cache_teacher_outputs import runner as cache_step
-from components.common.config import config_from_dict, step_config_json
-from components.common.registry_keys import RegistryKeyError
+from components.common.config import config_from_dict
+from components.common.keyed import RegistryKeyError
 from components.train_student import runner as train_step
 from components.version_data import runner as version_step
 
@@ -18,9 +18,9 @@ def version_and_cache(home, tmp_path, teacher, cfg):
     """version_data on 60 fresh rows, then cache_teacher_outputs: (snapshot, outputs, version result, cache result)."""
     snap = tmp_path / "s.jsonl"
     v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")),
-                         step_config_json(cfg, "version_data"), str(snap))
+                         cfg, str(snap))
     outputs = tmp_path / "t.safetensors"
-    cached = cache_step.run(str(home), str(snap), str(teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    cached = cache_step.run(str(home), str(snap), str(teacher), cfg,
                             str(outputs))
     return snap, outputs, v, cached
 
@@ -38,13 +38,13 @@ def test_composed_losses_through_the_cache_and_multi_teacher(home, tmp_path, tin
     with safe_open(str(outputs), framework="numpy") as f:
         assert sorted(f.keys()) == ["logits", "pooled:2", "pooled:4"]  # mapped layers + last (for sp)
         assert f.get_tensor("pooled:2").shape == (60, 32)
-    again = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    again = cache_step.run(str(home), str(snap), str(tiny_teacher), cfg,
                            str(tmp_path / "t2.safetensors"))
     assert again["teacher_forward_passes"] == 0  # features are cached by content like the logits
 
     out = tmp_path / "student"
     result = train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
-                            step_config_json(cfg, "train_student"), v["data_version"], str(out), "hash0")
+                            cfg, v["data_version"], str(out), "hash0")
     lineage = json.loads((out / "distillops.json").read_text())
     assert lineage["extra_teachers"][0]["ref"] == str(second)
     assert lineage["extra_teachers"][0]["teacher_version"].startswith("local+sha256:")
@@ -53,13 +53,14 @@ def test_composed_losses_through_the_cache_and_multi_teacher(home, tmp_path, tin
 
     bad = config_from_dict({"distill": {"losses": {"kl_div": 1.0}}})
     with pytest.raises(RegistryKeyError, match="unknown loss key 'kl_div'"):
-        train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), step_config_json(bad, "train_student"),
+        train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), bad,
                        v["data_version"], str(tmp_path / "bad"), "hash1")
     assert not (tmp_path / "bad").exists()
 
 
 def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_teacher):
-    from components.common.modeling import count_parameters, load_classifier, predict_logits
+    from components.common.modeling import load_classifier, predict_logits
+    from components.distillation.measure import count_parameters
 
     cfg = config_from_dict({
         "student": {"init": "teacher_layers", "layers": [0, 1], "prune_intermediate": 16, "trim_vocabulary": True,
@@ -67,7 +68,7 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
         "distill": {"epochs": 1, "max_length": 24}})
     snap, outputs, v, _ = version_and_cache(home, tmp_path, tiny_teacher, cfg)
     out = tmp_path / "student"
-    train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), step_config_json(cfg, "train_student"),
+    train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), cfg,
                    v["data_version"], str(out), "hash2")
     teacher, t_tok = load_classifier(tiny_teacher)
     student, s_tok = load_classifier(out)
@@ -82,7 +83,7 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
                                     "distill": {"losses": {"ce": 1.0, "hidden_mse": 1.0}, "layer_map": {"1": 1}}})
     with pytest.raises(ValueError, match="trim_vocabulary gives the student its own token ids"):
         train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
-                       step_config_json(token_level, "train_student"), v["data_version"], str(tmp_path / "bad"), "h3")
+                       token_level, v["data_version"], str(tmp_path / "bad"), "h3")
     assert not (tmp_path / "bad").exists()
 
 
@@ -93,7 +94,7 @@ def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_pa
     n_train = sum(1 for line in snap.read_text().splitlines() if '"split": "train"' in line)
     assert first["augmented_rows"] == 2 * n_train > 0
     assert 0 < first["augmented_forward_passes"] <= 2 * n_train  # duplicates share one cached row
-    again = cache_step.run(str(home), str(snap), str(tiny_teacher), step_config_json(cfg, "cache_teacher_outputs"),
+    again = cache_step.run(str(home), str(snap), str(tiny_teacher), cfg,
                            str(tmp_path / "t2.safetensors"))
     assert again["teacher_forward_passes"] == again["augmented_forward_passes"] == 0
     with safe_open(str(outputs), framework="numpy") as f:
@@ -101,7 +102,7 @@ def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_pa
 
     out = tmp_path / "student"
     result = train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
-                            step_config_json(cfg, "train_student"), v["data_version"], str(out), "hash4")
+                            cfg, v["data_version"], str(out), "hash4")
     assert result["train_rows"] == 3 * n_train
     assert result["augment"]["rows"] == 2 * n_train
 
@@ -109,5 +110,5 @@ def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_pa
                                    "distill": {"epochs": 1, "augment_copies": 2, "seed": 7}})
     with pytest.raises(ValueError, match="augment_copies=2 \\(seed 7\\) needs the teacher's outputs"):
         train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
-                       step_config_json(other_seed, "train_student"), v["data_version"], str(tmp_path / "bad"), "h5")
+                       other_seed, v["data_version"], str(tmp_path / "bad"), "h5")
     assert not (tmp_path / "bad").exists()

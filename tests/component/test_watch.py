@@ -8,7 +8,7 @@ from fakes import make_rows, write_jsonl
 from components.common import registry
 from components.common.config import Config, config_hash
 from components.common.home import Home
-from components.common.teacher import resolve_teacher
+from components.common.teachers import resolve_teacher
 from components.watch.runner import current_data_version
 from pipelines.cli import main
 
@@ -44,7 +44,7 @@ def test_watch_reruns_only_when_data_or_teacher_changed(home, tmp_path, tiny_tea
 def test_cache_cli_stats_verify_gc(home, tmp_path, capsys):
     import numpy as np
 
-    from components.cache_teacher_outputs.core import TeacherOutputStore, row_key
+    from components.common.teacher_store import TeacherOutputStore, row_key
 
     store = TeacherOutputStore(Home.resolve(home).ensure().teacher_cache)
     keys = [row_key("t", "tok", 8, "logits", t) for t in "abc"]

@@ -14,10 +14,11 @@ import pytest
 from conftest import make_promotable
 
 from components.common import registry
-from components.common.config import Config, step_config_json
+from components.common.config import Config
 from components.common.home import Home
 from components.promote import audit
 from components.promote import runner as promote_step
+from pipelines.parameters import step_config_json
 
 NAME = "distillops-student"
 CFG = step_config_json(Config(), "promote")

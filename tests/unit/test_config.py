@@ -9,8 +9,8 @@ from components.common.config import (
     config_from_json,
     config_hash,
     load_config,
-    step_config_json,
 )
+from pipelines.parameters import step_config_json
 
 
 def test_defaults_validate_and_roundtrip():

@@ -1,8 +1,15 @@
+"""Hinton's loss as the registered terms compose it (distill.losses empty = {kl: alpha, ce: 1 - alpha})."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from components.train_student.core import distillation_loss
+from components.distillation.losses import LossInputs, combined_loss, resolve_losses
+
+
+def distillation_loss(s, t, y, temperature, alpha):
+    loss, _ = combined_loss(resolve_losses({}, alpha), LossInputs(s, y, [t], temperature=temperature))
+    return loss
 
 
 def test_alpha_zero_is_cross_entropy():
@@ -21,6 +28,12 @@ def test_soft_term_matches_kl_times_t_squared():
     p_t = F.softmax(t / T, -1)
     expected = (p_t * (p_t.log() - F.log_softmax(s / T, -1))).sum(-1).mean() * T * T
     assert distillation_loss(s, t, y, T, 1.0).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_mix_is_alpha_soft_plus_one_minus_alpha_hard():
+    s, t, y = torch.randn(5, 4), torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
+    soft, hard = distillation_loss(s, t, y, 2.0, 1.0), distillation_loss(s, t, y, 2.0, 0.0)
+    assert distillation_loss(s, t, y, 2.0, 0.3).item() == pytest.approx((0.3 * soft + 0.7 * hard).item(), rel=1e-5)
 
 
 def test_gradients_reach_the_student():

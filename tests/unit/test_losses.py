@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from components.common.registry_keys import KeyRegistry, RegistryKeyError
-from components.train_student.losses import (
+from components.common.keyed import KeyRegistry, RegistryKeyError
+from components.distillation.losses import (
     LOSSES,
     LossConfigError,
     LossInputs,

@@ -1,14 +1,9 @@
 import pytest
 import torch
 
-from components.common.modeling import (
-    ModelError,
-    build_student_from_config,
-    build_student_from_teacher_layers,
-    count_parameters,
-    load_classifier,
-    predict_logits,
-)
+from components.common.modeling import ModelError, load_classifier, predict_logits
+from components.distillation.measure import count_parameters
+from components.distillation.students import build_student_from_config, build_student_from_teacher_layers
 
 
 def test_student_from_teacher_layers_copies_the_chosen_layers(tiny_teacher):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from components.common.modeling import ModelError, build_student_from_model
+from components.common.modeling import ModelError
+from components.distillation.students import build_student_from_model
 
 
 def test_pretrained_student_with_lora_trains_only_adapters_and_head(tiny_teacher):

@@ -4,17 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.cache_teacher_outputs.core import (
-    CacheIntegrityError,
-    TeacherOutputStore,
-    compare_outputs,
-    fidelity_sample,
-    kl_full_vs_topk,
-    plan_rows,
-    row_key,
-    topk_compress,
-    topk_log_probs,
-)
+from components.cache_teacher_outputs.core import compare_outputs, fidelity_sample, plan_rows
+from components.common.teacher_store import CacheIntegrityError, TeacherOutputStore, row_key
+from components.common.topk import kl_full_vs_topk, topk_compress, topk_log_probs
 
 
 def keys_for(*texts):

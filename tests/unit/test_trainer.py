@@ -5,23 +5,13 @@ import pytest
 import torch
 from fakes import make_rows, make_tiny_teacher
 
-from components.common.modeling import (
-    ModelError,
-    build_student_from_config,
-    check_same_tokenizer,
-    load_classifier,
-    principal_directions,
-    teacher_features,
-)
-from components.common.registry_keys import RegistryKeyError
-from components.train_student.core import (
-    TrainSettings,
-    embed,
-    embedding_fidelity,
-    train_classifier,
-    train_embedder,
-)
-from components.train_student.losses import LossConfigError
+from components.common.keyed import RegistryKeyError
+from components.common.modeling import ModelError, check_same_tokenizer, load_classifier, teacher_features
+from components.distillation.classifier import train_classifier
+from components.distillation.embedder import embed, embedding_fidelity, train_embedder
+from components.distillation.losses import LossConfigError
+from components.distillation.students import build_student_from_config, principal_directions
+from components.distillation.trainer import TrainSettings
 
 NARROW = {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32, "num_hidden_layers": 2}
 

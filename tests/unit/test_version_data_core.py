@@ -4,8 +4,13 @@ import pandas as pd
 import pytest
 from fakes import make_rows, write_jsonl
 
-from components.common.dataset import DatasetError, read_snapshot, write_snapshot
-from components.version_data.core import assign_split, build_snapshot
+from components.common.dataset import (
+    DatasetError,
+    assign_split,
+    build_snapshot,
+    read_snapshot,
+    write_snapshot,
+)
 
 
 def test_reads_jsonl_csv_and_parquet_with_custom_columns(tmp_path):

@@ -4,16 +4,15 @@ the strongest neurons; augmentation is seeded."""
 import pytest
 import torch
 
-from components.common.modeling import (
-    ModelError,
-    count_parameters,
-    load_classifier,
+from components.common.modeling import ModelError, load_classifier
+from components.distillation.measure import count_parameters
+from components.distillation.students import (
     prune_intermediate,
     trim_vocabulary,
     trim_vocabulary_to_budget,
     vocabulary_for_budget,
 )
-from components.train_student.augment import augment_texts
+from components.distillation.transfer import augment_texts
 from tests.fakes import make_rows, make_tiny_teacher
 
 

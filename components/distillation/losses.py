@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from components.common.registry_keys import KeyRegistry
+from components.common.keyed import KeyRegistry
+from components.common.numerics import masked_mean
 
 LOSSES: KeyRegistry[Callable[[LossInputs], torch.Tensor]] = KeyRegistry("loss")
 
@@ -54,14 +55,6 @@ class LossInputs:
     teacher_embedding: torch.Tensor | None = None
 
 
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of token vectors [B, L, H] over the positions where mask [B, L] is 1."""
-    if mask is None:
-        return hidden.mean(1)
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-
 def teacher_distribution(inputs: LossInputs, temperature: float) -> torch.Tensor:
     """Multi-teacher soft targets: p = sum_k w_k softmax(z_k / T) with weights normalised to 1
     (as in "Efficient Knowledge Distillation from an Ensemble of Teachers", Fukuda et al. 2017)."""
@@ -74,13 +67,13 @@ def teacher_distribution(inputs: LossInputs, temperature: float) -> torch.Tensor
     return torch.stack(probs).sum(0)
 
 
-@LOSSES.register("ce")
+@LOSSES.register("ce", needs={"labels"})
 def cross_entropy(inputs: LossInputs) -> torch.Tensor:
     """Cross-entropy on the hard labels: L = -log softmax(z_s)[y]."""
     return F.cross_entropy(inputs.student_logits, inputs.labels)
 
 
-@LOSSES.register("kl")
+@LOSSES.register("kl", needs={"logits"})
 def kl_divergence(inputs: LossInputs) -> torch.Tensor:
     """Forward KL at temperature T (Hinton, Vinyals & Dean 2015, arXiv:1503.02531):
 
@@ -94,7 +87,7 @@ def kl_divergence(inputs: LossInputs) -> torch.Tensor:
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * t * t
 
 
-@LOSSES.register("reverse_kl")
+@LOSSES.register("reverse_kl", needs={"logits"})
 def reverse_kl(inputs: LossInputs) -> torch.Tensor:
     """Reverse KL at temperature T, mode-seeking (as studied in MiniLLM, Gu et al. 2023, arXiv:2306.08543):
 
@@ -106,7 +99,7 @@ def reverse_kl(inputs: LossInputs) -> torch.Tensor:
     return (log_p_s.exp() * (log_p_s - p_t.log())).sum(-1).mean() * t * t
 
 
-@LOSSES.register("js")
+@LOSSES.register("js", needs={"logits"})
 def jensen_shannon(inputs: LossInputs) -> torch.Tensor:
     """Jensen-Shannon divergence at temperature T (symmetric, bounded by log 2; see e.g.
     Agarwal et al. 2024, "On-Policy Distillation", arXiv:2306.13649, for JS in distillation):
@@ -131,7 +124,7 @@ def _project(inputs: LossInputs, s_layer: int, h: torch.Tensor, t_width: int) ->
     return h
 
 
-@LOSSES.register("hidden_mse")
+@LOSSES.register("hidden_mse", needs={"hidden"})
 def hidden_mse(inputs: LossInputs) -> torch.Tensor:
     """Token-level hidden-state matching over the layer map, with a learned linear projection W when
     the widths differ (FitNets, Romero et al. 2015, arXiv:1412.6550; TinyBERT, Jiao et al. 2020):
@@ -150,7 +143,7 @@ def hidden_mse(inputs: LossInputs) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-@LOSSES.register("pooled_mse")
+@LOSSES.register("pooled_mse", needs={"pooled"})
 def pooled_mse(inputs: LossInputs) -> torch.Tensor:
     """Sentence-level hidden-state matching (the cacheable form of FitNets hints): the mask-mean of
     each mapped student layer, projected, against the teacher's cached mask-mean of its layer:
@@ -168,7 +161,7 @@ def pooled_mse(inputs: LossInputs) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-@LOSSES.register("attention_mse")
+@LOSSES.register("attention_mse", needs={"attention"})
 def attention_mse(inputs: LossInputs) -> torch.Tensor:
     """Attention-map transfer (TinyBERT, Jiao et al. 2020, arXiv:1909.10351): MSE between the
     student's and teacher's attention probabilities of mapped layers. Head counts may differ, so
@@ -200,7 +193,7 @@ def _pairwise_distance(x: torch.Tensor) -> torch.Tensor:
     return d / mean
 
 
-@LOSSES.register("rkd_distance")
+@LOSSES.register("rkd_distance", needs={"embedding"})
 def rkd_distance(inputs: LossInputs) -> torch.Tensor:
     """Distance-wise relational KD (Park et al. 2019, "Relational Knowledge Distillation", arXiv:1904.05068):
     pairwise distances within the batch, each normalised by its mean, matched with Huber loss:
@@ -221,7 +214,7 @@ def _angles(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(diff, diff.transpose(1, 2))  # [i, j, k] = <e_ij, e_ik>
 
 
-@LOSSES.register("rkd_angle")
+@LOSSES.register("rkd_angle", needs={"embedding"})
 def rkd_angle(inputs: LossInputs) -> torch.Tensor:
     """Angle-wise relational KD (Park et al. 2019): cosines of the angles formed by every triplet
     of batch examples, matched with Huber loss:
@@ -232,7 +225,7 @@ def rkd_angle(inputs: LossInputs) -> torch.Tensor:
     return F.smooth_l1_loss(_angles(s), _angles(t))
 
 
-@LOSSES.register("sp")
+@LOSSES.register("sp", needs={"embedding"})
 def similarity_preserving(inputs: LossInputs) -> torch.Tensor:
     """Similarity-preserving KD (Tung & Mori 2019, arXiv:1907.09682): row-normalised batch Gram matrices:
 
@@ -244,7 +237,7 @@ def similarity_preserving(inputs: LossInputs) -> torch.Tensor:
     return (g_s - g_t).pow(2).sum() / (len(s) ** 2)
 
 
-@LOSSES.register("embedding_mse")
+@LOSSES.register("embedding_mse", needs={"embedding"})
 def embedding_mse(inputs: LossInputs) -> torch.Tensor:
     """Sentence-embedding distillation (Reimers & Gurevych 2020, "Making Monolingual Sentence
     Embeddings Multilingual", arXiv:2004.09813): L = MSE(W e_s, e_t), W a learned projection when
@@ -258,7 +251,7 @@ def embedding_mse(inputs: LossInputs) -> torch.Tensor:
     return F.mse_loss(s, t)
 
 
-@LOSSES.register("embedding_cosine")
+@LOSSES.register("embedding_cosine", needs={"embedding"})
 def embedding_cosine(inputs: LossInputs) -> torch.Tensor:
     """L = mean(1 - cos(W e_s, e_t)): the direction-only variant of embedding_mse."""
     s, t = _embeddings(inputs)
@@ -266,15 +259,6 @@ def embedding_cosine(inputs: LossInputs) -> torch.Tensor:
     if proj is not None:
         s = proj(s)
     return (1 - F.cosine_similarity(s, t, dim=-1)).mean()
-
-
-# What each loss needs, so the trainer computes (and the cache stores) only that.
-NEEDS = {
-    "ce": {"labels"}, "kl": {"logits"}, "reverse_kl": {"logits"}, "js": {"logits"},
-    "hidden_mse": {"hidden"}, "pooled_mse": {"pooled"}, "attention_mse": {"attention"},
-    "rkd_distance": {"embedding"}, "rkd_angle": {"embedding"}, "sp": {"embedding"},
-    "embedding_mse": {"embedding"}, "embedding_cosine": {"embedding"},
-}
 
 
 def resolve_losses(weights: Mapping[str, float], alpha: float) -> dict[str, float]:
@@ -289,9 +273,11 @@ def resolve_losses(weights: Mapping[str, float], alpha: float) -> dict[str, floa
 
 
 def needs(terms: Mapping[str, float]) -> set[str]:
+    """What the terms need, as declared where each loss is registered: "labels", "logits", "pooled",
+    "hidden", "attention", "embedding". The trainer computes, and the cache stores, only that."""
     out: set[str] = set()
     for key in terms:
-        out |= NEEDS.get(key, set())
+        out |= set(LOSSES.info(key).get("needs", ()))
     return out
 
 

@@ -1,4 +1,6 @@
-"""One generic registry of named implementations (losses today; anything keyed by config tomorrow).
+"""One generic registry of named implementations, chosen by a key from config: losses, student
+builders, teacher adapters. What an implementation needs or offers is declared where it is
+registered (``register(key, needs=...)``), never in a separate table that can fall out of step.
 
 Not to be confused with ``registry.py``, the MLflow model registry module.
 
@@ -6,16 +8,17 @@ Usage::
 
     LOSSES = KeyRegistry("loss")
 
-    @LOSSES.register("kl")
+    @LOSSES.register("kl", needs={"logits"})
     def kl(...): ...
 
-    LOSSES.get("kl")      # the function; an unknown key raises naming it and the known keys
+    LOSSES.get("kl")            # the function; an unknown key raises naming it and the known keys
+    LOSSES.info("kl")["needs"]  # what was declared with it
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -31,15 +34,25 @@ class KeyRegistry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._info: dict[str, dict[str, Any]] = {}
 
-    def register(self, key: str) -> Callable[[T], T]:
+    def register(self, key: str, **info: Any) -> Callable[[T], T]:
+        """Decorator adding `item` under `key`, with `info` (what it needs, what it offers)."""
         def add(item: T) -> T:
             if key in self._items:
                 raise RegistryKeyError(f"duplicate {self.kind} key {key!r}: already registered")
             self._items[key] = item
+            self._info[key] = dict(info)
             return item
 
         return add
+
+    def info(self, key: str) -> dict[str, Any]:
+        self.get(key)  # an unknown key fails with the registry's message
+        return self._info[key]
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items())
 
     def get(self, key: str) -> T:
         try:

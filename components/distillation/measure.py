@@ -1,0 +1,69 @@
+"""Measurement shared by the gate, the teacher step and the benchmarks: accuracy, parameters, size
+on disk, and batch-1 latency / batch-32 throughput measured side by side."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.common.modeling import encode
+
+
+def accuracy(logits: np.ndarray, label_ids: Sequence[int]) -> float:
+    if len(label_ids) == 0:
+        return float("nan")
+    return float((logits.argmax(-1) == np.asarray(label_ids)).mean())
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_on_disk(path: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+@torch.inference_mode()
+def measure_speeds(models: dict, texts: Sequence[str], latency_samples: int = 32, throughput_batches: int = 3,
+                   batch_size: int = 32) -> dict[str, dict[str, float]]:
+    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) of several models, side by side.
+
+    `models` maps a name to (model, tokenizer, max_length). Calls alternate between the models and
+    each figure is a median, so a load spike on a shared machine hits every model alike instead of
+    deciding a speed-up ratio by itself.
+    """
+    texts = list(texts) or ["hello"]
+    batch = [texts[i % len(texts)] for i in range(batch_size)]
+    prepared = {}
+    for name, (model, tokenizer, max_length) in models.items():
+        model.eval()
+        model(**encode(tokenizer, texts[:2], max_length))  # warm-up: first call allocates
+        prepared[name] = (model, [encode(tokenizer, [texts[i % len(texts)]], max_length)
+                                  for i in range(latency_samples)], encode(tokenizer, batch, max_length))
+    latency = {name: [] for name in models}
+    batch_time = {name: [] for name in models}
+    for i in range(latency_samples):
+        for name, (model, singles, _) in prepared.items():
+            t0 = time.perf_counter()
+            model(**singles[i])
+            latency[name].append(time.perf_counter() - t0)
+    for _ in range(max(1, throughput_batches)):
+        for name, (model, _, full) in prepared.items():
+            t0 = time.perf_counter()
+            model(**full)
+            batch_time[name].append(time.perf_counter() - t0)
+    return {name: {"latency_p50_ms": statistics.median(latency[name]) * 1000 if latency[name] else float("nan"),
+                   "throughput_rows_per_s": batch_size / statistics.median(batch_time[name])}
+            for name in models}
+
+
+def measure_speed(model, tokenizer, texts: Sequence[str], max_length: int, latency_samples: int = 32,
+                  throughput_batches: int = 3, batch_size: int = 32) -> dict[str, float]:
+    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) of one model on this machine."""
+    return measure_speeds({"model": (model, tokenizer, max_length)}, texts, latency_samples, throughput_batches,
+                          batch_size)["model"]
