@@ -79,7 +79,7 @@ def distill_pipeline(
         refusal = record_refusal(home=home, student=train.outputs["student"], gate_report=gate.outputs["gate_report"],
                                  config_json=promote_config)
         refusal.set_caching_options(False)
-        configure(refusal, "promote")
+        configure(refusal, "record_refusal")
     return Outputs(passed=gate.outputs["Output"], gate_report=gate.outputs["gate_report"],
                    dataset=data.outputs["dataset"], teacher_outputs=teacher.outputs["teacher_outputs"],
                    student=train.outputs["student"], promotion=dsl.OneOf(promotion.output, refusal.output))

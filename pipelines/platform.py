@@ -50,6 +50,8 @@ RESOURCES: dict[str, StepResources] = {
     "train_student": StepResources(cpu="4", memory="8Gi"),
     "benchmark_gate": StepResources(cpu="2", memory="6Gi"),
     "promote": StepResources(cpu="1", memory="2Gi", retries=3),
+    # The gate's refusal, appended to the promotion ledger (idempotent by its attempt id).
+    "record_refusal": StepResources(cpu="1", memory="2Gi", retries=3),
     "monitor_drift": StepResources(cpu="1", memory="4Gi", retries=2),
     # Reads DVC and runs the teacher on the production batch; safe to repeat (atomic file write).
     "prepare_redistill": StepResources(cpu="2", memory="6Gi", retries=2),

@@ -52,12 +52,15 @@ def cache_hit_rate(home: Home) -> dict:
             "runs": len(runs)}
 
 
-def pooled_kinds(distill_cfg) -> list[str]:
-    """Output kinds of pooled hidden states the configured losses read from the cache."""
+def pooled_kinds(distill_cfg, teacher_layers: int) -> list[str]:
+    """Output kinds of pooled hidden states the configured losses read from the cache: the mapped
+    layers (pooled_mse) and the last layer (the sentence embedding of the relation losses)."""
     need = needs(resolve_losses(distill_cfg.losses, distill_cfg.alpha))
     layers = set()
     if "pooled" in need:
         layers |= {t for _, t in layer_pairs(distill_cfg)}
+    if "embedding" in need:
+        layers.add(teacher_layers)
     return [f"pooled:{layer}" for layer in sorted(layers)]
 
 
@@ -146,7 +149,7 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
         loaded = load_teacher(teacher)
         check_labels(snapshot.label_names, loaded.label_names, snapshot_path)
         store = open_store(h, cache_cfg.url)
-        main = _Filler(store, loaded, teacher.version, [KIND] + pooled_kinds(d), t_cfg.max_length, t_cfg.batch_size)
+        main = _Filler(store, loaded, teacher.version, [KIND] + pooled_kinds(d, loaded.num_layers), t_cfg.max_length, t_cfg.batch_size)
         out, fidelity_passes = main.outputs(snapshot.texts, cache_cfg, "teacher forward")
         todo = main.computed
         aug_texts, augment, augment_meta = [], {}, {}

@@ -5,7 +5,7 @@ the best epoch's weights, RNG states) and ``state.json`` (counters, schedule sta
 hyper-parameters, Python/NumPy RNG scalars). It is published whole (written under a staging name
 and renamed, see ``common.io.atomic_dir``), so a reader finds a complete checkpoint or none.
 Loading reads only tensors and JSON: a file planted at the checkpoint path cannot run code
-(``torch.load(weights_only=False)`` would unpickle whatever it is given).
+(a pickle-based checkpoint would run whatever code it is given).
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ def load_checkpoint(directory: str | Path, modules: dict[str, torch.nn.Module], 
     try:
         meta = json.loads((d / STATE).read_text())
         tensors = load_file(str(d / TENSORS))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {d} is unreadable ({exc}); delete it to start over") from exc
+    except Exception as exc:  # safetensors raises its own error type for a file that is not safetensors
+        raise CheckpointError(f"checkpoint {d} is unreadable ({type(exc).__name__}: {exc}); nothing was loaded "
+                              f"from it. Delete the directory to train from the start.") from None
     for name, mod in modules.items():
         mod.load_state_dict(_unflatten(f"modules/{name}", tensors))
     opt_state: dict[int, dict[str, Any]] = {}

@@ -33,6 +33,7 @@ from components.distillation.losses import needs, resolve_losses
 from components.distillation.measure import count_parameters
 from components.distillation.students import build_student, shrink_vocabulary
 from components.distillation.trainer import TrainSettings, device_for_training, seed_everything
+from components.distillation.transfer import augment_record
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,24 @@ def checkpoint_dir(h: Home, config_hash: str, data_version: str, teacher_version
     safe_version = "".join(c if c.isalnum() else "_" for c in data_version)[:40]
     teachers = sha256_text("\n".join(teacher_versions))[:12]
     return h.root / "checkpoints" / f"train_student-{config_hash}-{safe_version}-t{teachers}"
+
+
+def check_transfer_set(outputs, d, where: str) -> None:
+    """The artifact must hold what this distill section trains on: the same extra teachers, and the
+    augmented transfer set made with the same copies and seed (its texts matching their digest)."""
+    refs = [e["ref"] for e in outputs.extra_teachers]
+    if refs != list(d.extra_teachers):
+        raise ValueError(f"{where}: holds the logits of extra teachers {refs}, but distill.extra_teachers is "
+                         f"{list(d.extra_teachers)}; rerun cache_teacher_outputs with the same distill section")
+    if not d.augment_copies:
+        return
+    meta = outputs.augment_meta
+    if (meta.get("copies"), meta.get("seed")) != (d.augment_copies, d.seed) or "logits" not in outputs.augment:
+        raise ValueError(f"{where}: distill.augment_copies={d.augment_copies} (seed {d.seed}) needs the teacher's "
+                         f"outputs on that augmented transfer set, but the artifact holds {meta or 'none'}; rerun "
+                         f"cache_teacher_outputs with the same distill section")
+    if augment_record(outputs.augment_texts, d.augment_copies, d.seed) != meta:
+        raise ValueError(f"{where}: the augmented texts do not match their recorded digest; the artifact is damaged")
 
 
 def settings_from(d, checkpoint: Path) -> TrainSettings:
@@ -93,11 +112,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
             raise ValueError(f"{teacher_outputs_path}: {len(outputs.logits)} teacher rows for {len(snapshot)} "
                              f"dataset rows; the teacher outputs belong to another snapshot")
         check_labels(snapshot.label_names, outputs.label_names, snapshot_path)
-        if len(outputs.extra_teachers) != len(d.extra_teachers) or (d.augment_copies and not outputs.augment_texts):
-            raise ValueError(f"{teacher_outputs_path}: holds {len(outputs.extra_teachers)} extra teachers' logits and "
-                             f"{len(outputs.augment_texts)} augmented rows, but distill.extra_teachers has "
-                             f"{len(d.extra_teachers)} and distill.augment_copies={d.augment_copies}; rerun "
-                             f"cache_teacher_outputs with the same distill section")
+        check_transfer_set(outputs, d, teacher_outputs_path)
         teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
         loaded = load_teacher(teacher)
         teacher_model, tokenizer = loaded.model, loaded.tokenizer

@@ -18,10 +18,9 @@ from components.common.config import Config
 from components.common.home import Home
 from components.promote import audit
 from components.promote import runner as promote_step
-from pipelines.parameters import step_config_json
 
 NAME = "distillops-student"
-CFG = step_config_json(Config(), "promote")
+CFG = Config()
 
 
 def _promote(home, student, gate):

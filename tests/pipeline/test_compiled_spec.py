@@ -80,7 +80,7 @@ def test_strict_parsing_rejects_an_unknown_field(compiled):
 
 def test_every_task_gets_the_cluster_settings(compiled):
     steps = {"distill_pipeline": ["version_data", "cache_teacher_outputs", "train_student", "benchmark_gate",
-                                  "promote"], "drift_pipeline": ["monitor_drift"]}
+                                  "promote", "record_refusal"], "drift_pipeline": ["monitor_drift"]}
     for name, names in steps.items():
         spec, executors, deployment = parse_strictly(compiled[name])
         assert sorted(executors) == sorted(f"exec-{s.replace('_', '-')}" for s in names)

@@ -51,8 +51,12 @@ def test_compiled_ir_has_every_step_and_the_condition(tmp_path):
     # Two YAML documents: the pipeline spec, then the Kubernetes platform spec (pipelines/platform.py).
     spec = next(yaml.safe_load_all(distill.read_text()))
     tasks = spec["root"]["dag"]["tasks"]
-    assert {"version-data", "cache-teacher-outputs", "train-student", "benchmark-gate", "condition-1"} <= set(tasks)
-    assert "promote" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert {"version-data", "cache-teacher-outputs", "train-student", "benchmark-gate", "condition-branches-1"} <= set(tasks)
+    # dsl.If(passed): promote; dsl.Else: record_refusal; the DAG's `promotion` output is whichever ran (dsl.OneOf)
+    branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
+    assert [spec["components"][f"comp-{b}"]["dag"]["tasks"].keys() for b in sorted(branches)] == [
+        {"promote": None}.keys(), {"record-refusal": None}.keys()]
+    assert "promotion" in spec["root"]["dag"]["outputs"]["parameters"]
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/distillops/")
     assert "monitor-drift" in next(yaml.safe_load_all(drift.read_text()))["root"]["dag"]["tasks"]
