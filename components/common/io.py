@@ -23,59 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
-
-
-def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Copy a file so that `dest` appears whole or not at all."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dest
-
-
-@contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
-    """An open file whose content replaces `path` only when the block completes without error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temp path beside `path` for a writer that takes a file name (torch, safetensors, DVC);
+    """A temp path beside `path` for any writer that takes a file name (torch, safetensors, DVC);
     renamed to `path` when the block completes, removed when it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +36,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
+    """An open file whose content replaces `path` only when the block completes without error."""
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+        yield f
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a file so that `dest` appears whole or not at all."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
 
 
 @contextmanager

@@ -96,6 +96,8 @@ def test_second_run_with_nothing_changed_recomputes_nothing(world):
     assert second["teacher_forward_passes"] == 0
     assert second["teacher_timing_passes"] == 0
     assert second["executed_steps"] == ["promote"]  # promote never caches; it found nothing to do
+    # read from the tasks' outputs: the cached steps return the reports of the run that computed them
+    assert second["cached_steps"] == ["version_data", "cache_teacher_outputs", "train_student", "benchmark_gate"]
     assert second["promotion"] == {"action": "noop", "version": "1"}
     assert second["data_version"] == world["first"]["data_version"]
     versions = mlflow.MlflowClient().search_model_versions("name = 'distillops-student'")
@@ -112,6 +114,14 @@ def test_appended_rows_reach_the_teacher_alone_and_a_strict_gate_refuses(world):
     assert not third["gate"]["passed"]
     assert any("retention" in r and "required >= 2" in r for r in third["gate"]["reasons"])
     assert "promote" not in third["executed_steps"]
+    # The refusal is recorded by the dsl.Else branch (record_refusal), not from inside the gate.
+    assert third["executed_steps"][-1] == "record_refusal"
+    assert third["promotion"]["action"] == "skipped (gate failed)"
+    from components.promote import audit
+
+    last = audit.show(world["home"], "distillops-student")[-1]["record"]
+    assert last["action"] == "refuse" and any("retention" in r for r in last["reasons"])
+    assert last["lineage"]["data_version"] == third["data_version"]
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("distillops-student", "champion").version) == "1"
     report = json.loads(Path(third["reports"]["gate_markdown"]).with_suffix(".json").read_text())
