@@ -75,6 +75,7 @@ def resolve_config(path: str | None = None, overrides: list[str] = ()) -> Config
 
 
 def _slices(cfg: Config) -> dict[str, str]:
+    validate(cfg)  # every way into a DAG passes here: a bad loss key never reaches a step
     return {param: step_config_json(cfg, step) for step, param in SLICE_PARAMETERS.items()}
 
 

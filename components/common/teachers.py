@@ -18,6 +18,7 @@ one more registered adapter; the steps ask the adapter, never the model class.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,13 @@ def resolve_teacher(ref: str, home: Home) -> ResolvedTeacher:
             f"Hugging Face id present in the local cache (downloads are disabled at run time): {exc}"
         ) from None
     return ResolvedTeacher(ref, path, f"hf:{ref}+sha256:{digest_dir(path)[:16]}")
+
+
+def pinned_ref_for(ref: str, version: str) -> str:
+    """The pinned reference of a recorded (ref, teacher_version) pair: a registry version's
+    ``<name>/v<n>+sha256:...`` pins ``models:/<name>/<n>`` even where the recorded ref was an alias."""
+    match = re.match(r"^(?P<name>[^/@]+)/v(?P<number>\d+)\+sha256:", version or "")
+    return f"models:/{match['name']}/{match['number']}" if match else ref
 
 
 def load_pinned(ref: str, expected_version: str, home: Home, where: str = "teacher") -> ResolvedTeacher:

@@ -21,7 +21,7 @@ from components.common.modeling import encode, label_names, load_classifier, pre
 from components.common.numerics import masked_mean
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teachers import load_pinned, load_teacher
+from components.common.teachers import load_pinned, load_teacher, pinned_ref_for
 from components.common.tracking import start_run
 from components.monitor_drift.core import (
     DriftPolicy,
@@ -71,7 +71,8 @@ def _labels(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
 def _disagreement(h, mv, cfg, model, tokenizer, reference: list[str], production: list[str]) -> dict:
     """Teacher and student label the same samples of reference and production inputs. The teacher is
     the one the monitored model was distilled from (its lineage tags), pinned to that version."""
-    teacher = load_pinned(mv.tags.get("teacher_ref") or cfg.teacher.ref, mv.tags.get("teacher_version", ""), h,
+    version = mv.tags.get("teacher_version", "")
+    teacher = load_pinned(pinned_ref_for(mv.tags.get("teacher_ref") or cfg.teacher.ref, version), version, h,
                           where=f"the teacher of {mv.name} v{mv.version}")
     loaded = load_teacher(teacher)
     t_model, t_tok = loaded.model, loaded.tokenizer
