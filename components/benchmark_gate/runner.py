@@ -70,6 +70,17 @@ def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names
     return card, pred
 
 
+def _shape_summary(lineage: dict) -> str:
+    """What the student step chose and why (shape: budget), or that the config described it."""
+    shape = lineage.get("shape") or {}
+    if "reason" not in shape:
+        return f"manual (student.init={shape.get('init', '?')}), {lineage.get('parameter_fraction', '?')} of the " \
+               f"teacher's parameters"
+    s = shape["shape"]
+    return (f"layers {s['layers']}, feed-forward {s['intermediate_size']}, vocabulary {shape['vocab_size']}: "
+            f"{shape['reason']}")
+
+
 def _publish(h: Home, lineage: dict, report: dict, markdown: str, page: str,
              files: list[tuple[str | None, str]]) -> None:
     """The report as the step's outputs, a copy under the home and with the training run in MLflow."""
@@ -148,7 +159,8 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                    "test_rows": len(texts), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    # The teacher-cache key of this run: the digest of the cached teacher outputs it used.
                    "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
-                   "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html"}
+                   "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html",
+                   "student_shape": _shape_summary(lineage)}
         report = {**result.to_dict(), "context": context,
                   "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names))}}
         markdown = render_markdown(result, context)

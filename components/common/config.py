@@ -49,8 +49,13 @@ class TeacherConfig:
     registered_name: str = "distillops-teacher"
     max_length: int = 64
     batch_size: int = 64
-    epochs: int = 3
-    learning_rate: float = 5e-5
+    # Most epochs per candidate learning rate; each stops early after `early_stopping_patience`
+    # epochs without a validation gain and keeps its best epoch.
+    epochs: int = 4
+    early_stopping_patience: int = 1
+    # Candidate learning rates: each is tried, the one with the best validation accuracy wins
+    # (a many-class dataset wants a higher rate than a two-class one).
+    learning_rates: tuple[float, ...] = (1.5e-4, 5e-5)
     train_batch_size: int = 16
     seed: int = 0
 
@@ -68,14 +73,21 @@ class StudentConfig:
     # LoRA adapters (peft) on a pretrained student (init=model); 0 = train all weights.
     lora_r: int = 0
     lora_alpha: int = 16
+    # "budget": choose layers, feed-forward width and vocabulary (init=teacher_layers) to meet
+    # max_parameter_fraction and min_speedup, by timing candidates beside the teacher (cached);
+    # "manual": the student is exactly what layers / prune_intermediate / trim_vocabulary say.
+    shape: str = "budget"
+    # Speed budget: batch-32 throughput at least this multiple of the teacher's on the training
+    # machine (shape: budget; 0 = no speed budget).
+    min_speedup: float = 3.0
     # Keep this many feed-forward neurons per layer, the strongest by weight magnitude (BERT; 0 = all).
     prune_intermediate: int = 0
     # Shrink the word-embedding table to the pieces the training texts use (BERT WordPiece) and the
     # position table to distill.max_length; the student then carries its own, smaller tokenizer.
     trim_vocabulary: bool = False
-    # With trim_vocabulary: keep only the most frequent pieces so the student has at most this
-    # fraction of the teacher's parameters (0 = keep every piece the texts use).
-    max_parameter_fraction: float = 0.0
+    # Parameter budget: at most this fraction of the teacher's parameters (shape: budget, or
+    # shape: manual with trim_vocabulary, which keeps the most frequent pieces that fit; 0 = none).
+    max_parameter_fraction: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -120,8 +132,9 @@ class DistillConfig:
 class GateConfig:
     # Student accuracy must be at least this share of the teacher's.
     min_accuracy_retention: float = 0.97
-    # Student batch-32 throughput must be at least this multiple of the teacher's.
-    min_speedup: float = 2.0
+    # Student batch-32 throughput must be at least this multiple of the teacher's (the default
+    # matches student.min_speedup, the budget the student is shaped to).
+    min_speedup: float = 3.0
     # Largest accuracy drop allowed against the current champion (absolute).
     max_champion_regression: float = 0.01
     min_agreement: float = 0.0
@@ -257,12 +270,16 @@ def _validate(cfg: Config) -> None:
         problems.append(f"student.prune_intermediate: must be >= 0, got {cfg.student.prune_intermediate}")
     if not 0 <= cfg.student.max_parameter_fraction < 1:
         problems.append(f"student.max_parameter_fraction: must be in [0, 1), got {cfg.student.max_parameter_fraction}")
-    if cfg.student.max_parameter_fraction and not cfg.student.trim_vocabulary:
-        problems.append("student.max_parameter_fraction: only applies with student.trim_vocabulary: true")
+    if cfg.student.shape not in ("budget", "manual"):
+        problems.append(f"student.shape: expected 'budget' or 'manual', got {cfg.student.shape!r}")
+    if cfg.student.min_speedup < 0:
+        problems.append(f"student.min_speedup: must be >= 0, got {cfg.student.min_speedup}")
     if cfg.distill.temperature <= 0:
         problems.append(f"distill.temperature: must be > 0, got {cfg.distill.temperature}")
     if not 0 <= cfg.distill.alpha <= 1:
         problems.append(f"distill.alpha: must be in [0, 1], got {cfg.distill.alpha}")
+    if not cfg.teacher.learning_rates or any(lr <= 0 for lr in cfg.teacher.learning_rates):
+        problems.append(f"teacher.learning_rates: expected one or more rates > 0, got {list(cfg.teacher.learning_rates)}")
     for section, name in ((cfg.distill, "distill"), (cfg.teacher, "teacher")):
         if section.epochs < 1:
             problems.append(f"{name}.epochs: must be >= 1, got {section.epochs}")

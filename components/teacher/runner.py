@@ -25,8 +25,11 @@ from components.distillation.trainer import TrainSettings, seed_everything
 log = logging.getLogger(__name__)
 
 
-def finetune(base: str, snapshot, label_names: list[str], cfg: Config, on_metrics=None):
-    """(model, tokenizer, TrainResult, test_accuracy) of `base` fine-tuned on the train split."""
+class TeacherRefused(ValueError):
+    """A fine-tuned teacher not worth distilling from (no better than always predicting the majority label)."""
+
+
+def _finetune_once(base: str, snapshot, label_names: list[str], cfg: Config, learning_rate: float, on_metrics=None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     label_id = {n: i for i, n in enumerate(label_names)}
@@ -35,21 +38,61 @@ def finetune(base: str, snapshot, label_names: list[str], cfg: Config, on_metric
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=len(label_names), id2label=dict(enumerate(label_names)), label2id=label_id)
     t = cfg.teacher
-    settings = TrainSettings(epochs=t.epochs, batch_size=t.train_batch_size, learning_rate=t.learning_rate,
-                             max_length=t.max_length, seed=t.seed)
+    settings = TrainSettings(epochs=t.epochs, batch_size=t.train_batch_size, learning_rate=learning_rate,
+                             max_length=t.max_length, seed=t.seed, early_stopping_patience=t.early_stopping_patience)
     tr_x, tr_y = snapshot.split("train")
     va_x, va_y = snapshot.split("validation")
     result = train_classifier(model, tokenizer, tr_x, [label_id[y] for y in tr_y], settings,
                               val_texts=va_x, val_label_ids=[label_id[y] for y in va_y],
-                              on_metrics=on_metrics, desc="fine-tune teacher")
+                              on_metrics=on_metrics, desc=f"fine-tune teacher (lr {learning_rate:g})")
+    return model, tokenizer, result
+
+
+def majority_accuracy(labels: list[str]) -> float:
+    """Accuracy of always predicting the most frequent label (the floor a teacher must beat)."""
+    return max(labels.count(y) for y in set(labels)) / len(labels) if labels else 0.0
+
+
+def finetune(base: str, snapshot, label_names: list[str], cfg: Config, on_metrics=None):
+    """(model, tokenizer, TrainResult, test_accuracy, sweep) of `base` fine-tuned on the train split:
+    one run per candidate learning rate (early stopping on validation, best epoch kept); the best
+    validation accuracy wins. `sweep` reports every candidate's validation accuracy per epoch."""
+    label_id = {n: i for i, n in enumerate(label_names)}
+    best, sweep = None, []
+    for lr in cfg.teacher.learning_rates:
+        model, tokenizer, result = _finetune_once(base, snapshot, label_names, cfg, lr, on_metrics)
+        per_epoch = [round(h["validation_accuracy"], 4) for h in result.history if "validation_accuracy" in h]
+        sweep.append({"learning_rate": lr, "validation_accuracy_per_epoch": per_epoch,
+                      "best_validation_accuracy": result.best_validation_accuracy, "best_epoch": result.best_epoch,
+                      "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1)})
+        log.info("teacher lr %g: validation accuracy per epoch %s (best %.4f, epoch %d)", lr, per_epoch,
+                 result.best_validation_accuracy, result.best_epoch)
+        if best is None or result.best_validation_accuracy > best[2].best_validation_accuracy:
+            best = (model, tokenizer, result, lr)
+    model, tokenizer, result, lr = best
     te_x, te_y = snapshot.split("test")
-    test_acc = accuracy(predict_logits(model, tokenizer, te_x, t.max_length), [label_id[y] for y in te_y])
-    return model, tokenizer, result, test_acc
+    test_acc = accuracy(predict_logits(model, tokenizer, te_x, cfg.teacher.max_length), [label_id[y] for y in te_y])
+    for entry in sweep:
+        entry["chosen"] = entry["learning_rate"] == lr
+    return model, tokenizer, result, test_acc, sweep
+
+
+def check_better_than_majority(snapshot, result, test_acc: float) -> dict:
+    """Refuse a teacher no better than predicting the majority label on validation and test rows."""
+    floors = {split: majority_accuracy(snapshot.split(split)[1]) for split in ("validation", "test")}
+    scores = {"validation": result.best_validation_accuracy, "test": test_acc}
+    if all(scores[s] <= floors[s] for s in floors if snapshot.split(s)[1]):
+        raise TeacherRefused(
+            f"the fine-tuned teacher is no better than always predicting the majority label (validation "
+            f"{scores['validation']:.4f} vs {floors['validation']:.4f}, test {test_acc:.4f} vs {floors['test']:.4f}); "
+            f"nothing was registered. More data, more epochs or other teacher.learning_rates may help.")
+    return {f"majority_{s}_accuracy": round(v, 4) for s, v in floors.items()}
 
 
 def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = None,
                     alias: str = "champion") -> dict:
-    """Fine-tune, log with the transformers flavor, register, and point `alias` at the new version."""
+    """Fine-tune (a learning-rate sweep judged on validation), refuse a teacher no better than the
+    majority label, log with the transformers flavor, register, and point `alias` at the new version."""
     prepare_process()
     base = base or cfg.teacher.base or default_base_model()
     d = cfg.data
@@ -61,17 +104,24 @@ def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = 
             home, "teacher fine-tune", tags={"distillops.step": "teacher", "base_model": base,
                                              "data_source": str(data_path)},
             params={"teacher": dict(vars(cfg.teacher))}) as run_:
-        model, tokenizer, result, test_acc = finetune(base, snapshot, label_names, cfg, run_.metric_logger())
-        run_.log_metrics({"test_accuracy": test_acc, "train_seconds": result.seconds})
+        model, tokenizer, result, test_acc, sweep = finetune(base, snapshot, label_names, cfg, run_.metric_logger())
+        run_.log_metrics({"test_accuracy": test_acc, "train_seconds": sum(e["seconds"] for e in sweep)})
+        run_.log_dict({"sweep": sweep}, "teacher/learning_rate_sweep.json")
+        floors = check_better_than_majority(snapshot, result, test_acc)
+        chosen = next(e for e in sweep if e["chosen"])
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             model_uri = log_model(home, Path(tmp), run_id=run_.run_id)
         mv = registry.register(client, model_uri, cfg.teacher.registered_name, {
             "base_model": base, "data_source": str(data_path), "config_hash": config_hash(cfg),
-            "test_accuracy": f"{test_acc:.4f}", "mlflow_run_id": run_.run_id})
+            "test_accuracy": f"{test_acc:.4f}", "mlflow_run_id": run_.run_id,
+            "learning_rate": str(chosen["learning_rate"]), "best_epoch": str(chosen["best_epoch"]),
+            "validation_accuracy": f"{chosen['best_validation_accuracy']:.4f}"})
         registry.set_alias(client, cfg.teacher.registered_name, alias, mv.version)
         counters.update(version=mv.version, test_accuracy=test_acc)
     log.info("teacher %s v%s: test accuracy %.4f; alias %s", mv.name, mv.version, test_acc, alias)
     return {"name": mv.name, "version": str(mv.version), "alias": alias, "test_accuracy": test_acc,
-            "ref": f"models:/{mv.name}@{alias}", "train_seconds": result.seconds}
+            "ref": f"models:/{mv.name}@{alias}", "train_seconds": round(sum(e["seconds"] for e in sweep), 1),
+            "learning_rate": chosen["learning_rate"], "validation_accuracy": chosen["best_validation_accuracy"],
+            "learning_rate_sweep": sweep, **floors}

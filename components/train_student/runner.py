@@ -10,16 +10,20 @@ its weights and for the token-level hint losses.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from components.common.config import Config, config_to_dict, layer_pairs
 from components.common.dataset import check_labels, read_snapshot
 from components.common.hashing import sha256_text
 from components.common.home import Home
+from components.common.io import atomic_write_text
 from components.common.lineage import write_lineage
 from components.common.modeling import ModelError
 from components.common.runtime import prepare_process
@@ -31,6 +35,7 @@ from components.distillation import distributed as ddp
 from components.distillation.classifier import train_classifier
 from components.distillation.losses import needs, resolve_losses
 from components.distillation.measure import count_parameters
+from components.distillation.shaping import ShapeChoice, build_shaped, choose_shape
 from components.distillation.students import build_student, shrink_vocabulary
 from components.distillation.trainer import TrainSettings, device_for_training, seed_everything
 from components.distillation.transfer import augment_record
@@ -44,6 +49,36 @@ def checkpoint_dir(h: Home, config_hash: str, data_version: str, teacher_version
     safe_version = "".join(c if c.isalnum() else "_" for c in data_version)[:40]
     teachers = sha256_text("\n".join(teacher_versions))[:12]
     return h.root / "checkpoints" / f"train_student-{config_hash}-{safe_version}-t{teachers}"
+
+
+def shaped_to_budget(student_cfg) -> bool:
+    """Whether this student is shaped to the budget (shape: budget applies to teacher-layer students)."""
+    return student_cfg.shape == "budget" and student_cfg.init == "teacher_layers"
+
+
+def budget_parameters(teacher_model, student_cfg) -> int:
+    return int(student_cfg.max_parameter_fraction * count_parameters(teacher_model))
+
+
+def probe_shape(h: Home, teacher_version: str, data_version: str, teacher_model, tokenizer, texts: list[str],
+                student_cfg, max_length: int) -> ShapeChoice:
+    """The budget's shape for this teacher and data: from the probe cache, or measured now (rank 0;
+    the other ranks of a torchrun group wait and read the same choice, so they build the same student)."""
+    key = sha256_text(json.dumps({"teacher": teacher_version, "data": data_version, "max_length": max_length,
+                                  "fraction": student_cfg.max_parameter_fraction, "speedup": student_cfg.min_speedup,
+                                  "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+                                  "cuda": torch.cuda.is_available()}, sort_keys=True))[:24]
+    path = h.root / "probes" / f"shape-{key}.json"
+    if ddp.is_main() and not path.is_file():
+        log.info("probing student shapes for the budget (%.2f of the teacher's parameters, %.1fx speed-up)",
+                 student_cfg.max_parameter_fraction, student_cfg.min_speedup)
+        choice = choose_shape(teacher_model, tokenizer, texts, texts[:64], max_length,
+                              student_cfg.max_parameter_fraction, student_cfg.min_speedup)
+        atomic_write_text(path, json.dumps(choice.to_dict(), indent=2))
+    ddp.barrier()
+    choice = ShapeChoice.from_dict(json.loads(path.read_text()))
+    log.info("student shape: %s (%s)", choice.shape.label(), choice.reason)
+    return choice
 
 
 def check_transfer_set(outputs, d, where: str) -> None:
@@ -102,6 +137,10 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         ddp.share_cpu_threads()
     with record_step(h, "train_student") if main else contextlib.nullcontext({}) as counters:
         need = needs(resolve_losses(dict(d.losses), d.alpha))  # unknown keys fail before any work
+        if shaped_to_budget(cfg.student) and need & {"hidden", "attention"}:
+            raise ModelError("student.shape: budget trims the student's vocabulary, so it has its own token ids, but "
+                             "the hidden/attention losses feed the student's tokens to the live teacher; use "
+                             "pooled/embedding feature losses (cached per row) or set student.shape: manual")
         if cfg.student.trim_vocabulary and need & {"hidden", "attention"}:
             raise ModelError("student.trim_vocabulary gives the student its own token ids, but the hidden/attention "
                              "losses feed the student's tokens to the live teacher; use pooled/embedding feature "
@@ -122,15 +161,22 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         # seeded: a fresh student's random init is part of what distill.seed fixes, so two runs of one
         # config (one process or a torchrun group) start from the same weights
         seed_everything(d.seed)
-        student = build_student(teacher_model, cfg.student, tokenizer)
         label_id = {name: i for i, name in enumerate(outputs.label_names)}
         train_idx, val_idx = snapshot.indices("train"), snapshot.indices("validation")
         ckpt = checkpoint_dir(h, config_hash, data_version, outputs.teacher_versions)
         settings = settings_from(d, ckpt)
         train_texts = [snapshot.texts[i] for i in train_idx]
         train_labels = [label_id[snapshot.labels[i]] for i in train_idx]
-        student, s_tokenizer = shrink_vocabulary(student, teacher_model, tokenizer, cfg.student, train_texts,
-                                                 d.max_length)
+        shape = None
+        if shaped_to_budget(cfg.student):
+            shape = probe_shape(h, outputs.teacher_version, data_version, teacher_model, tokenizer, train_texts,
+                                cfg.student, d.max_length)
+            student, s_tokenizer = build_shaped(teacher_model, tokenizer, shape.shape, train_texts, d.max_length,
+                                                budget_parameters(teacher_model, cfg.student))
+        else:
+            student = build_student(teacher_model, cfg.student, tokenizer)
+            student, s_tokenizer = shrink_vocabulary(student, teacher_model, tokenizer, cfg.student, train_texts,
+                                                     d.max_length)
         logit_sets = [outputs.logits[train_idx]] + [x[train_idx] for x in outputs.extra_logits()]
         features = {k: v[train_idx] for k, v in outputs.features.items() if not k.startswith("logits@")}
         if d.augment_copies:
@@ -183,7 +229,9 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    "train_rows": len(train_texts), "augment": outputs.augment_meta if d.augment_copies else {},
                    "teacher_ref": teacher_ref, "config_hash": config_hash, "mlflow_run_id": mlrun.run_id,
                    "config": plain, "parameters": params, "best_epoch": result.best_epoch,
-                   "best_validation_accuracy": result.best_validation_accuracy, "train_seconds": result.seconds}
+                   "best_validation_accuracy": result.best_validation_accuracy, "train_seconds": result.seconds,
+                   "shape": shape.to_dict() if shape else {"mode": "manual", "init": cfg.student.init},
+                   "parameter_fraction": round(params / count_parameters(teacher_model), 4)}
         write_lineage(out, lineage)
         counters.update(steps=result.steps, parameters=params)
     log.info("student: %d parameters, best validation accuracy %.4f (epoch %d)", params,

@@ -36,7 +36,7 @@ def _prepared(home, tmp_path, teacher, cfg):
 
 
 def test_a_planted_checkpoint_runs_no_code(home, tmp_path, tiny_teacher):
-    cfg = config_from_dict({"student": {"layers": [0, 1]}, "distill": {"epochs": 1}})
+    cfg = config_from_dict({"student": {"shape": "manual", "layers": [0, 1]}, "distill": {"epochs": 1}})
     snap, outputs, data_version = _prepared(home, tmp_path, tiny_teacher, cfg)
     h = Home.resolve(home)
     ckpt = train_step.checkpoint_dir(h, "h", data_version, [resolve_teacher(str(tiny_teacher), h).version])
@@ -59,7 +59,7 @@ def test_no_weights_only_false_anywhere():
 
 
 def test_a_new_teacher_never_resumes_the_old_teachers_checkpoint(home, tmp_path, tiny_teacher, monkeypatch):
-    cfg = config_from_dict({"student": {"layers": [0, 1]}, "distill": {"epochs": 2}})
+    cfg = config_from_dict({"student": {"shape": "manual", "layers": [0, 1]}, "distill": {"epochs": 2}})
     snap, outputs_a, data_version = _prepared(home, tmp_path, tiny_teacher, cfg)
     other = make_tiny_teacher(tmp_path / "other", seed=3)
     _, outputs_b, _ = _prepared(home, tmp_path, other, cfg)

@@ -58,9 +58,14 @@ def test_teacher_prepare_registers_a_loadable_model(home, data_file, tiny_teache
 
     from components.teacher.runner import prepare_teacher
 
-    cfg = config_from_dict({"teacher": {"epochs": 1}})
+    # a rate a tiny random BERT learns the topic words at (it must beat the majority label to be registered)
+    cfg = config_from_dict({"teacher": {"epochs": 8, "train_batch_size": 8, "learning_rates": [3e-3, 1e-3],
+                                        "early_stopping_patience": 0}})
     result = prepare_teacher(Home.resolve(home), str(data_file), cfg, base=str(tiny_teacher))
     assert result["ref"] == "models:/distillops-teacher@champion"
+    assert [e["learning_rate"] for e in result["learning_rate_sweep"]] == [3e-3, 1e-3]
+    assert sum(e["chosen"] for e in result["learning_rate_sweep"]) == 1
+    assert result["validation_accuracy"] > result["majority_validation_accuracy"]
     path = mlflow.artifacts.download_artifacts("models:/distillops-teacher@champion")
     files = {p.name for p in __import__("pathlib").Path(path).rglob("*")}
     assert "model.safetensors" in files and not any(f.endswith((".pkl", ".pt", ".bin")) for f in files)

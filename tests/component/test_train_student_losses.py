@@ -64,7 +64,7 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
     from components.distillation.measure import count_parameters
 
     cfg = config_from_dict({
-        "student": {"init": "teacher_layers", "layers": [0, 1], "prune_intermediate": 16, "trim_vocabulary": True,
+        "student": {"shape": "manual", "init": "teacher_layers", "layers": [0, 1], "prune_intermediate": 16, "trim_vocabulary": True,
                     "max_parameter_fraction": 0.6},
         "distill": {"epochs": 1, "max_length": 24}})
     snap, outputs, v, _ = version_and_cache(home, tmp_path, tiny_teacher, cfg)
@@ -80,7 +80,7 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
     texts = [r["text"] for r in make_rows(5)]
     assert predict_logits(student, s_tok, texts, 24).shape == (5, teacher.config.num_labels)
 
-    token_level = config_from_dict({"student": {"trim_vocabulary": True},
+    token_level = config_from_dict({"student": {"shape": "manual", "trim_vocabulary": True},
                                     "distill": {"losses": {"ce": 1.0, "hidden_mse": 1.0}, "layer_map": {"1": 1}}})
     with pytest.raises(ValueError, match="trim_vocabulary gives the student its own token ids"):
         train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
@@ -89,7 +89,7 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
 
 
 def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_path, tiny_teacher):
-    cfg = config_from_dict({"student": {"layers": [0, 1]},
+    cfg = config_from_dict({"student": {"shape": "manual", "layers": [0, 1]},
                             "distill": {"epochs": 1, "augment_copies": 2, "losses": {"kl": 0.9, "ce": 0.1}}})
     snap, outputs, v, first = version_and_cache(home, tmp_path, tiny_teacher, cfg)
     n_train = sum(1 for line in snap.read_text().splitlines() if '"split": "train"' in line)
@@ -107,7 +107,7 @@ def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_pa
     assert result["train_rows"] == 3 * n_train
     assert result["augment"]["rows"] == 2 * n_train
 
-    other_seed = config_from_dict({"student": {"layers": [0, 1]},
+    other_seed = config_from_dict({"student": {"shape": "manual", "layers": [0, 1]},
                                    "distill": {"epochs": 1, "augment_copies": 2, "seed": 7}})
     with pytest.raises(ValueError, match="augment_copies=2 \\(seed 7\\) needs the teacher's outputs"):
         train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),

@@ -18,9 +18,13 @@ from pipelines.local import run_distill, run_monitor
 pytestmark = pytest.mark.slow
 
 OVERRIDES = {
-    "student": {"layers": [0, 2]},
+    # The default shape: budget, without the speed budget (tiny models' speed-ups are noise): the
+    # most capable candidate within 0.9 of the teacher's parameters.
+    "student": {"max_parameter_fraction": 0.9, "min_speedup": 0.0},
     "distill": {"epochs": 2, "max_length": 32},
-    "teacher": {"epochs": 2, "max_length": 32},
+    # a rate and length at which the tiny random BERT beats the majority label (else it is not registered)
+    "teacher": {"epochs": 6, "max_length": 32, "train_batch_size": 8, "learning_rates": [3e-3],
+                "early_stopping_patience": 0},
     # Tiny models run in microseconds: their speed-up is noise, so this test does not gate on it.
     "gate": {"min_speedup": 0.0, "min_accuracy_retention": 0.5, "latency_samples": 4, "throughput_batches": 1},
 }
@@ -89,6 +93,9 @@ def test_gate_report_says_every_check(world):
     report = json.loads(md.with_suffix(".json").read_text())
     assert {c["name"] for c in report["checks"]} == {"accuracy_retention", "speedup", "agreement"}
     assert set(report["models"]) == {"student", "teacher"}
+    # shape: budget chose the student and says why: all 3 candidate layers fit 0.9 of the parameters
+    assert report["context"]["student_shape"].startswith("layers [0, 2, 3], feed-forward 64, vocabulary ")
+    assert "most capable candidate within 0.9" in report["context"]["student_shape"]
 
 
 def test_second_run_with_nothing_changed_recomputes_nothing(world):

@@ -93,8 +93,13 @@ def test_student_shaping_options_are_checked():
     cfg = config_from_dict({"student": {"prune_intermediate": 768, "trim_vocabulary": True,
                                         "max_parameter_fraction": 0.25}})
     assert (cfg.student.prune_intermediate, cfg.student.trim_vocabulary) == (768, True)
-    with pytest.raises(ConfigError, match="student.max_parameter_fraction: only applies with"):
-        config_from_dict({"student": {"max_parameter_fraction": 0.25}})
+    assert (Config().student.shape, Config().student.max_parameter_fraction, Config().student.min_speedup) == \
+        ("budget", 0.25, 3.0)  # the budget a student is shaped to by default
+    assert Config().gate.min_speedup == Config().student.min_speedup  # and the gate holds it to that
+    with pytest.raises(ConfigError, match="student.shape: expected 'budget' or 'manual', got 'small'"):
+        config_from_dict({"student": {"shape": "small"}})
+    with pytest.raises(ConfigError, match="student.min_speedup: must be >= 0"):
+        config_from_dict({"student": {"min_speedup": -1}})
     with pytest.raises(ConfigError, match=r"student.max_parameter_fraction: must be in \[0, 1\), got 1.5"):
         config_from_dict({"student": {"trim_vocabulary": True, "max_parameter_fraction": 1.5}})
     with pytest.raises(ConfigError, match="student.prune_intermediate: must be >= 0, got -1"):

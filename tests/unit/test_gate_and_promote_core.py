@@ -20,7 +20,7 @@ def test_metrics():
 
 
 def test_gate_passes_when_every_check_holds():
-    result = evaluate_gate(card(0.89, 250), TEACHER, None, GateConfig())
+    result = evaluate_gate(card(0.89, 350), TEACHER, None, GateConfig())  # 3.5x >= the default 3x
     assert result.passed and result.reasons == []
 
 

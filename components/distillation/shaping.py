@@ -1,0 +1,125 @@
+"""Shape a student to a budget: at most a fraction of the teacher's parameters and at least a batch-32
+speed-up over it on the machine that trains it.
+
+Candidates keep a subset of the teacher's layers (first, middle, last: DistilBERT-style), prune
+each layer's feed-forward block (``students.prune_intermediate``) and trim the word-embedding table
+to the pieces the training texts use, most frequent first, until the parameter budget holds
+(``students.trim_vocabulary_to_budget``). They are listed most capable first (more layers, then a
+wider feed-forward block); the first that fits both budgets wins. Speed is measured, not
+estimated: every candidate that fits the parameter budget is timed side by side with the teacher
+(``measure.measure_speeds``: calls alternate between the models, each figure a median), and must
+reach the speed-up with a margin, because the gate measures again on a noisy machine.
+
+Pure torch; the caller caches the choice (by teacher, data and budget) and records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from components.common.modeling import ModelError
+from components.distillation.measure import count_parameters, measure_speeds
+from components.distillation.students import (
+    build_student_from_teacher_layers,
+    prune_intermediate,
+    trim_vocabulary_to_budget,
+)
+
+# The probe's speed-up must exceed the budget by this factor: the gate times the student again.
+SPEED_MARGIN = 1.1
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: tuple[int, ...]
+    intermediate_size: int  # feed-forward width per layer (the teacher's = no pruning)
+
+    def label(self) -> str:
+        return f"layers {list(self.layers)}, feed-forward {self.intermediate_size}"
+
+
+@dataclass
+class ShapeChoice:
+    shape: Shape
+    parameters: int
+    parameter_fraction: float
+    speedup: float
+    vocab_size: int
+    reason: str
+    candidates: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = {"layers": list(self.shape.layers), "intermediate_size": self.shape.intermediate_size}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ShapeChoice:
+        shape = Shape(tuple(d["shape"]["layers"]), int(d["shape"]["intermediate_size"]))
+        return cls(shape, int(d["parameters"]), float(d["parameter_fraction"]), float(d["speedup"]),
+                   int(d["vocab_size"]), d["reason"], list(d.get("candidates", [])))
+
+
+def candidate_shapes(num_layers: int, intermediate_size: int) -> list[Shape]:
+    """Candidate shapes, most capable first: 3, 2, then 1 of the teacher's layers (first, middle,
+    last), feed-forward widths full, half and a quarter; fewer layers before a quarter width."""
+    last = num_layers - 1
+    three, two, one = tuple(sorted({0, num_layers // 2, last})), tuple(sorted({0, last})), (last,)
+    full, half, quarter = intermediate_size, max(1, intermediate_size // 2), max(1, intermediate_size // 4)
+    order = [(three, full), (three, half), (two, full), (two, half), (three, quarter), (two, quarter),
+             (one, half), (one, quarter)]
+    return list(dict.fromkeys(Shape(layers, width) for layers, width in order))
+
+
+def build_shaped(teacher, tokenizer, shape: Shape, texts: Sequence[str], max_length: int, max_parameters: int):
+    """(student, tokenizer) of `shape`, its vocabulary trimmed to `texts` within `max_parameters`."""
+    student = build_student_from_teacher_layers(teacher, shape.layers)
+    if shape.intermediate_size < teacher.config.intermediate_size:
+        student = prune_intermediate(student, shape.intermediate_size)
+    return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=max_length,
+                                     max_parameters=max_parameters)
+
+
+def choose_shape(teacher, tokenizer, texts: Sequence[str], probe_texts: Sequence[str], max_length: int,
+                 max_fraction: float, min_speedup: float, measure: Callable = measure_speeds,
+                 latency_samples: int = 4, throughput_batches: int = 5) -> ShapeChoice:
+    """The most capable candidate within both budgets; ModelError (naming every candidate's figures)
+    when none is. `min_speedup` 0 means no speed budget (nothing is timed)."""
+    teacher_params = count_parameters(teacher)
+    limit = int(max_fraction * teacher_params) if max_fraction else 0
+    built, rows = {}, []
+    for shape in candidate_shapes(teacher.config.num_hidden_layers, teacher.config.intermediate_size):
+        try:
+            student, s_tok = build_shaped(teacher, tokenizer, shape, texts, max_length, limit)
+        except ModelError as exc:  # not even the special tokens fit beside the layers
+            rows.append({"shape": shape.label(), "fits_parameters": False, "why": str(exc)})
+            continue
+        params = count_parameters(student)
+        row = {"shape": shape.label(), "parameters": params, "parameter_fraction": round(params / teacher_params, 4),
+               "vocab_size": student.config.vocab_size, "fits_parameters": not limit or params <= limit}
+        rows.append(row)
+        if row["fits_parameters"]:
+            built[shape] = (student, s_tok, row)
+    speeds = {}
+    if built and min_speedup > 0:
+        timed = {"teacher": (teacher, tokenizer, max_length)}
+        timed.update({s.label(): (m, t, max_length) for s, (m, t, _) in built.items()})
+        speeds = measure(timed, list(probe_texts), latency_samples, throughput_batches)
+    for shape, (_, _, row) in built.items():
+        if speeds:
+            row["speedup"] = round(speeds[shape.label()]["throughput_rows_per_s"]
+                                   / speeds["teacher"]["throughput_rows_per_s"], 3)
+        row["fits_speedup"] = not min_speedup or row.get("speedup", 0.0) >= min_speedup * SPEED_MARGIN
+    for shape, (_, _, row) in built.items():
+        if row["fits_speedup"]:
+            reason = (f"the most capable candidate within {max_fraction:g} of the teacher's parameters "
+                      f"({row['parameter_fraction']:.3f}) and a {min_speedup:g}x batch-32 speed-up with a "
+                      f"{SPEED_MARGIN:g}x margin (probe: {row.get('speedup', float('nan')):.2f}x)")
+            return ShapeChoice(shape, row["parameters"], row["parameter_fraction"], row.get("speedup", 0.0),
+                               row["vocab_size"], reason, rows)
+    summary = "; ".join(f"{r['shape']}: {r.get('parameter_fraction', '-')} of the parameters, "
+                        f"{r.get('speedup', '-')}x" for r in rows)
+    raise ModelError(f"no student shape meets the budget student.max_parameter_fraction={max_fraction:g} and "
+                     f"student.min_speedup={min_speedup:g} (x{SPEED_MARGIN:g} margin) on this machine; candidates: "
+                     f"{summary}. Relax a budget, or set student.shape: manual and describe the student yourself.")

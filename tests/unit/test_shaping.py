@@ -1,0 +1,72 @@
+"""Shaping a student to a budget: candidates most capable first, the first that fits both budgets
+wins, and an impossible budget is an error that names every candidate's figures."""
+
+import pytest
+from fakes import make_rows
+
+from components.common.modeling import ModelError, load_classifier
+from components.distillation.measure import count_parameters
+from components.distillation.shaping import Shape, build_shaped, candidate_shapes, choose_shape
+
+
+def test_candidates_are_most_capable_first():
+    labels = [s.label() for s in candidate_shapes(6, 1536)]
+    assert labels[:4] == ["layers [0, 3, 5], feed-forward 1536", "layers [0, 3, 5], feed-forward 768",
+                          "layers [0, 5], feed-forward 1536", "layers [0, 5], feed-forward 768"]
+    assert labels[-1] == "layers [5], feed-forward 384"
+    assert len(set(labels)) == len(labels)
+
+
+def fake_measure(costs):
+    """Throughput inversely proportional to a cost per model name (teacher cost 1.0): deterministic."""
+    def measure(models, texts, latency_samples, throughput_batches):
+        measure.calls += 1
+        return {name: {"throughput_rows_per_s": 100.0 / costs(name), "latency_p50_ms": 1.0} for name in models}
+    measure.calls = 0
+    return measure
+
+
+def cost(name):
+    if name == "teacher":
+        return 1.0
+    layers = name.split("]")[0].count(",") + 1
+    width = int(name.rsplit(" ", 1)[-1])
+    return layers / 4 * (0.5 + 0.5 * width / 64)  # the tiny teacher: 4 layers, feed-forward 64
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher):
+    return load_classifier(tiny_teacher)
+
+
+def test_the_most_capable_shape_within_both_budgets_wins(teacher):
+    model, tok = teacher
+    texts = [r["text"] for r in make_rows(60)]
+    measure = fake_measure(cost)
+    choice = choose_shape(model, tok, texts, texts[:8], 32, max_fraction=0.9, min_speedup=3.0, measure=measure)
+    assert measure.calls == 1  # every candidate timed side by side with the teacher, once
+    # 3 layers cost >= 0.375 (< 3.3x at most); 2 layers at a quarter width: 0.5 * 0.625 = 0.3125 -> 3.2x < 3.3x
+    assert choice.shape == Shape((3,), 32) and choice.speedup >= 3.0 * 1.1
+    assert choice.parameter_fraction <= 0.9 and "most capable" in choice.reason
+    student, s_tok = build_shaped(model, tok, choice.shape, texts, 32, int(0.9 * count_parameters(model)))
+    assert count_parameters(student) == choice.parameters
+
+
+def test_no_speed_budget_times_nothing_and_keeps_the_widest_fit(teacher):
+    model, tok = teacher
+    texts = [r["text"] for r in make_rows(60)]
+    measure = fake_measure(cost)
+    choice = choose_shape(model, tok, texts, texts[:8], 32, max_fraction=0.9, min_speedup=0.0, measure=measure)
+    assert measure.calls == 0
+    first_fit = next(r["shape"] for r in choice.candidates if r["fits_parameters"])
+    assert choice.shape.label() == first_fit and choice.parameter_fraction <= 0.9
+
+
+def test_an_impossible_budget_is_a_clear_error(teacher):
+    model, tok = teacher
+    texts = [r["text"] for r in make_rows(60)]
+    with pytest.raises(ModelError, match=r"no student shape meets the budget student.max_parameter_fraction=0.9 "
+                                         r"and student.min_speedup=50.*layers \[0, 2, 3\], feed-forward 64"):
+        choose_shape(model, tok, texts, texts[:8], 32, max_fraction=0.9, min_speedup=50.0, measure=fake_measure(cost))
+    with pytest.raises(ModelError, match="no student shape meets"):
+        choose_shape(model, tok, texts, texts[:8], 32, max_fraction=0.01, min_speedup=0.0)
