@@ -49,8 +49,9 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
         "gate": {"passed": gate["passed"], "reasons": gate["reasons"],
                  "checks": {c["name"]: c["value"] for c in gate["checks"]}},
         "promotion": {"action": action, "version": promotion.get("version")},
-        "teacher_forward_passes": sum(r.get("teacher_forward_passes", 0) for r in executed),
-        "teacher_timing_passes": sum(r.get("teacher_timing_passes", 0) for r in executed),
+        # counts that crossed KFP's metadata arrive as floats
+        "teacher_forward_passes": int(sum(r.get("teacher_forward_passes", 0) for r in executed)),
+        "teacher_timing_passes": int(sum(r.get("teacher_timing_passes", 0) for r in executed)),
         "executed_steps": [r["step"] for r in executed],
         "cached_steps": [r["step"] for r in reports if r["started"] < pipeline_started],
         "seconds_per_step": {r["step"]: r["seconds"] for r in executed},

@@ -1,0 +1,82 @@
+"""What a user gets with the defaults: `distillops teacher` then `distillops run`, nothing overridden.
+
+Runs the real pipeline (kfp.local, MLflow, DVC) on a labelled dataset folder (train.jsonl +
+test.jsonl, e.g. ../shared/datasets/trec): the two files are joined into one data file, which the
+pipeline splits by hash like any user's data. One teacher is prepared (its learning-rate sweep
+judged on validation), then the student is distilled once per seed (distill.seed); each run's
+gate report gives the teacher's and the student's test accuracy, the speed-up and the parameters.
+
+    python -m benchmarks.pipeline_defaults --data ../shared/datasets/trec --seeds 0 1 2
+
+Prints one JSON object: per seed and mean / standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def joined_data(folder: Path, out: Path, train_rows: int, seed: int = 0) -> Path:
+    train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines() if line.strip()]
+    test = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines() if line.strip()]
+    if train_rows and len(train) > train_rows:
+        train = random.Random(seed).sample(train, train_rows)
+    rows = [{"text": r["text"], "label": str(r["label"])} for r in train + test]
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="distill.seed of each student run")
+    p.add_argument("--train-rows", type=int, default=20000, help="seeded subset of train.jsonl (0 = all)")
+    p.add_argument("--home", help="distillops home (default: a new temporary directory)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="config override (default: none)")
+    args = p.parse_args(argv)
+
+    from components.common.home import Home
+    from components.common.runtime import offline_environment
+    from components.teacher.runner import prepare_teacher
+    from pipelines.local import run_distill
+    from pipelines.parameters import resolve_config
+
+    offline_environment()
+    home = Home.resolve(args.home or tempfile.mkdtemp(prefix="distillops-bench-")).ensure()
+    data = joined_data(Path(args.data), home.root / "data.jsonl", args.train_rows)
+    started = time.time()
+    teacher = prepare_teacher(home, str(data), resolve_config(None, args.overrides))
+    runs = []
+    for seed in args.seeds:
+        cfg = resolve_config(None, [*args.overrides, f"distill.seed={seed}"])
+        summary = run_distill(home, cfg, str(data))
+        report = json.loads(Path(summary["reports"]["gate_markdown"]).with_suffix(".json").read_text())
+        s, t = report["models"]["student"], report["models"]["teacher"]
+        runs.append({"seed": seed, "teacher_accuracy": t["accuracy"], "student_accuracy": s["accuracy"],
+                     "retention": s["accuracy"] / t["accuracy"], "speedup": summary["gate"]["checks"]["speedup"],
+                     "parameter_fraction": s["parameters"] / t["parameters"], "student_parameters": s["parameters"],
+                     "teacher_parameters": t["parameters"], "student_shape": report["context"].get("student_shape"),
+                     "gate_passed": report["passed"], "gate_reasons": report["reasons"],
+                     "seconds": summary["seconds_total"]})
+        print(json.dumps(runs[-1]), file=sys.stderr)
+
+    def spread(key):
+        values = [r[key] for r in runs]
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    print(json.dumps({"data": str(args.data), "rows": sum(1 for _ in data.open()), "train_rows_cap": args.train_rows,
+                      "overrides": args.overrides, "teacher": teacher, "runs": runs,
+                      **{k: spread(k) for k in ("retention", "speedup", "parameter_fraction", "student_accuracy")},
+                      "seconds_total": round(time.time() - started, 1)}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
