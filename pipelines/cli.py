@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster, "
                        "and watch_pipeline.yaml with its recurring-run spec watch_recurring_run.yaml, whose "
                        "parameters carry the config given here (--config / --set).")
-    add_common(p)
+    add_common(p, home=False)
     p.add_argument("--output-dir", default="build", help="directory for the YAML files (default: build)")
 
     p = sub.add_parser("watch", help="rerun the DAG if the data or the teacher changed since the champion",

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 EPILOG = "All state (MLflow registry, DVC remote, teacher cache, pipeline root, reports) lives under --home."
 
 
-def add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
-    p.add_argument("--home", help="state directory (default: $DISTILLOPS_HOME or ./.distillops)")
+def add_common(p: argparse.ArgumentParser, config: bool = True, home: bool = True) -> None:
+    if home:
+        p.add_argument("--home", help="state directory (default: $DISTILLOPS_HOME or ./.distillops)")
     if config:
         p.add_argument("--config", help="YAML config file with any subset of params.yaml's keys")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
