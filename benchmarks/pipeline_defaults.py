@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import statistics
 import sys
@@ -33,6 +34,23 @@ def joined_data(folder: Path, out: Path, train_rows: int, seed: int = 0) -> Path
     return out
 
 
+def _run_seed(home, data: Path, overrides: list[str], seed: int) -> dict:
+    from pipelines.local import run_distill
+    from pipelines.parameters import resolve_config
+
+    cfg = resolve_config(None, [*overrides, f"distill.seed={seed}"])
+    summary = run_distill(home, cfg, str(data))
+    report = json.loads(Path(summary["reports"]["gate_markdown"]).with_suffix(".json").read_text())
+    s, t = report["models"]["student"], report["models"]["teacher"]
+    run = {"seed": seed, "teacher_accuracy": t["accuracy"], "student_accuracy": s["accuracy"],
+           "retention": s["accuracy"] / t["accuracy"], "speedup": summary["gate"]["checks"]["speedup"],
+           "parameter_fraction": s["parameters"] / t["parameters"], "student_parameters": s["parameters"],
+           "teacher_parameters": t["parameters"], "student_shape": report["context"].get("student_shape"),
+           "gate_passed": report["passed"], "gate_reasons": report["reasons"], "seconds": summary["seconds_total"]}
+    print(json.dumps(run), file=sys.stderr)
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl")
@@ -40,32 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-rows", type=int, default=20000, help="seeded subset of train.jsonl (0 = all)")
     p.add_argument("--home", help="distillops home (default: a new temporary directory)")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override (default: none)")
+    p.add_argument("--reuse-teacher", action="store_true",
+                   help="use the teacher already registered in --home instead of preparing one")
     args = p.parse_args(argv)
 
     from components.common.home import Home
     from components.common.runtime import offline_environment
     from components.teacher.runner import prepare_teacher
-    from pipelines.local import run_distill
+    from pipelines.cli_common import stdout_to_stderr
     from pipelines.parameters import resolve_config
 
     offline_environment()
     home = Home.resolve(args.home or tempfile.mkdtemp(prefix="distillops-bench-")).ensure()
     data = joined_data(Path(args.data), home.root / "data.jsonl", args.train_rows)
     started = time.time()
-    teacher = prepare_teacher(home, str(data), resolve_config(None, args.overrides))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    teacher = {"reused": True} if args.reuse_teacher else prepare_teacher(home, str(data),
+                                                                          resolve_config(None, args.overrides))
     runs = []
-    for seed in args.seeds:
-        cfg = resolve_config(None, [*args.overrides, f"distill.seed={seed}"])
-        summary = run_distill(home, cfg, str(data))
-        report = json.loads(Path(summary["reports"]["gate_markdown"]).with_suffix(".json").read_text())
-        s, t = report["models"]["student"], report["models"]["teacher"]
-        runs.append({"seed": seed, "teacher_accuracy": t["accuracy"], "student_accuracy": s["accuracy"],
-                     "retention": s["accuracy"] / t["accuracy"], "speedup": summary["gate"]["checks"]["speedup"],
-                     "parameter_fraction": s["parameters"] / t["parameters"], "student_parameters": s["parameters"],
-                     "teacher_parameters": t["parameters"], "student_shape": report["context"].get("student_shape"),
-                     "gate_passed": report["passed"], "gate_reasons": report["reasons"],
-                     "seconds": summary["seconds_total"]})
-        print(json.dumps(runs[-1]), file=sys.stderr)
+    with stdout_to_stderr(True):  # kfp.local streams task logs to stdout; stdout carries the JSON alone
+        for seed in args.seeds:
+            runs.append(_run_seed(home, data, args.overrides, seed))
 
     def spread(key):
         values = [r[key] for r in runs]
