@@ -113,10 +113,14 @@ def sync(client, home: Home, name: str, max_rounds: int = 50) -> tuple[ChampionS
                 "adopt", name, aliases["champion"], None, ["aliases set before this registry had a ledger"],
                 {"previous": aliases.get("previous", "")}) | {"previous": aliases.get("previous")}))
     for _ in range(max_rounds):
-        ledger = registry.read_ledger(client, name)
-        _check_ledger(ledger, name)
-        state, outcomes = fold_ledger([rec for _, rec, _ in ledger])
         with _locked(path):
+            # The ledger is read under the log's lock: the log only grows from a ledger read under
+            # this lock, so this read is never shorter than the log. (Read before taking the lock,
+            # a racing sync could extend the log past it, and this one would report the missing
+            # tail as deleted from the registry.)
+            ledger = registry.read_ledger(client, name)
+            _check_ledger(ledger, name)
+            state, outcomes = fold_ledger([rec for _, rec, _ in ledger])
             entries = read_log(path)
             problems = verify_chain(entries) + compare_with_mirror(entries, [
                 t for t in ledger if t[0] <= len(entries)])
