@@ -18,10 +18,9 @@ from components.common.config import Config
 from components.common.dataset import DatasetError
 from components.common.hashing import sha256_file
 from components.common.home import Home
-from components.common.steplog import steps_since
 from components.common.teachers import resolve_teacher
 from pipelines.parameters import distill_parameters, drift_parameters, redistill_parameters
-from pipelines.summary import summarize
+from pipelines.summary import reports_in_run, summarize
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +86,14 @@ def run_monitor(home: Home, cfg: Config, production_path: str, text_column: str 
     return json.loads(Path(task.outputs["verdict"].path).read_text())
 
 
+def _run_dir(home: Home, pipeline_name: str, started: float) -> Path:
+    """The newest kfp.local run directory of `pipeline_name` created since `started`."""
+    runs = [d for d in home.pipeline_root.glob(f"{pipeline_name}-2*") if d.is_dir() and d.stat().st_mtime >= started - 1]
+    if not runs:
+        raise RuntimeError(f"no run of {pipeline_name} under {home.pipeline_root} since the loop started")
+    return max(runs, key=lambda d: d.stat().st_mtime)
+
+
 def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: str | None = None,
                    model_ref: str | None = None, teacher_ref: str | None = None) -> dict[str, Any]:
     """Run the closed loop (drift -> redistil -> gate -> promote) on a production batch.
@@ -104,8 +111,9 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
                                                            teacher, model_ref, text_column))
     verdict = json.loads(Path(task.outputs["verdict"].path).read_text())
     # The nested distillation DAG runs inside dsl.If(drifted), whose outputs cannot leave the branch
-    # without a dsl.OneOf partner on an Else branch; its steps' reports are read from the step log.
-    steps = steps_since(home, started)
+    # without a dsl.OneOf partner on an Else branch: its tasks' reports are read from the executor
+    # outputs this run wrote under the pipeline root.
+    steps = reports_in_run(_run_dir(home, "distillops-drift-redistill", started))
     by_step = {s["step"]: s for s in steps}
     return {"drifted": verdict["drifted"], "reasons": verdict["reasons"], "signals": verdict.get("signals", []),
             "verdict_json": verdict["verdict_json"], "drift_run_id": verdict.get("mlflow_run_id"),

@@ -32,6 +32,26 @@ def step_reports(task_outputs: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(reports, key=lambda r: STEP_ORDER.index(r["step"]) if r["step"] in STEP_ORDER else 99)
 
 
+def reports_in_run(run_dir: Path) -> list[dict[str, Any]]:
+    """The step reports of every task a kfp.local run executed (nested DAGs included), read from the
+    executor outputs it wrote under the pipeline root; a task served from the cache wrote none there."""
+    reports = []
+    for path in sorted(Path(run_dir).rglob("executor_output.json")):
+        out = json.loads(path.read_text())
+        for group in out.get("artifacts", {}).values():
+            for artifact in group.get("artifacts", []):
+                if artifact.get("metadata", {}).get("step_report"):
+                    reports.append(artifact["metadata"]["step_report"])
+        for value in out.get("parameterValues", {}).values():
+            if isinstance(value, str) and value.startswith("{") and "step" in value:
+                parsed = json.loads(value)
+                report = parsed.get("step_report", parsed)
+                if isinstance(report, dict) and "step" in report and "started" in report:
+                    reports.append(report)
+    unique = {(r["step"], r["started"]): r for r in reports}
+    return sorted(unique.values(), key=lambda r: r["started"])
+
+
 def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: float, config_hash: str,
               home_root: Path, reports_dir: Path) -> dict[str, Any]:
     gate = json.loads(Path(task_outputs["gate_report"].path).read_text())

@@ -30,5 +30,6 @@ def monitor_drift(
         report_html=drift_report.path,
         verdict_json=drift_verdict.path,
     )
-    drift_verdict.metadata.update({"drifted": verdict["drifted"], "reasons": verdict["reasons"]})
+    drift_verdict.metadata.update({"drifted": verdict["drifted"], "reasons": verdict["reasons"],
+                                   "step_report": verdict["step_report"]})
     return bool(verdict["drifted"])

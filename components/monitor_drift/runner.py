@@ -172,7 +172,7 @@ def run(
     log.info(
         "drift %s: %s", "DETECTED" if verdict["drifted"] else "not detected", "; ".join(verdict["reasons"])
     )
-    return verdict
+    return {**verdict, "step_report": counters}
 
 
 def _shares(values) -> dict[str, float]:

@@ -11,7 +11,7 @@ from components.common.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def prepare_redistill(home: str, drift_verdict: Input[Artifact], production_path: str, text_column: str,
                       teacher_ref: str, teacher_version: str, config_json: str,
-                      ) -> NamedTuple("RedistillData", data_path=str, data_fingerprint=str, trigger=str):
+                      ) -> NamedTuple("RedistillData", data_path=str, data_fingerprint=str, trigger=str, report=str):
     """The next data version's file: the monitored model's data plus the production inputs with the
     teacher's labels. Returns its path, its sha256 (the distillation DAG's data_fingerprint) and
     the trigger lineage (JSON) that links the drift report to whatever gets promoted."""
@@ -28,5 +28,6 @@ def prepare_redistill(home: str, drift_verdict: Input[Artifact], production_path
         data_path: str
         data_fingerprint: str
         trigger: str
+        report: str  # the step's report (JSON), read by the run summary
 
-    return RedistillData(out["data_path"], out["data_fingerprint"], out["trigger"])
+    return RedistillData(out["data_path"], out["data_fingerprint"], out["trigger"], out["report"])

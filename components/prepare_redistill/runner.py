@@ -58,4 +58,5 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
     log.info("redistill data %s: %d reference rows + %d teacher-labelled production rows", data_path.name,
              merged.kept, merged.added)
     return {"data_path": str(data_path), "data_fingerprint": fingerprint, "trigger": json.dumps(trigger, sort_keys=True),
+            "report": json.dumps(counters, sort_keys=True),
             "rows_added": merged.added, "rows_kept": merged.kept}
