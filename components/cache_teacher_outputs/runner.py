@@ -15,7 +15,7 @@ import numpy as np
 
 from components.cache_teacher_outputs.core import compare_outputs, fidelity_sample, plan_rows
 from components.common.config import Config, layer_pairs
-from components.common.dataset import DatasetError, check_labels, read_snapshot
+from components.common.dataset import check_labels, read_snapshot
 from components.common.hashing import md5_file
 from components.common.home import Home
 from components.common.modeling import ModelError, check_same_tokenizer
@@ -197,5 +197,3 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
             "extra_teachers": extras, "extra_teacher_forward_passes": sum(f.computed for f in fillers[1:]),
             "step_report": counters}
 
-
-__all__ = ["CacheFidelityError", "DatasetError", "cache_hit_rate", "open_store", "run"]
