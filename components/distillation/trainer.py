@@ -5,7 +5,10 @@ classifiers (``classifier.train_classifier``) and sentence-embedding students (`
 
 The loop (:func:`train_loop`) owns what every run needs: warmup + linear/cosine decay, gradient
 accumulation, clipping, early stopping on validation, seeds, checkpoint/resume, a progress bar,
-per-step metrics and bf16 autocast on CUDA. It sees the data only through ``batch_loss(indices)``
+per-step metrics and bf16 autocast on CUDA. Checkpoints (checkpoint.py) survive crashes: a torn one
+is quarantined and the previous one resumes; SIGTERM (a preempted pod) checkpoints at the next step
+boundary and raises :class:`~components.distillation.preemption.Preempted`; an out-of-memory step
+raises :class:`OutOfMemory` naming the checkpoint a rerun resumes from. It sees the data only through ``batch_loss(indices)``
 and the order of rows through ``order(epoch)``, so a distributed run can swap in a sharded order
 (a DistributedSampler's indices) and a DDP-wrapped model without touching it.
 """
@@ -26,7 +29,17 @@ import torch
 from tqdm.auto import tqdm
 
 from components.distillation import distributed as ddp
-from components.distillation.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from components.distillation.checkpoint import load_latest, save_checkpoint
+from components.distillation.preemption import Preempted, stop_on_sigterm
+
+
+class OutOfMemory(RuntimeError):
+    """A step ran out of (GPU) memory; the last checkpoint is intact and a rerun resumes from it."""
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
 def seed_everything(seed: int) -> None:
@@ -114,6 +127,8 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
     (higher is better) after each epoch. With `settings.checkpoint_dir`, state is saved every
     `checkpoint_every` optimizer steps and at each epoch end; a run that finds a checkpoint there
     continues from it and reaches the same weights as an uninterrupted run with the same seed.
+    SIGTERM (in the main thread) makes the loop checkpoint at the next step boundary and raise
+    Preempted; a step that runs out of memory raises OutOfMemory; neither leaves a partial checkpoint.
 
     Inside a torch.distributed process group (torchrun, see distributed.py) each rank trains on its
     shard of every epoch's order with batch_size / world_size rows per micro-batch under
@@ -151,15 +166,43 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
              "history": [], "bad_epochs": 0, "stopped_early": False}
     ckpt = settings.checkpoint_dir or None
     # every rank resumes from the same checkpoint (a shared volume); only rank 0 writes it
+    # (only rank 0 moves a torn checkpoint aside; the others skip it)
     resumed_from = 0
-    if ckpt is not None and has_checkpoint(ckpt):
-        state = load_checkpoint(ckpt, dict(modules), optimizer, scheduler, generator)
-        resumed_from = state["step"]
+    last: dict = {"step": None, "path": None}  # the newest checkpoint on disk, for error messages
+    if ckpt is not None:
+        loaded = load_latest(ckpt, dict(modules), optimizer, scheduler, generator, tidy=main)
+        if loaded is not None:
+            state, path = loaded
+            resumed_from = state["step"]
+            last.update(step=state["step"], path=path)
 
     def checkpoint() -> None:
         if ckpt is None or not main:
             return
-        save_checkpoint(ckpt, dict(modules), optimizer, scheduler, generator, state)
+        path = save_checkpoint(ckpt, dict(modules), optimizer, scheduler, generator, state)
+        last.update(step=state["step"], path=path)
+
+    def stop_requested(stop: dict) -> bool:
+        if not distributed:
+            return stop["signal"] is not None
+        # every rank must stop at the same step (their collectives would hang otherwise)
+        return ddp.all_mean(1.0 if stop["signal"] else 0.0, device) > 0
+
+    def preempt(stop: dict, saved: bool) -> None:
+        if not saved:
+            checkpoint()
+        what = (f"after writing checkpoint {last['path']}; a rerun (or a KFP retry) resumes from it"
+                if ckpt is not None else "with no checkpoint_dir set: nothing was saved")
+        raise Preempted(f"{stop['signal'] or 'SIGTERM'} received: training stopped at step {state['step']} {what}",
+                        step=state["step"], checkpoint=str(last["path"] or ""))
+
+    def out_of_memory(exc: BaseException) -> OutOfMemory:
+        kept = (f"the last checkpoint (step {last['step']}, {last['path']}) is intact and a rerun resumes from it"
+                if last["path"] is not None else "no checkpoint was written yet")
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return OutOfMemory(f"out of memory at step {state['step'] + 1} (micro-batches of {batch_size} rows: "
+                           f"{first_line}); {kept}; lower distill.batch_size (and raise distill.grad_accumulation "
+                           f"to keep the effective batch)")
 
     step_fn, step_module = batch_loss, None
     if distributed:
@@ -175,64 +218,75 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=state["step"], desc=desc, unit="step",
                disable=os.environ.get("DISTILLOPS_PROGRESS", "1") == "0" or not main)
-    while state["epoch"] <= settings.epochs and not state["stopped_early"]:
-        for mod in modules.values():
-            mod.train()
-        if state["perm"] is None:
-            state["perm"] = order(state["epoch"], generator)
-            state["micro"], state["running"] = 0, 0.0
-        perm = ddp.shard(state["perm"], rank, world) if distributed else state["perm"]
-        while state["micro"] < micro:
-            first = state["micro"]
-            chunk = range(first, min(first + settings.grad_accumulation, micro))
-            optimizer.zero_grad(set_to_none=True)
-            step_loss, parts = 0.0, {}
-            for j in chunk:
-                idx = perm[j * batch_size:(j + 1) * batch_size]
-                # DDP: all-reduce gradients only on the last micro-batch of an accumulation chunk
-                sync = step_module.no_sync() if step_module is not None and j != chunk[-1] else \
-                    contextlib.nullcontext()
-                with sync:
-                    with autocast:
-                        loss, parts = step_fn(idx)
-                    (loss / len(chunk)).backward()
-                step_loss += loss.item() / len(chunk)
-            step_loss = ddp.all_mean(step_loss, device)  # the global batch's loss, the same on every rank
-            if settings.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            state["micro"] = chunk.stop
-            state["running"] += step_loss
-            state["step"] += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}")
-            if on_metrics and settings.log_every and state["step"] % settings.log_every == 0:
-                on_metrics({"step_loss": step_loss, "learning_rate": scheduler.get_last_lr()[0],
-                            **{f"loss_{k}": v for k, v in parts.items()}}, state["step"])
-            if settings.checkpoint_every and state["step"] % settings.checkpoint_every == 0:
-                checkpoint()
-        epoch = state["epoch"]
-        metrics = {"epoch": epoch, "train_loss": state["running"] / steps_per_epoch}
-        if evaluate is not None:
-            # evaluated on rank 0 only and broadcast, so every rank takes the same best/stop decision
-            metrics["validation_score"] = ddp.from_main(evaluate() if main else 0.0, device)
-        score = metrics.get("validation_score", -metrics["train_loss"])
-        best = state["best"]
-        if score > best[0] or best[2] is None:
-            state["best"] = (score, epoch, copy.deepcopy({k: m.state_dict() for k, m in modules.items()}))
-            state["bad_epochs"] = 0
-        else:
-            state["bad_epochs"] += 1
-            if settings.early_stopping_patience and state["bad_epochs"] >= settings.early_stopping_patience:
-                state["stopped_early"] = True
-        state["history"].append(metrics)
-        state["epoch"] += 1
-        state["perm"] = None
-        if on_metrics:
-            on_metrics(metrics, state["step"])
-        checkpoint()
-    bar.close()
+    with stop_on_sigterm() as stop, contextlib.closing(bar):
+        while state["epoch"] <= settings.epochs and not state["stopped_early"]:
+            for mod in modules.values():
+                mod.train()
+            if state["perm"] is None:
+                state["perm"] = order(state["epoch"], generator)
+                state["micro"], state["running"] = 0, 0.0
+            perm = ddp.shard(state["perm"], rank, world) if distributed else state["perm"]
+            while state["micro"] < micro:
+                first = state["micro"]
+                chunk = range(first, min(first + settings.grad_accumulation, micro))
+                optimizer.zero_grad(set_to_none=True)
+                step_loss, parts = 0.0, {}
+                try:
+                    for j in chunk:
+                        idx = perm[j * batch_size:(j + 1) * batch_size]
+                        # DDP: all-reduce gradients only on the last micro-batch of an accumulation chunk
+                        sync = step_module.no_sync() if step_module is not None and j != chunk[-1] else \
+                            contextlib.nullcontext()
+                        with sync:
+                            with autocast:
+                                loss, parts = step_fn(idx)
+                            (loss / len(chunk)).backward()
+                        step_loss += loss.item() / len(chunk)
+                except RuntimeError as exc:
+                    if _out_of_memory(exc):
+                        raise out_of_memory(exc) from exc
+                    raise
+                step_loss = ddp.all_mean(step_loss, device)  # the global batch's loss, the same on every rank
+                if settings.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                state["micro"] = chunk.stop
+                state["running"] += step_loss
+                state["step"] += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}")
+                if on_metrics and settings.log_every and state["step"] % settings.log_every == 0:
+                    on_metrics({"step_loss": step_loss, "learning_rate": scheduler.get_last_lr()[0],
+                                **{f"loss_{k}": v for k, v in parts.items()}}, state["step"])
+                saved = bool(settings.checkpoint_every and state["step"] % settings.checkpoint_every == 0)
+                if saved:
+                    checkpoint()
+                if stop_requested(stop):  # a step boundary: the state is whole
+                    preempt(stop, saved)
+            epoch = state["epoch"]
+            metrics = {"epoch": epoch, "train_loss": state["running"] / steps_per_epoch}
+            if evaluate is not None:
+                # evaluated on rank 0 only and broadcast, so every rank takes the same best/stop decision
+                metrics["validation_score"] = ddp.from_main(evaluate() if main else 0.0, device)
+            score = metrics.get("validation_score", -metrics["train_loss"])
+            best = state["best"]
+            if score > best[0] or best[2] is None:
+                state["best"] = (score, epoch, copy.deepcopy({k: m.state_dict() for k, m in modules.items()}))
+                state["bad_epochs"] = 0
+            else:
+                state["bad_epochs"] += 1
+                if settings.early_stopping_patience and state["bad_epochs"] >= settings.early_stopping_patience:
+                    state["stopped_early"] = True
+            state["history"].append(metrics)
+            state["epoch"] += 1
+            state["perm"] = None
+            if on_metrics:
+                on_metrics(metrics, state["step"])
+            checkpoint()
+            more = state["epoch"] <= settings.epochs and not state["stopped_early"]
+            if stop_requested(stop) and more:  # (a finished run just finishes)
+                preempt(stop, saved=True)
     best_score, best_epoch, best_state = state["best"]
     for name, mod in modules.items():
         mod.load_state_dict(best_state[name])
