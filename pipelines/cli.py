@@ -246,12 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     from components.common.lineage import LineageError
     from components.common.modeling import ModelError
     from components.common.registry import RegistryError
+    from components.distillation.preemption import Preempted
     from components.promote.audit import AuditError
     from components.promote.runner import PromotionRefused
     from components.teacher.runner import TeacherRefused
 
     try:
         return COMMANDS.get(args.command, cmd_step)(args)
+    except Preempted as exc:  # SIGTERM: a checkpoint was written; exit 75 (EX_TEMPFAIL) asks for a retry
+        print(f"distillops {args.command}: preempted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (AuditError, PromotionRefused, TeacherRefused) as exc:
         print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
         return 1

@@ -47,8 +47,13 @@ class StepResources:
 RESOURCES: dict[str, StepResources] = {
     "version_data": StepResources(cpu="1", memory="2Gi", retries=3),
     "cache_teacher_outputs": StepResources(cpu="2", memory="6Gi", retries=2),
-    "train_student": StepResources(cpu="4", memory="8Gi"),
-    "benchmark_gate": StepResources(cpu="2", memory="6Gi"),
+    # A preempted or killed training is retried and resumes: its checkpoints live on the home volume
+    # under a key of config, data and teacher versions (train_student.runner.checkpoint_dir), the last
+    # complete one is verified and loaded, and SIGTERM makes it checkpoint and exit 75 within the pod's
+    # grace period (a failed main container: Argo's default retryPolicy OnFailure retries it).
+    "train_student": StepResources(cpu="4", memory="8Gi", retries=2),
+    # Measures and writes its reports atomically; nothing external is created, so a retry is a rerun.
+    "benchmark_gate": StepResources(cpu="2", memory="6Gi", retries=2),
     "promote": StepResources(cpu="1", memory="2Gi", retries=3),
     # The gate's refusal, appended to the promotion ledger (idempotent by its attempt id).
     "record_refusal": StepResources(cpu="1", memory="2Gi", retries=3),

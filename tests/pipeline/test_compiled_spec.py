@@ -105,6 +105,16 @@ def _task(spec, step):
     return tasks[step.replace("_", "-")]
 
 
+def test_a_preempted_training_or_gate_task_is_retried(compiled):
+    """RELIABILITY 40: a deleted pod's train_student / benchmark_gate gets a bounded retry (the
+    retried training resumes from its checkpoint: tests/component/test_train_student_preemption.py)."""
+    spec, _, _ = parse_strictly(compiled["distill_pipeline"])
+    for step in ("train_student", "benchmark_gate"):
+        policy = _task(spec, step).retry_policy
+        assert 1 <= policy.max_retry_count <= 5, step
+        assert policy.backoff_duration.seconds > 0, step
+
+
 def test_promote_and_drift_never_come_from_the_cache(compiled):
     spec, _, _ = parse_strictly(compiled["distill_pipeline"])
     assert not _task(spec, "promote").caching_options.enable_cache
