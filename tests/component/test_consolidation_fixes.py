@@ -13,7 +13,7 @@ from components.cache_teacher_outputs import runner as cache_step
 from components.common.config import config_from_dict, config_hash
 from components.common.home import Home
 from components.common.teachers import TeacherMismatchError, load_pinned, resolve_teacher
-from components.distillation.checkpoint import CheckpointError
+from components.distillation.checkpoint import manifest, write_marker
 from components.train_student import runner as train_step
 from components.version_data import runner as version_step
 
@@ -40,15 +40,19 @@ def test_a_planted_checkpoint_runs_no_code(home, tmp_path, tiny_teacher):
     snap, outputs, data_version = _prepared(home, tmp_path, tiny_teacher, cfg)
     h = Home.resolve(home)
     ckpt = train_step.checkpoint_dir(h, "h", data_version, [resolve_teacher(str(tiny_teacher), h).version])
-    ckpt.mkdir(parents=True)
+    planted = ckpt / "ckpt-000001-step-00000002"  # where a checkpoint is looked for now
+    planted.mkdir(parents=True)
     MARKER.unlink(missing_ok=True)
-    for name in ("checkpoint.pt", "tensors.safetensors"):  # the old name, and the new one
-        (ckpt / name).write_bytes(pickle.dumps(_Planted()))
-    (ckpt / "state.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="unreadable"):
-        train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), cfg, data_version,
-                       str(tmp_path / "student"), "h")
+    for folder in (ckpt, planted):
+        for name in ("checkpoint.pt", "pytorch_model.bin", "tensors.safetensors"):  # old names, and the new one
+            (folder / name).write_bytes(pickle.dumps(_Planted()))
+        (folder / "state.json").write_text("{}")
+    # a marker whose manifest matches the planted files: verification passes, loading must still run no code
+    write_marker(planted, manifest(planted, step=2))
+    result = train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), cfg, data_version,
+                            str(tmp_path / "student"), "h")
     assert not MARKER.exists(), "loading the resume checkpoint unpickled a planted file"
+    assert result["resumed_from_step"] == 0  # the planted state was set aside, training started over
 
 
 def test_no_weights_only_false_anywhere():
