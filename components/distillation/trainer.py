@@ -191,8 +191,9 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
     def preempt(stop: dict, saved: bool) -> None:
         if not saved:
             checkpoint()
-        what = (f"after writing checkpoint {last['path']}; a rerun (or a KFP retry) resumes from it"
-                if ckpt is not None else "with no checkpoint_dir set: nothing was saved")
+        what = ("with no checkpoint_dir set: nothing was saved" if ckpt is None else
+                f"after writing checkpoint {last['path']}; a rerun (or a KFP retry) resumes from it" if main else
+                "(rank 0 wrote the checkpoint a rerun resumes from)")
         raise Preempted(f"{stop['signal'] or 'SIGTERM'} received: training stopped at step {state['step']} {what}",
                         step=state["step"], checkpoint=str(last["path"] or ""))
 

@@ -64,6 +64,11 @@ def test_sigterm_mid_training_then_the_retry_resumes(home, tmp_path, tiny_teache
     retried = train("retried", "h")  # the retry: same config, data and teacher -> the same checkpoint dir
     assert retried["resumed_from_step"] == 3
     assert load_file(str(tmp_path / "retried" / "model.safetensors"))  # the student is written
+    # the retry's MLflow run logs each step once, from the first step after the checkpoint
+    from components.common.registry import connect
+
+    steps = [m.step for m in connect(h).get_metric_history(retried["mlflow_run_id"], "step_loss")]
+    assert sorted(steps) == list(range(4, 4 + len(steps))) and len(steps) >= 2
     assert not ckpt.exists()  # finished: nothing left to resume
     # (that a resumed run's weights are bit-identical to an uninterrupted run's is pinned with real
     # SIGKILL/SIGTERM processes in tests/unit/test_checkpoint_recovery.py)
