@@ -208,6 +208,9 @@ def verify(directory: str | Path) -> dict[str, Any]:
     for name in (TENSORS, STATE):
         if name not in files:
             raise CheckpointError(f"{d.name}: {MARKER} does not list {name}")
+    for name in files:  # names only: nothing outside the directory is ever opened
+        if name in ("", ".", "..") or Path(name).name != name:
+            raise CheckpointError(f"{d.name}: {MARKER} lists {name!r}, not a file of the checkpoint")
     for name, want in files.items():
         path = d / name
         if not path.is_file():

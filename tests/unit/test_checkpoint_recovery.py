@@ -331,3 +331,8 @@ def test_a_checkpoint_that_does_not_verify_names_the_file_and_why(tmp_path):
     (d / TENSORS).write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=f"{TENSORS}: sha256 .* differs from the manifest"):
         checkpoint.verify(d)
+    marker = json.loads((d / MARKER).read_text())
+    marker["files"]["../../outside"] = {"sha256": "0" * 64, "size": 0}
+    (d / MARKER).write_text(json.dumps(marker))
+    with pytest.raises(CheckpointError, match="lists '../../outside', not a file of the checkpoint"):
+        checkpoint.verify(d)
