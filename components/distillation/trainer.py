@@ -5,12 +5,14 @@ classifiers (``classifier.train_classifier``) and sentence-embedding students (`
 
 The loop (:func:`train_loop`) owns what every run needs: warmup + linear/cosine decay, gradient
 accumulation, clipping, early stopping on validation, seeds, checkpoint/resume, a progress bar,
-per-step metrics and bf16 autocast on CUDA. Checkpoints (checkpoint.py) survive crashes: a torn one
-is quarantined and the previous one resumes; SIGTERM (a preempted pod) checkpoints at the next step
-boundary and raises :class:`~components.distillation.preemption.Preempted`; an out-of-memory step
-raises :class:`OutOfMemory` naming the checkpoint a rerun resumes from. It sees the data only through ``batch_loss(indices)``
+per-step metrics and bf16 autocast on CUDA. It sees the data only through ``batch_loss(indices)``
 and the order of rows through ``order(epoch)``, so a distributed run can swap in a sharded order
 (a DistributedSampler's indices) and a DDP-wrapped model without touching it.
+
+Checkpoints (checkpoint.py) survive crashes: a torn one is quarantined and the previous one resumes.
+SIGTERM (a preempted pod) checkpoints at the next step boundary and raises
+:class:`~components.distillation.preemption.Preempted`; a step that runs out of memory raises
+:class:`OutOfMemory` naming the intact checkpoint a rerun resumes from.
 """
 
 from __future__ import annotations
