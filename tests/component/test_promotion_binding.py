@@ -144,7 +144,7 @@ def test_with_a_key_only_a_signed_report_promotes(home, tmp_path, monkeypatch, c
 def _artifact_weights(home: Path, student: Path) -> Path:
     """The registered copy of `student`'s weights in the home's MLflow artifact store."""
     want = sha256_file(student / "model.safetensors")
-    found = [p for p in (home / "mlflow-artifacts").rglob("model.safetensors") if sha256_file(p) == want]
+    found = [p for p in Home.resolve(home).mlflow_artifacts.rglob("model.safetensors") if sha256_file(p) == want]
     assert found, "the registered weights are not under the home's artifact store"
     return found[0]
 

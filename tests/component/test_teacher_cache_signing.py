@@ -61,7 +61,7 @@ def test_records_are_signed_and_checked_only_with_a_key(tmp_path):
     # With the key: the signed record reads, the unsigned one is refused (quarantined, recomputed).
     right = TeacherOutputStore(tmp_path, signing_key=KEY)
     assert set(right.get_many(_keys("a") + _keys("b"))) == set(_keys("a"))
-    assert len(right.last_problems) == 1 and "not signed" in str(right.last_problems[0])
+    assert len(right.last_problems) == 1 and "has no signature" in str(right.last_problems[0])
     # With another key (a rotated or wrong secret), the signed record is refused too.
     other = TeacherOutputStore(tmp_path, signing_key=b"w" * 32)
     assert other.get_many(_keys("a")) == {}
