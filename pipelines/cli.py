@@ -246,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     from components.common.lineage import LineageError
     from components.common.modeling import ModelError
     from components.common.registry import RegistryError
+    from components.common.signing import SigningKeyError
     from components.distillation.preemption import Preempted
     from components.promote.audit import AuditError
-    from components.promote.runner import PromotionRefused
+    from components.promote.runner import GateReportRejected, PromotionRefused
     from components.teacher.runner import TeacherRefused
 
     try:
@@ -256,10 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     except Preempted as exc:  # SIGTERM: a checkpoint was written; exit 75 (EX_TEMPFAIL) asks for a retry
         print(f"distillops {args.command}: preempted: {exc}", file=sys.stderr)
         return exc.exit_code
+    except GateReportRejected as exc:  # bad input (a report for another student, forged, unsigned): changed nothing
+        print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
+        return 2
     except (AuditError, PromotionRefused, TeacherRefused) as exc:
         print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, DatasetError, LineageError, ModelError, RegistryError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, LineageError, ModelError, RegistryError, SigningKeyError,
+            FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # a failed kfp.local task: its log is above

@@ -1,5 +1,5 @@
 """Kubernetes settings of each task on a Kubeflow cluster (kfp-kubernetes): secrets and config as
-environment variables, the home volume (teacher cache, DVC repository, reports), the DVC remote
+environment variables (the signing key, optional, to the steps that sign or verify), the home volume (teacher cache, DVC repository, reports), the DVC remote
 config file, CPU/memory/GPU requests, retries of transient steps.
 
 `configure(task, step)` is called for every task in the pipeline definitions. kfp.local ignores
@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from components.common.signing import KEY_ENV
+
 # Every task mounts the home PVC here and gets it as its `home` parameter on a cluster.
 CLUSTER_HOME = "/var/lib/distillops"
 HOME_PVC = "distillops-home"
@@ -27,6 +29,13 @@ OBJECT_STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # Where the services are: tracking server, DVC remote URL, S3 endpoint.
 CONFIG_MAP = "distillops-config"
 CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "DISTILLOPS_DVC_REMOTE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+# The signing key (docs/promotion.md): the gate signs its report, promote and record_refusal verify
+# it, the teacher-cache step signs and verifies its manifest records. Optional: a cluster without
+# the secret runs unsigned (binding still applies). Only the steps that sign or verify get it;
+# train_student reads the TeacherOutputs artifact, not the store, and never sees the key.
+SIGNING_SECRET = "distillops-signing-key"
+SIGNING_SECRET_KEY = "key"
+SIGNING_STEPS = ("cache_teacher_outputs", "benchmark_gate", "promote", "record_refusal")
 # DVC's system-level config directory: its `config` file (remote "storage" endpoint) merges
 # under the repository's own config, which only sets the remote URL.
 DVC_CONFIG_MAP = "distillops-dvc-config"
@@ -82,6 +91,9 @@ def configure(task, step: str):
         task.set_accelerator_type(accelerator()).set_accelerator_limit(1)
     kubernetes.use_secret_as_env(task, secret_name=OBJECT_STORE_SECRET,
                                  secret_key_to_env={key: key for key in OBJECT_STORE_KEYS})
+    if step in SIGNING_STEPS:
+        kubernetes.use_secret_as_env(task, secret_name=SIGNING_SECRET,
+                                     secret_key_to_env={SIGNING_SECRET_KEY: KEY_ENV}, optional=True)
     kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP,
                                      config_map_key_to_env={key: key for key in CONFIG_KEYS})
     kubernetes.use_config_map_as_volume(task, config_map_name=DVC_CONFIG_MAP, mount_path=DVC_SYSTEM_CONFIG_DIR)

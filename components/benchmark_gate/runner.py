@@ -1,7 +1,9 @@
 """Side effects of benchmark_gate: run student, teacher timing and champion; write the reports.
 
 The gate only measures and decides; a refusal is recorded in the promotion history by the DAG's
-``dsl.Else`` branch (promote's ``record_refusal``), not from here.
+``dsl.Else`` branch (promote's ``record_refusal``), not from here. Its report binds the verdict to
+the student it measured (model digest and lineage in ``context``) and is signed when a signing
+key is configured (``common/signing.py``); promote accepts nothing else.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from components.benchmark_gate.core import (
     render_markdown,
 )
 from components.benchmark_gate.report_html import render_html
-from components.common import registry
+from components.common import registry, signing
 from components.common.config import Config
 from components.common.dataset import read_snapshot
 from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.io import atomic_write_text
-from components.common.lineage import read_lineage
+from components.common.lineage import bound_context, read_lineage
 from components.common.modeling import load_classifier, predict_logits
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
@@ -112,6 +114,12 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
         lineage = read_lineage(student_path)
+        if lineage["teacher_version"] != outputs.teacher_version:
+            raise ValueError(f"{student_path} was trained on teacher {lineage['teacher_version']}, the teacher "
+                             f"outputs {teacher_outputs_path} are of {outputs.teacher_version}: not the same run")
+        # Digest before measuring: the verdict is bound to what was on disk when loaded.
+        bound = bound_context(student_path)
+        key = signing.key_from_env()
         names = outputs.label_names
         test_idx = snapshot.indices("test")
         texts = [snapshot.texts[i] for i in test_idx]
@@ -160,9 +168,11 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                    # The teacher-cache key of this run: the digest of the cached teacher outputs it used.
                    "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
                    "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html",
-                   "student_shape": _shape_summary(lineage)}
+                   "student_shape": _shape_summary(lineage), **bound}
         report = {**result.to_dict(), "context": context,
                   "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names))}}
+        if key is not None:
+            report = signing.sign_report(report, key)
         markdown = render_markdown(result, context)
         page = render_html(result, context, report["confusion_matrix"]["student"], names)
         _publish(h, lineage, report, markdown, page,

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 
 from components.cache_teacher_outputs.core import compare_outputs, fidelity_sample, plan_rows
+from components.common import signing
 from components.common.config import Config, layer_pairs
 from components.common.dataset import check_labels, read_snapshot
 from components.common.hashing import md5_file
@@ -36,8 +37,9 @@ class CacheFidelityError(RuntimeError):
 
 
 def open_store(home: Home, cache_url: str = "") -> TeacherOutputStore:
-    """The configured store: cache.url (any fsspec URL), else the home's teacher-cache directory."""
-    return TeacherOutputStore(cache_url or home.teacher_cache)
+    """The configured store: cache.url (any fsspec URL), else the home's teacher-cache directory;
+    records signed and checked with the signing key when one is configured (DISTILLOPS_SIGNING_KEY)."""
+    return TeacherOutputStore(cache_url or home.teacher_cache, signing_key=signing.key_from_env())
 
 
 def cache_hit_rate(home: Home) -> dict:

@@ -41,3 +41,18 @@ def digest_dir(path: str | Path, patterns: tuple[str, ...] = ("*.safetensors", "
         h.update(b"\0")
         h.update(sha256_file(p).encode())
     return h.hexdigest()
+
+
+# What a model directory serves: weights, config and every tokenizer file transformers may read.
+MODEL_FILES = ("*.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
+               "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def model_digest(path: str | Path) -> str:
+    """The identity of a model directory: ``digest_dir`` over its weights, config and tokenizer.
+
+    The gate binds its verdict to it and promote recomputes it over what it registers (the
+    registry's ``model_digest`` tag); both call this one function.
+    """
+    return digest_dir(path, MODEL_FILES)

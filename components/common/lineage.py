@@ -11,10 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from components.common.hashing import model_digest
 from components.common.io import atomic_write_text
 
 LINEAGE_FILE = "distillops.json"
 REQUIRED = ("data_version", "teacher_version", "teacher_ref", "config_hash", "mlflow_run_id")
+# What a gate verdict is bound to besides the model digest: the student's lineage that promote checks.
+BOUND_LINEAGE = ("data_version", "teacher_version", "config_hash")
 
 
 class LineageError(ValueError):
@@ -40,3 +43,11 @@ def read_lineage(model_dir: str | Path) -> dict[str, Any]:
     if missing:
         raise LineageError(f"{path}: lineage lacks {missing}")
     return lineage
+
+
+def bound_context(model_dir: str | Path) -> dict[str, str]:
+    """What a gate report binds its verdict to: the student's model digest (weights, config,
+    tokenizer) and the lineage fields promote checks (data, teacher and config versions).
+    The gate writes it into the report's context; promote recomputes it over what it registers."""
+    lineage = read_lineage(model_dir)
+    return {"model_digest": model_digest(model_dir), **{k: str(lineage[k]) for k in BOUND_LINEAGE}}

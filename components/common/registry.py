@@ -104,11 +104,33 @@ def download_model(client, home: Home, ref: ModelRef) -> tuple[Path, Any]:
         return dest, mv
     src = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}"))
     with atomic_dir(dest) as staging:
-        for sub in ("model", "components/tokenizer"):
-            for f in (src / sub).glob("*"):
-                if f.is_file():
-                    shutil.copy2(f, staging / f.name)
+        _flatten(src, staging)
     return dest, mv
+
+
+def _flatten(src: Path, dest: Path) -> Path:
+    """The transformers flavor's layout (model/, components/tokenizer/) as one model directory."""
+    for sub in ("model", "components/tokenizer"):
+        for f in (src / sub).glob("*"):
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
+    return dest
+
+
+def fetch_version_files(name: str, version: str, dest: Path) -> Path:
+    """Download version `version` of `name` afresh (never from the home's cache) under `dest`, as
+    one model directory (weights, config, tokenizer); returns it. For checking what is registered."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        src = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                       dst_path=str(dest / "download")))
+    except MlflowException as exc:
+        raise RegistryError(f"models:/{name}/{version}: cannot download its artifact: {exc}") from None
+    flat = dest / "model"
+    flat.mkdir()
+    return _flatten(src, flat)
 
 
 def register(client, model_uri: str, name: str, tags: dict[str, str]):

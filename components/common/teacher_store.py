@@ -19,6 +19,13 @@ read-modify-write). Every file is written to a temp name and renamed (on an obje
 atomic by itself). A shard is listed only after its bytes are in place, so readers never see half
 a shard; a shard whose bytes no longer match its record (flipped byte, truncation) or that is gone
 is reported in ``last_problems``, quarantined and its rows treated as missing, so they are recomputed.
+
+With a signing key (``signing_key``; the steps pass ``DISTILLOPS_SIGNING_KEY``), every manifest
+record written is signed (HMAC-SHA256 over its shard's sha256, size, row count, format and row
+keys, which hash the teacher version), and a record read without a valid signature is handled like
+a corrupted shard: reported, logged, quarantined, its rows recomputed (and signed). The sha256
+catches accidents; the signature catches a shard and record rewritten together by someone who can
+write the store but does not hold the key. docs/teacher-cache.md has the threat model.
 """
 
 from __future__ import annotations
@@ -29,12 +36,13 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load, save
 
+from components.common import signing
 from components.common.io import atomic_write_bytes
 from components.common.topk import TopK
 
@@ -63,15 +71,41 @@ class ShardRecord:
     rows: int
     format: str
     keys: tuple[str, ...]  # hex
+    signature: str | None = None  # HMAC of signed_bytes() with the deployment's key; None: unsigned
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: everything that says which bytes hold which rows."""
+        return _RECORD_PURPOSE + signing.canonical({"sha256": self.sha256, "size": self.size, "rows": self.rows,
+                                                    "format": self.format, "keys": list(self.keys)})
+
+    def signed(self, key: bytes | None) -> ShardRecord:
+        return self if key is None else replace(self, signature=signing.sign(self.signed_bytes(), key))
+
+    def signature_problem(self, key: bytes | None) -> str | None:
+        if key is None:
+            return None
+        if self.signature is None:
+            return "its manifest record has no signature, and a signing key is configured"
+        if not signing.verify(self.signed_bytes(), self.signature, key):
+            return ("its manifest record's signature does not match under the configured key (rewritten without "
+                    "the key, or signed with another key)")
+        return None
 
     def to_json(self) -> str:
-        return json.dumps({"sha256": self.sha256, "size": self.size, "rows": self.rows, "format": self.format,
-                           "keys": list(self.keys), "written": time.time()}, sort_keys=True)
+        d = {"sha256": self.sha256, "size": self.size, "rows": self.rows, "format": self.format,
+             "keys": list(self.keys), "written": time.time()}
+        if self.signature is not None:
+            d["signature"] = self.signature
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ShardRecord:
         d = json.loads(text)
-        return cls(d["sha256"], int(d["size"]), int(d["rows"]), d["format"], tuple(d["keys"]))
+        return cls(d["sha256"], int(d["size"]), int(d["rows"]), d["format"], tuple(d["keys"]), d.get("signature"))
+
+
+# Domain separation: a record's signature can never be taken for a gate report's (same key).
+_RECORD_PURPOSE = b"distillops teacher-cache record\n"
 
 
 @dataclass(frozen=True)
@@ -115,10 +149,13 @@ def _encode_keys(keys: Sequence[bytes]) -> np.ndarray:
 
 class TeacherOutputStore:
     """Teacher outputs by row key. `root` is a local directory or an fsspec URL (``s3://bucket/prefix``);
-    `storage_options` go to fsspec (e.g. ``{"endpoint_url": ...}`` for an S3-compatible server)."""
+    `storage_options` go to fsspec (e.g. ``{"endpoint_url": ...}`` for an S3-compatible server);
+    `signing_key`: sign records written and refuse records read without its signature (None: neither)."""
 
-    def __init__(self, root: str | os.PathLike, storage_options: dict | None = None):
+    def __init__(self, root: str | os.PathLike, storage_options: dict | None = None,
+                 signing_key: bytes | None = None):
         self.url = os.fspath(root)
+        self.signing_key = signing_key
         if storage_options:
             import fsspec
 
@@ -189,7 +226,12 @@ class TeacherOutputStore:
             pass
 
     def _read_shard(self, rec: ShardRecord) -> dict[str, np.ndarray] | None:
-        """The shard's tensors after verifying its bytes against the manifest, or None (quarantined)."""
+        """The shard's tensors after verifying its record's signature (with a key) and its bytes
+        against the record, or None (quarantined)."""
+        unsigned = rec.signature_problem(self.signing_key)
+        if unsigned:
+            self._quarantine(rec.sha256, unsigned)
+            return None
         try:
             data = self.fs.cat_file(self._shard_path(rec.sha256))
         except FileNotFoundError:
@@ -243,7 +285,7 @@ class TeacherOutputStore:
         sha = hashlib.sha256(payload).hexdigest()
         # Shard first, manifest record second: a record never points at bytes that are not there yet.
         self._write_atomic(self._shard_path(sha), payload)
-        rec = ShardRecord(sha, len(payload), len(keys), fmt, tuple(k.hex() for k in keys))
+        rec = ShardRecord(sha, len(payload), len(keys), fmt, tuple(k.hex() for k in keys)).signed(self.signing_key)
         self._write_atomic(self._p("manifest", f"{sha}.json"), rec.to_json().encode())
         return self._shard_path(sha)
 

@@ -31,6 +31,26 @@ def plan_promotion(gate_passed: bool, gate_reasons: list[str], existing_version:
     return PromotionPlan("register", ("the gate passed; registering a new version",), None, champion_version)
 
 
+def binding_problems(report: dict, bound: dict[str, str]) -> list[str]:
+    """Every way a gate report is not bound to the student about to be registered; [] when it is.
+
+    `bound` is what promote recomputed over the student (``lineage.bound_context``: its model
+    digest and lineage); the report's ``context`` must carry the same values, because that is what
+    the gate measured. A report without them (hand-written, or from before binding) is refused.
+    """
+    if not isinstance(report, dict) or not isinstance(report.get("passed"), bool):
+        return ['not a gate report: it has no boolean "passed"']
+    context = report.get("context")
+    context = context if isinstance(context, dict) else {}
+    problems = []
+    for key, want in bound.items():
+        got = context.get(key)
+        if got != want:
+            problems.append(f"{key}: the gate report says {'none' if got is None else repr(got)}"
+                            f"{' (not bound to any student)' if got is None else ''}, the student has {want!r}")
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------
 # The ledger fold: who is champion after an ordered list of records. Every process folds the same
 # records in the same order, so they all agree on the outcome of every attempt, however the

@@ -1,28 +1,93 @@
 """Side effects of promote: apply the plan to the MLflow registry (version, tags, aliases), and
-record a gate's refusal in the promotion history (the DAG's ``dsl.Else`` branch)."""
+record a gate's refusal in the promotion history (the DAG's ``dsl.Else`` branch).
+
+Both first check that the gate report is bound to the student they were given (model digest and
+lineage, recomputed here over a private copy of the student, which is what gets registered) and,
+when a signing key is configured, signed by the gate. A report that is not is refused before the
+registry is touched: nothing is registered, recorded or moved. docs/promotion.md explains it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from components.common import registry
+from components.common import registry, signing
 from components.common.config import Config
 from components.common.hashing import digest_dir
 from components.common.home import Home
-from components.common.lineage import read_lineage
+from components.common.lineage import bound_context, read_lineage
 from components.common.steplog import record_step
 from components.common.tracking import log_model
-from components.promote.core import plan_promotion
+from components.promote.core import binding_problems, plan_promotion
 
 log = logging.getLogger(__name__)
 
 
 class PromotionRefused(RuntimeError):
     """promote was asked to promote a student that did not pass the gate."""
+
+
+class GateReportRejected(PromotionRefused):
+    """The gate report is not the gate's verdict on this student: not bound to its model digest or
+    lineage, unreadable, or (with a signing key configured) unsigned or wrongly signed."""
+
+
+def _read_gate_report(path: str) -> dict:
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise GateReportRejected(f"gate report {path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(report, dict):
+        raise GateReportRejected(f"gate report {path}: not a JSON object")
+    return report
+
+
+def check_gate_report(report: dict, report_path: str, student_dir: str | Path, shown_as: str) -> dict[str, str]:
+    """Refuse (GateReportRejected, every problem at once) a report that is not the gate's signed
+    verdict on the student in `student_dir`; return what it is bound to (model digest, lineage)."""
+    bound = bound_context(student_dir)
+    problems = binding_problems(report, bound) + signing.verify_report(report, signing.key_from_env())
+    if problems:
+        raise GateReportRejected(f"gate report {report_path} is not the gate's verdict on {shown_as}: "
+                                 + "; ".join(problems))
+    return bound
+
+
+@contextmanager
+def _private_copy(h: Home, student_path: str) -> Iterator[Path]:
+    """A copy of the student's files that only this process can change: what is checked against
+    the gate report is exactly what is registered (no swap between the check and the upload)."""
+    src = Path(student_path)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{student_path}: no such student directory")
+    with tempfile.TemporaryDirectory(prefix=".promote-", suffix=".partial", dir=h.root) as tmp:
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copyfile(f, Path(tmp) / f.name)
+        yield Path(tmp)
+
+
+def _check_registered(h: Home, name: str, version: str, staged: Path) -> None:
+    """RELIABILITY item 20: the registered version's artifact (fetched afresh) holds the gated
+    weights, or it is not made champion."""
+    want = digest_dir(staged)
+    with tempfile.TemporaryDirectory(prefix=".verify-", suffix=".partial", dir=h.root) as tmp:
+        try:
+            got = digest_dir(registry.fetch_version_files(name, version, Path(tmp)))
+        except (OSError, registry.RegistryError) as exc:
+            raise PromotionRefused(f"{name} version {version}: its registered artifact cannot be read ({exc}); "
+                                   f"not making it champion") from None
+    if got != want:
+        raise PromotionRefused(f"{name} version {version}: its registered artifact (weights digest {got}) does "
+                               f"not match the gated student's ({want}); not making it champion")
 
 
 def git_commit() -> str:
@@ -55,24 +120,26 @@ def lineage_tags(lineage: dict, gate: dict, digest: str, pipeline_run_id: str, t
 
 def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeline_run_id: str = "",
         trigger_json: str = "") -> dict:
-    """Plan, then apply: register (once per weights), append a compare-and-set claim to the ledger,
-    sync. The claim expects the champion the gate compared against; if another promotion landed
-    first, the claim is recorded as rejected and PromotionRefused is raised."""
+    """Check the gate report's binding (and signature), then plan and apply: register (once per
+    weights), check the registered artifact, append a compare-and-set claim to the ledger, sync.
+    The claim expects the champion the gate compared against; if another promotion landed first,
+    the claim is recorded as rejected and PromotionRefused is raised. A report that is not bound to
+    this student raises GateReportRejected before anything is written."""
     from components.promote.audit import append_and_sync, new_record, record_refusal, sync
 
     h = Home.resolve(home).ensure()
     name = cfg.student.registered_name
-    with record_step(h, "promote") as counters:
-        gate = json.loads(Path(gate_report_path).read_text())
-        lineage = read_lineage(student_path)
+    with record_step(h, "promote") as counters, _private_copy(h, student_path) as staged:
+        gate = _read_gate_report(gate_report_path)
+        digest = check_gate_report(gate, gate_report_path, staged, student_path)["model_digest"]
+        lineage = read_lineage(staged)
         trigger = json.loads(trigger_json) if trigger_json else {}
-        digest = digest_dir(student_path)
         tags = lineage_tags(lineage, gate, digest, pipeline_run_id, trigger)
         client = registry.connect(h)
         # First finish whatever an interrupted promotion left pending, so the plan sees the truth.
         state, _ = sync(client, h, name)
         existing = registry.find_versions(client, name, "model_digest", digest)
-        plan = plan_promotion(gate["passed"], gate["reasons"], str(existing[0].version) if existing else None,
+        plan = plan_promotion(gate["passed"], gate.get("reasons", []), str(existing[0].version) if existing else None,
                               state.champion)
         log.info("promotion plan: %s (%s)", plan.action, "; ".join(plan.reasons))
         if plan.action == "refuse":
@@ -81,14 +148,22 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
         version, outcome, seq = plan.version, None, None
         if plan.action == "register":
             gate_tags = {
-                "gate_passed": str(gate["passed"]), "gate_reasons": json.dumps(gate["reasons"]),
-                "gate_checks": json.dumps([{k: c[k] for k in ("name", "passed", "value", "threshold")}
-                                           for c in gate["checks"]])[:4900],
+                "gate_passed": str(gate["passed"]), "gate_reasons": json.dumps(gate.get("reasons", [])),
+                "gate_checks": json.dumps([{k: c.get(k) for k in ("name", "passed", "value", "threshold")}
+                                           for c in gate.get("checks", [])])[:4900],
                 "student_accuracy": f"{gate['models']['student']['accuracy']:.4f}",
             }
-            model_uri = log_model(h, student_path, run_id=lineage["mlflow_run_id"])
-            version = str(registry.register(client, model_uri, name, {**tags, **gate_tags}).version)
-            version = _deduplicate(client, name, digest, version)
+            model_uri = log_model(h, staged, run_id=lineage["mlflow_run_id"])
+            created = str(registry.register(client, model_uri, name, {**tags, **gate_tags}).version)
+            version = _deduplicate(client, name, digest, created)
+            try:
+                _check_registered(h, name, version, staged)
+            except PromotionRefused:
+                if version == created:  # ours, and never champion: leave nothing behind
+                    registry.delete_version(client, name, version)
+                raise
+        elif plan.action == "alias_existing":
+            _check_registered(h, name, version, staged)
         if plan.action in ("register", "alias_existing"):
             expected = gate.get("context", {}).get("champion_version", "none")
             record = new_record("promote", name, version, expected, list(plan.reasons), tags)
@@ -110,15 +185,16 @@ def record_gate_refusal(home: str, student_path: str, gate_report_path: str, cfg
 
     h = Home.resolve(home).ensure()
     name = cfg.student.registered_name
-    with record_step(h, "record_refusal") as counters:
-        gate = json.loads(Path(gate_report_path).read_text())
+    with record_step(h, "record_refusal") as counters, _private_copy(h, student_path) as staged:
+        gate = _read_gate_report(gate_report_path)
+        bound = check_gate_report(gate, gate_report_path, staged, student_path)
         if gate.get("passed"):
             raise ValueError(f"{gate_report_path}: the gate passed; there is no refusal to record")
-        lineage = read_lineage(student_path)
+        lineage = read_lineage(staged)
         ctx = gate.get("context", {})
         seq = record_refusal(registry.connect(h), h, name, list(gate.get("reasons", [])),
                              {"data_version": lineage["data_version"], "config_hash": lineage["config_hash"],
-                              "teacher_version": lineage["teacher_version"],
+                              "teacher_version": lineage["teacher_version"], "model_digest": bound["model_digest"],
                               "gate_report": ctx.get("report_location", "")})
         counters.update(action="refused", ledger_seq=seq)
     return {"action": "refused", "version": None, "reasons": list(gate.get("reasons", [])), "model": name,

@@ -73,7 +73,7 @@ def mlflow_server(home, tmp_path, monkeypatch):
 
 
 def make_promotable(root: Path, seed: int, champion_version: str = "none", passed: bool = True) -> tuple[Path, Path]:
-    """A tiny student (distinct weights per seed) with its lineage file and a gate report."""
+    """A tiny student (distinct weights per seed) with its lineage file and a gate report bound to it."""
     import mlflow
     from fakes import make_tiny_teacher
 
@@ -87,11 +87,13 @@ def make_promotable(root: Path, seed: int, champion_version: str = "none", passe
     (student / "distillops.json").write_text(json.dumps({
         "data_version": f"data{seed}", "teacher_version": "teacher/v1+sha256:abc", "teacher_ref": "models:/t@champion",
         "config_hash": f"cfg{seed}", "mlflow_run_id": run.info.run_id}))
+    from components.common.lineage import bound_context
+
     gate = root / f"gate-{seed}.json"
     gate.write_text(json.dumps({
         "passed": passed, "reasons": [] if passed else ["student accuracy too low"],
         "checks": [{"name": "accuracy_retention", "passed": passed, "value": 0.99, "threshold": 0.97}],
         "models": {"student": {"accuracy": 0.9}},
         "context": {"champion_version": champion_version, "report_location": f"runs:/{run.info.run_id}/gate",
-                    "teacher_cache_key": "sha256:feed"}}))
+                    "teacher_cache_key": "sha256:feed", **bound_context(student)}}))
     return student, gate

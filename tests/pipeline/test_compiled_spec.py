@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from components.common import signing
 from components.common.image import IMAGE
 from pipelines import platform
 from pipelines.compile import compile_all
@@ -86,8 +87,14 @@ def test_every_task_gets_the_cluster_settings(compiled):
         assert sorted(executors) == sorted(f"exec-{s.replace('_', '-')}" for s in names)
         for step in names:
             k8s = executors[f"exec-{step.replace('_', '-')}"]
-            assert [s.secret_name for s in k8s.secret_as_env] == [platform.OBJECT_STORE_SECRET]
+            signed = [platform.SIGNING_SECRET] if step in platform.SIGNING_STEPS else []
+            assert [s.secret_name for s in k8s.secret_as_env] == [platform.OBJECT_STORE_SECRET, *signed]
             assert {e.env_var for e in k8s.secret_as_env[0].key_to_env} == set(platform.OBJECT_STORE_KEYS)
+            assert not k8s.secret_as_env[0].optional
+            if signed:  # optional: a cluster without the secret runs unsigned, binding still applies
+                key = k8s.secret_as_env[1]
+                assert key.optional and [(e.secret_key, e.env_var) for e in key.key_to_env] == [
+                    (platform.SIGNING_SECRET_KEY, signing.KEY_ENV)]
             assert [(m.constant, m.mount_path) for m in k8s.pvc_mount] == [(platform.HOME_PVC, platform.CLUSTER_HOME)]
             assert k8s.config_map_as_volume[0].mount_path == platform.DVC_SYSTEM_CONFIG_DIR
             resources = deployment.executors[f"exec-{step.replace('_', '-')}"].container.resources

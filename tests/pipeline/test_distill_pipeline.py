@@ -9,6 +9,7 @@ import pytest
 import yaml
 from fakes import make_rows, write_jsonl
 
+from components.common import signing
 from components.common.config import config_from_dict
 from components.common.home import Home
 from pipelines.cli import main
@@ -28,6 +29,8 @@ OVERRIDES = {
     # Tiny models run in microseconds: their speed-up is noise, so this test does not gate on it.
     "gate": {"min_speedup": 0.0, "min_accuracy_retention": 0.5, "latency_samples": 4, "throughput_batches": 1},
 }
+# The runs sign: the gate signs its report, promote accepts it only signed (docs/promotion.md).
+SIGNING_KEY = "pipeline-test-signing-key-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,7 @@ def world(tmp_path_factory, tiny_teacher):
     root = tmp_path_factory.mktemp("pipeline")
     mp = pytest.MonkeyPatch()
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.setenv(signing.KEY_ENV, SIGNING_KEY)
     home = Home.resolve(root / "home")
     rows = make_rows(150)
     data = write_jsonl(rows, root / "data.jsonl")
@@ -96,6 +100,13 @@ def test_gate_report_says_every_check(world):
     # shape: budget chose the student and says why: all 3 candidate layers fit 0.9 of the parameters
     assert report["context"]["student_shape"].startswith("layers [0, 2, 3], feed-forward 64, vocabulary ")
     assert "most capable candidate within 0.9" in report["context"]["student_shape"]
+    # Bound to the student it measured (the registered version's digest) and signed with the key.
+    mlflow.set_tracking_uri(world["home"].tracking_uri)
+    mv = mlflow.MlflowClient().get_model_version("distillops-student", "1")
+    assert report["context"]["model_digest"] == mv.tags["model_digest"]
+    assert report["context"]["data_version"] == mv.tags["data_version"]
+    assert report["signature"].startswith("hmac-sha256:")
+    assert signing.verify_report(report, SIGNING_KEY.encode()) == []
 
 
 def test_second_run_with_nothing_changed_recomputes_nothing(world):
