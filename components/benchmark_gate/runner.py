@@ -35,7 +35,7 @@ from components.common.lineage import bound_context, read_lineage
 from components.common.modeling import load_classifier, predict_logits
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teacher_outputs import read_teacher_outputs
+from components.common.teacher_outputs import check_aligned, read_teacher_outputs
 from components.common.teachers import load_pinned, load_teacher
 from components.common.tracking import attach
 from components.distillation.measure import count_parameters, measure_speeds, size_on_disk
@@ -113,6 +113,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
     with record_step(h, "benchmark_gate") as counters:
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
+        check_aligned(outputs, snapshot.texts, teacher_outputs_path)
         lineage = read_lineage(student_path)
         if lineage["teacher_version"] != outputs.teacher_version:
             raise ValueError(f"{student_path} was trained on teacher {lineage['teacher_version']}, the teacher "

@@ -22,8 +22,8 @@ from components.common.home import Home
 from components.common.modeling import ModelError, check_same_tokenizer
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step, steps_since
-from components.common.teacher_outputs import TeacherOutputs, write_teacher_outputs
-from components.common.teacher_store import TeacherOutputStore, row_key
+from components.common.teacher_outputs import TeacherOutputs, texts_digest, write_teacher_outputs
+from components.common.teacher_store import CacheIntegrityError, TeacherOutputStore, row_key
 from components.common.teachers import LoadedTeacher, load_pinned, load_teacher, resolve_teacher
 from components.distillation.losses import needs, resolve_losses
 from components.distillation.transfer import augment_record, augment_texts
@@ -98,7 +98,20 @@ class _Filler:
                 self.store.put_many([kind_keys[kind][i] for i in todo], fresh[kind])
                 cached.update({kind_keys[kind][i]: fresh[kind][j] for j, i in enumerate(todo)})
         self.computed += len(todo)
+        self.check_widths(kind_keys, cached)
         return {kind: np.stack([cached[k] for k in ks]) for kind, ks in kind_keys.items()}
+
+    def check_widths(self, kind_keys, cached) -> None:
+        """Every row of a kind has one shape, and logits one column per teacher label: a stored row of
+        another width (a record rewritten with its shard) stops the step before anything is stacked."""
+        for kind, ks in kind_keys.items():
+            shapes = sorted({cached[k].shape for k in ks})
+            expected = [(len(self.teacher.label_names),)] if kind == KIND else shapes[:1]
+            if shapes and shapes != expected:
+                raise CacheIntegrityError(
+                    f"teacher cache {self.store.url}: {kind} rows of shapes {shapes} for teacher {self.version}, "
+                    f"expected {expected[0]}; the store holds rows that do not belong to this teacher. Run "
+                    f"`distillops cache verify`, or delete the store and rerun.")
 
     def check_fidelity(self, texts: list[str], kind_keys, cached, cache_cfg) -> int:
         """Recompute a deterministic sample of cached rows with the live teacher; raise on any mismatch.
@@ -185,7 +198,8 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
             ref_name += "--extra-" + "-".join(e["teacher_version"].rsplit(":", 1)[-1][:8] for e in extras)
         store.record_ref(ref_name, [k for f in fillers for k in f.keys])
         write_teacher_outputs(TeacherOutputs(out[KIND], teacher.version, loaded.label_names, features, augment,
-                                             augment_meta, aug_texts, extras), outputs_path)
+                                             augment_meta, aug_texts, extras, texts_digest(snapshot.texts)),
+                              outputs_path)
         problems = [p for f in fillers for p in f.problems]
         rows = len(snapshot)
         counters.update(teacher_version=teacher.version, teacher_forward_passes=todo, cache_hits=rows - min(todo, rows),

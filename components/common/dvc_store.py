@@ -11,6 +11,7 @@ The remote is a local directory by default (``<home>/dvc-remote``) and any DVC U
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from components.common.io import atomic_copy, file_lock
 
 REMOTE_NAME = "storage"
 SNAPSHOT_NAME = "dataset.jsonl"
+
+log = logging.getLogger(__name__)
 
 
 def _locked(repo_root: Path):
@@ -48,26 +51,60 @@ def _dvc_md5(dvc_file: Path) -> str:
     return meta["outs"][0]["md5"]
 
 
+class DataIntegrityError(RuntimeError):
+    """A snapshot whose bytes do not hash to the data version DVC recorded for it."""
+
+
+def _is_local(remote_url: str) -> bool:
+    return not remote_url.startswith(("s3://", "gs://", "azure://", "http://", "https://", "ssh://"))
+
+
+def _object_path(root: Path, md5: str) -> Path:
+    """Where DVC 3 keeps the object of `md5` in a cache or a local remote."""
+    return root / "files" / "md5" / md5[:2] / md5[2:]
+
+
 def add_and_push(repo_root: str | Path, remote_url: str, snapshot_file: str | Path) -> str:
     """Version `snapshot_file`: dvc add + dvc push. Returns DVC's md5 (the data_version).
 
-    Idempotent: a version already tracked is pushed again (a no-op when the remote has it).
+    Idempotent: a version already tracked is pushed again (a no-op when the remote has it). DVC's
+    cache object is re-hashed first: one altered or lost in the cache (DVC may still call it up to
+    date, #9641) is restored from the snapshot in hand, so what is pushed is what was versioned; a
+    local remote's object is re-hashed after the push (and pushed again when it does not match).
     """
     repo_root = Path(repo_root)
-    if not remote_url.startswith(("s3://", "gs://", "azure://", "http://", "https://", "ssh://")):
+    if _is_local(remote_url):
         Path(remote_url).mkdir(parents=True, exist_ok=True)
     md5 = md5_file(snapshot_file)
     with _locked(repo_root):
         repo = _open_repo(repo_root, remote_url)
         target = repo_root / "versions" / md5 / SNAPSHOT_NAME
         dvc_file = target.with_name(SNAPSHOT_NAME + ".dvc")
+        cached = _object_path(repo_root / ".dvc" / "cache", md5)
+        if dvc_file.exists() and (not cached.is_file() or md5_file(cached) != md5):
+            log.warning("DVC cache object %s of data version %s is missing or altered; restoring it from %s",
+                        cached, md5, snapshot_file)
+            cached.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+            dvc_file.unlink()
         if not dvc_file.exists():
             atomic_copy(snapshot_file, target)
             repo.add(str(target))
         repo.push(targets=[str(dvc_file)])
+        pushed = _object_path(Path(remote_url), md5)
+        if _is_local(remote_url) and pushed.is_file() and md5_file(pushed) != md5:
+            # DVC skips an object whose name is on the remote: a torn upload (a push killed on a remote
+            # without atomic writes) or an altered object would stay. Replace it.
+            log.warning("remote object %s of data version %s does not hash to it; pushing it again", pushed, md5)
+            pushed.chmod(0o644)
+            pushed.unlink()
+            repo.push(targets=[str(dvc_file)])
         version = _dvc_md5(dvc_file)
     if version != md5:
         raise RuntimeError(f"DVC recorded md5 {version} for {snapshot_file}, expected {md5}")
+    if _is_local(remote_url) and (not pushed.is_file() or md5_file(pushed) != md5):
+        raise DataIntegrityError(f"data version {md5}: the remote object {pushed} is missing or does not hash to "
+                                 f"it after dvc push; nothing downstream may use this version")
     return version
 
 
@@ -80,6 +117,17 @@ def materialize(repo_root: str | Path, remote_url: str, data_version: str, dest:
     with _locked(repo_root):
         repo = _open_repo(repo_root, remote_url)
         target = dvc_file.with_name(SNAPSHOT_NAME)
+        pull_error = ""
         if not target.exists() or md5_file(target) != data_version:
-            repo.pull(targets=[str(dvc_file)], force=True)
+            from dvc.exceptions import DvcException
+
+            try:
+                repo.pull(targets=[str(dvc_file)], force=True)
+            except DvcException as exc:  # e.g. a cache object DVC itself found altered: reported below
+                pull_error = f" (dvc pull: {exc})"
+        # Our own re-hash of what DVC handed back: its cache or remote may hold altered bytes.
+        found = md5_file(target) if target.is_file() else "nothing"
+        if found != data_version:
+            raise DataIntegrityError(f"data version {data_version}: {target} hashes to {found} after dvc pull from "
+                                     f"{remote_url}; the DVC cache or remote object was altered or lost{pull_error}")
     return atomic_copy(target, dest)

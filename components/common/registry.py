@@ -103,6 +103,7 @@ def download_model(client, home: Home, ref: ModelRef) -> tuple[Path, Any]:
     if (dest / "config.json").is_file():
         return dest, mv
     src = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}"))
+    check_model_artifact(src, f"models:/{mv.name}/{mv.version}")
     with atomic_dir(dest) as staging:
         _flatten(src, staging)
     return dest, mv
@@ -128,9 +129,45 @@ def fetch_version_files(name: str, version: str, dest: Path) -> Path:
                                                        dst_path=str(dest / "download")))
     except MlflowException as exc:
         raise RegistryError(f"models:/{name}/{version}: cannot download its artifact: {exc}") from None
+    check_model_artifact(src, f"models:/{name}/{version}")
     flat = dest / "model"
     flat.mkdir()
     return _flatten(src, flat)
+
+
+# What a registered model may be: the transformers flavor as log_model writes it, nothing that
+# runs code when loaded (a pickle flavor, a custom loader_module, bundled code/).
+ALLOWED_FLAVORS = {"transformers", "python_function"}
+ALLOWED_LOADER = "mlflow.transformers"
+
+
+def check_model_artifact(src: Path, uri: str) -> None:
+    """Refuse a downloaded model whose MLmodel is not the plain transformers flavor (before any file of it
+    is used): only the allowlisted flavors, loader module and safetensors weights pass."""
+    import yaml
+
+    mlmodel = src / "MLmodel"
+    if not mlmodel.is_file():
+        raise RegistryError(f"{uri}: no MLmodel file; expected a model logged with the transformers flavor")
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
+    problems = [f"flavor {f!r} is not allowed" for f in sorted(set(flavors) - ALLOWED_FLAVORS)]
+    pyfunc = flavors.get("python_function") or {}
+    if pyfunc.get("loader_module", ALLOWED_LOADER) != ALLOWED_LOADER:
+        problems.append(f"python_function loader_module {pyfunc['loader_module']!r} is not {ALLOWED_LOADER!r}")
+    for key in ("code", "python_model", "pickled_model", "cloudpickle_version"):
+        if any(conf.get(key) for conf in flavors.values() if isinstance(conf, dict)):  # a logged model has code: null
+            problems.append(f"flavor configuration names {key!r}")
+    if (src / "code").exists():
+        problems.append("the model bundles a code/ directory")
+    pickles = sorted(str(p.relative_to(src)) for p in src.rglob("*")
+                     if p.suffix in (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt"))
+    if pickles:
+        problems.append(f"pickle-format files {pickles}")
+    if "transformers" not in flavors:
+        problems.append("no transformers flavor")
+    if problems:
+        raise RegistryError(f"{uri}: refused, it could run code when loaded: {'; '.join(problems)} "
+                            f"({mlmodel}). Only models logged with the transformers flavor (safetensors) are used.")
 
 
 def register(client, model_uri: str, name: str, tags: dict[str, str]):

@@ -13,6 +13,8 @@ def offline_environment() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    # No MLflow flavor may unpickle anything (models are checked by registry.check_model_artifact too).
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 
 
 def prepare_process() -> None:

@@ -12,11 +12,17 @@ rows ride along under ``augment/<kind>`` (rows in the order of ``augment_texts``
 texts themselves under metadata ``augment_texts`` (JSON list), and metadata ``augment`` records
 how they were made ({copies, seed, rows, texts_sha256}): the cache step makes the transfer set
 once and every later step reads it from here.
+
+Metadata ``texts_sha256`` is the digest of the snapshot's texts in row order: the outputs are
+aligned by position, so :func:`check_aligned` refuses outputs of another snapshot (or of the same
+rows in another order), a logits width that is not the label count, and non-finite values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +47,8 @@ class TeacherOutputs:
     augment_texts: list[str] = field(default_factory=list)
     # Multi-teacher: [{ref, teacher_version}] of features logits@1, logits@2, ...
     extra_teachers: list[dict] = field(default_factory=list)
+    # texts_digest of the snapshot rows these outputs are aligned with ("" in files written before it)
+    texts_sha256: str = ""
 
     def extra_logits(self) -> list[np.ndarray]:
         return [self.features[f"logits@{k}"] for k in range(1, len(self.extra_teachers) + 1)]
@@ -73,6 +81,8 @@ def write_teacher_outputs(outputs: TeacherOutputs, path: str | Path) -> None:
         metadata["augment_texts"] = json.dumps(outputs.augment_texts, ensure_ascii=False)
     if outputs.extra_teachers:
         metadata["extra_teachers"] = json.dumps(outputs.extra_teachers, sort_keys=True)
+    if outputs.texts_sha256:
+        metadata["texts_sha256"] = outputs.texts_sha256
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -85,4 +95,39 @@ def read_teacher_outputs(path: str | Path) -> TeacherOutputs:
         augment = {k[len(AUGMENT_PREFIX):]: f.get_tensor(k) for k in f.keys() if k.startswith(AUGMENT_PREFIX)}
     return TeacherOutputs(logits, meta["teacher_version"], json.loads(meta["label_names"]), features, augment,
                           json.loads(meta.get("augment", "{}")), json.loads(meta.get("augment_texts", "[]")),
-                          json.loads(meta.get("extra_teachers", "[]")))
+                          json.loads(meta.get("extra_teachers", "[]")), meta.get("texts_sha256", ""))
+
+
+class TeacherOutputsError(ValueError):
+    """Teacher outputs that do not line up with the snapshot they are used with."""
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """sha256 of the texts in order (what the outputs' rows are aligned with)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def check_aligned(outputs: TeacherOutputs, texts: Sequence[str], where: str | Path) -> None:
+    """Raise TeacherOutputsError listing every way `outputs` fail to line up with the snapshot `texts`."""
+    problems = []
+    logits = outputs.logits
+    if logits.ndim != 2 or len(logits) != len(texts):
+        problems.append(f"{len(logits)} teacher rows (shape {list(logits.shape)}) for {len(texts)} dataset rows")
+    elif logits.shape[1] != len(outputs.label_names):
+        problems.append(f"logits have {logits.shape[1]} columns for {len(outputs.label_names)} labels")
+    if outputs.texts_sha256 and outputs.texts_sha256 != texts_digest(texts):
+        problems.append("the rows were computed for other texts or another row order (texts_sha256 differs)")
+    for kind, value in {"logits": logits, **outputs.features}.items():
+        if len(value) != len(logits):
+            problems.append(f"{kind}: {len(value)} rows for {len(logits)} logit rows")
+        bad = int((~np.isfinite(value.reshape(len(value), -1))).any(axis=1).sum()) if value.size else 0
+        if bad:
+            problems.append(f"{kind}: {bad} rows hold NaN or Inf")
+    if problems:
+        raise TeacherOutputsError(f"{where}: teacher outputs do not match the snapshot: {'; '.join(problems)}. "
+                                  f"The teacher outputs belong to another snapshot or were altered; rerun "
+                                  f"cache_teacher_outputs on this snapshot.")

@@ -147,6 +147,33 @@ def _encode_keys(keys: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
 
 
+_TENSORS = {DENSE: {"values": np.float32},
+            TOPK: {"topk_logprobs": np.float16, "topk_indices": np.int32, "topk_residual": np.float32}}
+
+
+def _layout_problem(tensors: dict[str, np.ndarray], rec: ShardRecord) -> str:
+    """Why a shard's tensors do not match its record (row keys in order, tensors, rows, dtypes,
+    finite dense values), or "" when they do."""
+    keys = tensors.get("keys")
+    if keys is None or keys.dtype != np.uint8 or keys.shape != (rec.rows, KEY_BYTES):
+        found = "no keys tensor" if keys is None else f"keys {keys.dtype} {list(keys.shape)}"
+        return f"{found}, manifest says {rec.rows} rows of {KEY_BYTES}-byte keys"
+    if tuple(k.tobytes().hex() for k in keys) != rec.keys:
+        return "row keys differ from the manifest's (replaced or reordered)"
+    expected = _TENSORS.get(rec.format)
+    if expected is None:
+        return f"unknown format {rec.format!r}"
+    for name, dtype in expected.items():
+        t = tensors.get(name)
+        if t is None or t.dtype != dtype or len(t) != rec.rows:
+            found = "missing" if t is None else f"{t.dtype} {list(t.shape)}"
+            return f"tensor {name!r} is {found}, expected {np.dtype(dtype).name} with {rec.rows} rows"
+        if rec.format == DENSE and not np.isfinite(t).all():  # put_many stores finite rows only
+            bad = int((~np.isfinite(t.reshape(len(t), -1))).any(axis=1).sum())
+            return f"tensor {name!r} has {bad} rows with NaN or Inf"
+    return ""
+
+
 class TeacherOutputStore:
     """Teacher outputs by row key. `root` is a local directory or an fsspec URL (``s3://bucket/prefix``);
     `storage_options` go to fsspec (e.g. ``{"endpoint_url": ...}`` for an S3-compatible server);
@@ -233,9 +260,14 @@ class TeacherOutputStore:
             self._quarantine(rec.sha256, unsigned)
             return None
         try:
-            data = self.fs.cat_file(self._shard_path(rec.sha256))
+            # Size first: a shard grown by appended bytes is refused without being read into memory.
+            size = self.fs.size(self._shard_path(rec.sha256))
+            data = self.fs.cat_file(self._shard_path(rec.sha256)) if size == rec.size else b""
         except FileNotFoundError:
             self._quarantine(rec.sha256, "listed in the manifest but missing")
+            return None
+        if size != rec.size:
+            self._quarantine(rec.sha256, f"truncated or resized: {size} bytes, manifest says {rec.size}")
             return None
         if len(data) != rec.size:
             self._quarantine(rec.sha256, f"truncated or resized: {len(data)} bytes, manifest says {rec.size}")
@@ -244,7 +276,16 @@ class TeacherOutputStore:
         if digest != rec.sha256:
             self._quarantine(rec.sha256, f"corrupted: sha256 {digest[:16]}..., manifest says {rec.sha256[:16]}...")
             return None
-        return load(data)
+        try:  # bytes that match their record can still be malformed (a record rewritten along with them)
+            tensors = load(data)
+        except Exception as exc:  # safetensors' own error: HeaderTooLarge, MetadataIncompleteBuffer, ...
+            self._quarantine(rec.sha256, f"not a readable safetensors file ({exc})")
+            return None
+        problem = _layout_problem(tensors, rec)
+        if problem:
+            self._quarantine(rec.sha256, problem)
+            return None
+        return tensors
 
     # reads
     def _get(self, keys: Sequence[bytes], fmt: str) -> dict[bytes, np.ndarray | TopK]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from components.common.keyed import KeyRegistry
-from components.common.modeling import ModelError, check_same_tokenizer, label_names
+from components.common.modeling import ModelError, check_model_dir, check_same_tokenizer, label_names
 from components.distillation.measure import count_parameters
 
 log = logging.getLogger(__name__)
@@ -236,9 +236,11 @@ def build_student_from_model(path: str | Path, names: Sequence[str], lora_r: int
     its attention projections through peft, then merged into the weights when saved."""
     from transformers import AutoModelForSequenceClassification
 
+    if Path(path).is_dir():
+        check_model_dir(path)
     student = AutoModelForSequenceClassification.from_pretrained(
-        str(path), num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True)
+        str(path), use_safetensors=True, trust_remote_code=False, num_labels=len(names),
+        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True)
     if lora_r <= 0:
         return student
     try:
@@ -268,7 +270,7 @@ def _from_model(teacher_model, student_cfg, teacher_tokenizer=None):
     from transformers import AutoTokenizer
 
     if teacher_tokenizer is not None:
-        check_same_tokenizer(teacher_tokenizer, AutoTokenizer.from_pretrained(student_cfg.model),
+        check_same_tokenizer(teacher_tokenizer, AutoTokenizer.from_pretrained(student_cfg.model, trust_remote_code=False),
                              f"student.model {student_cfg.model}")
     return build_student_from_model(student_cfg.model, label_names(teacher_model), student_cfg.lora_r,
                                     student_cfg.lora_alpha)

@@ -34,9 +34,10 @@ def _finetune_once(base: str, snapshot, label_names: list[str], cfg: Config, lea
 
     label_id = {n: i for i, n in enumerate(label_names)}
     seed_everything(cfg.teacher.seed)  # the new classification head is initialised randomly
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(label_names), id2label=dict(enumerate(label_names)), label2id=label_id)
+        base, use_safetensors=True, trust_remote_code=False, num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)), label2id=label_id)
     t = cfg.teacher
     settings = TrainSettings(epochs=t.epochs, batch_size=t.train_batch_size, learning_rate=learning_rate,
                              max_length=t.max_length, seed=t.seed, early_stopping_patience=t.early_stopping_patience)

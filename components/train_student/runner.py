@@ -28,7 +28,7 @@ from components.common.lineage import write_lineage
 from components.common.modeling import ModelError
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teacher_outputs import read_teacher_outputs
+from components.common.teacher_outputs import check_aligned, read_teacher_outputs
 from components.common.teachers import load_pinned, load_teacher
 from components.common.tracking import start_run
 from components.distillation import distributed as ddp
@@ -147,9 +147,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                              "losses (cached per row) or set student.trim_vocabulary: false")
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
-        if len(outputs.logits) != len(snapshot):
-            raise ValueError(f"{teacher_outputs_path}: {len(outputs.logits)} teacher rows for {len(snapshot)} "
-                             f"dataset rows; the teacher outputs belong to another snapshot")
+        check_aligned(outputs, snapshot.texts, teacher_outputs_path)
         check_labels(snapshot.label_names, outputs.label_names, snapshot_path)
         check_transfer_set(outputs, d, teacher_outputs_path)
         teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
