@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.common.dataset import DatasetError
     from components.common.lineage import LineageError
     from components.common.modeling import ModelError
+    from components.common.paths import UnsafeNameError
     from components.common.registry import RegistryError
     from components.promote.audit import AuditError
     from components.promote.runner import PromotionRefused
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     except (AuditError, PromotionRefused, TeacherRefused) as exc:
         print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, DatasetError, LineageError, ModelError, RegistryError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, LineageError, ModelError, RegistryError, UnsafeNameError,
+            FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # a failed kfp.local task: its log is above

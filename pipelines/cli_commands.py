@@ -69,11 +69,19 @@ def add_audit_commands(sub) -> None:
     p.add_argument("--reason", default="", help="why (recorded)")
 
 
+def _model_name(args) -> str:
+    """--model (an empty one is refused like any other bad name, not replaced by the default)."""
+    from components.common.paths import safe_name
+
+    name = args.model if args.model is not None else config_of(args).student.registered_name
+    return safe_name(name, "model name")
+
+
 def cmd_audit(args) -> int:
     from components.common import registry
     from components.promote import audit
 
-    home, name = home_of(args), args.model or config_of(args).student.registered_name
+    home, name = home_of(args), _model_name(args)
     client = registry.connect(home)
     if args.action == "verify":
         problems = audit.verify(client, home, name)
@@ -107,7 +115,7 @@ def cmd_rollback(args) -> int:
     from components.common import registry
     from components.promote import audit
 
-    home, name = home_of(args), args.model or config_of(args).student.registered_name
+    home, name = home_of(args), _model_name(args)
     result = audit.rollback(registry.connect(home), home, name, args.reason)
     print(json.dumps(result, indent=2))
     return 0 if result["outcome"]["status"] == "applied" else 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from components.common.home import Home
 from components.common.io import atomic_dir
+from components.common.paths import safe_name, within
 
 EXPERIMENT = "distillops"
 # Requirements recorded with each logged model; the flavor's inference would add torchvision.
@@ -47,7 +48,9 @@ class ModelRef:
         if not m:
             raise RegistryError(f"{uri!r} is not a registry reference; expected models:/<name>@<alias> "
                                 f"or models:/<name>/<version>")
-        return cls(m["name"], m["alias"], m["version"])
+        if m["alias"] is not None:
+            safe_name(m["alias"], "alias")
+        return cls(safe_name(m["name"], "model name"), m["alias"], m["version"])
 
 
 def is_registry_uri(ref: str) -> bool:
@@ -99,15 +102,21 @@ def download_model(client, home: Home, ref: ModelRef) -> tuple[Path, Any]:
     if mv is None:
         raise RegistryError(f"models:/{ref.name}{'@' + ref.alias if ref.alias else '/' + str(ref.version)} "
                             f"is not in the registry at {home.tracking_uri}")
-    dest = home.root / "models" / f"{mv.name}-v{mv.version}"
+    dest = within(home.root, home.root / "models" / f"{safe_name(mv.name, 'model name')}-v{int(mv.version)}")
     if (dest / "config.json").is_file():
         return dest, mv
     src = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}"))
+    members = [f for sub in ("model", "components/tokenizer") for f in sorted((src / sub).glob("*"))]
+    # A symlink among the artifacts (to /etc/passwd, a key file) would be copied as its target:
+    # refused before anything is copied. MLflow itself refuses '..' in artifact names on download.
+    linked = [str(f.relative_to(src)) for f in members if f.is_symlink()]
+    if linked:
+        raise RegistryError(f"models:/{mv.name}/{mv.version}: the downloaded artifacts hold symlink member(s) "
+                            f"{', '.join(linked)}; refused (a registered model is regular files only)")
     with atomic_dir(dest) as staging:
-        for sub in ("model", "components/tokenizer"):
-            for f in (src / sub).glob("*"):
-                if f.is_file():
-                    shutil.copy2(f, staging / f.name)
+        for f in members:
+            if f.is_file():
+                shutil.copy2(within(src, f), staging / safe_name(f.name, "artifact file name"))
     return dest, mv
 
 
