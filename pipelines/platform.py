@@ -26,7 +26,11 @@ OBJECT_STORE_SECRET = "distillops-object-store"
 OBJECT_STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # Where the services are: tracking server, DVC remote URL, S3 endpoint.
 CONFIG_MAP = "distillops-config"
-CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "DISTILLOPS_DVC_REMOTE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "DISTILLOPS_DVC_REMOTE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
+               "DISTILLOPS_ARTIFACT_ROOT")
+# The pipeline's own user on the MLflow server (basic-auth app): MLflow's client reads these.
+MLFLOW_USER_SECRET = "distillops-mlflow-pipeline"
+MLFLOW_USER_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 # DVC's system-level config directory: its `config` file (remote "storage" endpoint) merges
 # under the repository's own config, which only sets the remote URL.
 DVC_CONFIG_MAP = "distillops-dvc-config"
@@ -77,6 +81,8 @@ def configure(task, step: str):
         task.set_accelerator_type(accelerator()).set_accelerator_limit(1)
     kubernetes.use_secret_as_env(task, secret_name=OBJECT_STORE_SECRET,
                                  secret_key_to_env={key: key for key in OBJECT_STORE_KEYS})
+    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_USER_SECRET,
+                                 secret_key_to_env={key: key for key in MLFLOW_USER_KEYS})
     kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP,
                                      config_map_key_to_env={key: key for key in CONFIG_KEYS})
     kubernetes.use_config_map_as_volume(task, config_map_name=DVC_CONFIG_MAP, mount_path=DVC_SYSTEM_CONFIG_DIR)

@@ -86,8 +86,10 @@ def test_every_task_gets_the_cluster_settings(compiled):
         assert sorted(executors) == sorted(f"exec-{s.replace('_', '-')}" for s in names)
         for step in names:
             k8s = executors[f"exec-{step.replace('_', '-')}"]
-            assert [s.secret_name for s in k8s.secret_as_env] == [platform.OBJECT_STORE_SECRET]
-            assert {e.env_var for e in k8s.secret_as_env[0].key_to_env} == set(platform.OBJECT_STORE_KEYS)
+            secrets = {s.secret_name: {e.env_var for e in s.key_to_env} for s in k8s.secret_as_env}
+            assert secrets[platform.OBJECT_STORE_SECRET] == set(platform.OBJECT_STORE_KEYS)
+            # The pipeline's own MLflow user (the server runs basic-auth).
+            assert secrets[platform.MLFLOW_USER_SECRET] == set(platform.MLFLOW_USER_KEYS)
             assert [(m.constant, m.mount_path) for m in k8s.pvc_mount] == [(platform.HOME_PVC, platform.CLUSTER_HOME)]
             assert k8s.config_map_as_volume[0].mount_path == platform.DVC_SYSTEM_CONFIG_DIR
             resources = deployment.executors[f"exec-{step.replace('_', '-')}"].container.resources
