@@ -108,6 +108,10 @@ def test_one_project_image_per_overlay(overlay, image):
     # The drift schedule compiles the drift pipeline in-cluster: its tasks must use the same image.
     job = _by(docs, "Job", "distillops-drift-schedule")["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in job["env"]}["DISTILLOPS_IMAGE"] == job["image"] == image
+    # A movable tag is submitted only where asked for: the kind overlay's locally loaded image.
+    assert ("--allow-mutable-image" in job["args"]) == (overlay == "overlays/kind")
+    base_args = _by(render("base"), "Job", "distillops-drift-schedule")["spec"]["template"]["spec"]["containers"][0]
+    assert [a for a in job["args"] if a != "--allow-mutable-image"] == base_args["args"]
 
 
 def test_mlflow_server_backend_artifacts_and_allowed_hosts():

@@ -15,7 +15,6 @@ import urllib.error
 import urllib.request
 from unittest import mock
 
-import mlflow
 import pytest
 from conftest import MlflowServer, make_promotable
 from mlflow.exceptions import MlflowException

@@ -110,6 +110,7 @@ def _task(spec, step):
 def test_promote_and_drift_never_come_from_the_cache(compiled):
     spec, _, _ = parse_strictly(compiled["distill_pipeline"])
     assert not _task(spec, "promote").caching_options.enable_cache
+    assert not _task(spec, "record_refusal").caching_options.enable_cache  # RELIABILITY item 39
     assert _task(spec, "train_student").caching_options.enable_cache
     drift, _, _ = parse_strictly(compiled["drift_pipeline"])
     assert not _task(drift, "monitor_drift").caching_options.enable_cache
@@ -131,6 +132,23 @@ def test_gpu_and_pinned_image_are_compile_time_settings(tmp_path):
             assert (accelerator.resource_type, accelerator.resource_count) == ("nvidia.com/gpu", "1")
         else:
             assert not accelerator.resource_type
+
+
+def test_compile_puts_a_digest_given_with_image_into_every_task(tmp_path, capsys):
+    """RELIABILITY item 36: `compile --image name@sha256:...` runs every task of every DAG in it."""
+    from pipelines.cli import main
+
+    digest = "registry.example.com/distillops@sha256:" + "fedcba9876543210" * 4
+    assert main(["compile", "--output-dir", str(tmp_path), "--image", digest]) == 0
+    assert "movable tag" not in capsys.readouterr().err
+    for name in ("distill_pipeline", "drift_pipeline", "drift_redistill_pipeline", "watch_pipeline"):
+        docs = list(yaml.safe_load_all((tmp_path / f"{name}.yaml").read_text()))
+        images = {e["container"]["image"] for e in docs[0]["deploymentSpec"]["executors"].values()}
+        assert images == {digest}, name
+        if name in ("distill_pipeline", "drift_pipeline"):
+            parse_strictly(docs)
+    assert main(["compile", "--output-dir", str(tmp_path), "--image", "registry.example.com/d:latest"]) == 0
+    assert "is a movable tag" in capsys.readouterr().err  # a warning: submit and schedule refuse it
 
 
 def test_a_malformed_image_reference_fails_at_compile_time(tmp_path):
