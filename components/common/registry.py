@@ -22,7 +22,7 @@ from typing import Any
 
 from components.common.home import Home
 from components.common.io import atomic_dir
-from components.common.paths import safe_name, within
+from components.common.paths import UnsafeNameError, safe_name, within
 
 EXPERIMENT = "distillops"
 # Requirements recorded with each logged model; the flavor's inference would add torchvision.
@@ -116,7 +116,7 @@ def download_model(client, home: Home, ref: ModelRef) -> tuple[Path, Any]:
     src = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}"))
     members = [f for sub in ("model", "components/tokenizer") for f in sorted((src / sub).glob("*"))]
     # A symlink among the artifacts (to /etc/passwd, a key file) would be copied as its target:
-    # refused before anything is copied. MLflow itself refuses '..' in artifact names on download.
+    # refused before anything is copied; each copied name is checked as one safe path segment.
     linked = [str(f.relative_to(src)) for f in members if f.is_symlink()]
     if linked:
         raise RegistryError(f"models:/{mv.name}/{mv.version}: the downloaded artifacts hold symlink member(s) "
@@ -144,8 +144,6 @@ def allowed_source_root(client) -> str:
 def check_source(source: str, root: str) -> str:
     """`source` if it lies under the artifact root `root`; else RegistryError naming both."""
     from urllib.parse import urlparse
-
-    from components.common.paths import UnsafeNameError
 
     why = None
     if any(bad in source for bad in ("..", "%", "#", "\\", "\x00")):
