@@ -261,6 +261,7 @@ def test_mlflow_server_runs_basic_auth_with_a_secret_admin_password(overlay):
     container = deployment["containers"][0]
     assert "--app-name=basic-auth" in container["args"]
     env = _env(container)
+    assert env["MLFLOW_BASIC_AUTH_FAIL_CLOSED"]["value"] == "true"
     # Admin password and CSRF key from the secret, never a literal in the manifest.
     for key in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "distillops-mlflow-auth", "key": key}

@@ -40,7 +40,8 @@ def auth_server(tmp_path_factory):
                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     server = MlflowServer(root, extra_args=("--app-name", "basic-auth"), env={
         "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
-        "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX": registry.SERVER_SOURCE_REGEX}).start()
+        "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX": registry.SERVER_SOURCE_REGEX,
+        "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true"}).start(timeout=300)  # the basic-auth app starts slower
     for user, password in (PIPELINE, READER):
         status, body = _call(server.uri, "POST", "/api/2.0/mlflow/users/create",
                              {"username": user, "password": password}, ("admin", ADMIN_PASSWORD))
@@ -84,6 +85,8 @@ def test_no_credentials_401_and_the_default_admin_password_is_rejected(auth_serv
     assert _call(auth_server.uri, "GET", search, auth=("admin", "wrong"))[0] == 401
     assert _call(auth_server.uri, "GET", search, auth=("admin", ADMIN_PASSWORD))[0] == 200
     assert _call(auth_server.uri, "GET", search, auth=READER)[0] == 200  # default permission READ
+    # A route no validator covers is denied to a non-admin (fail-closed), not served.
+    assert _call(auth_server.uri, "POST", "/api/2.0/mlflow/no-such-route", {}, auth=READER)[0] == 403
 
 
 def test_the_pipeline_promotes_a_reader_cannot_move_an_alias(auth_server, as_user, home, tmp_path):
