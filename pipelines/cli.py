@@ -20,6 +20,7 @@ import sys
 from pipelines.cli_commands import (
     add_audit_commands,
     add_cluster_commands,
+    add_image_options,
     add_step_commands,
     cmd_audit,
     cmd_rollback,
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                        "parameters carry the config given here (--config / --set).")
     add_common(p, home=False)
     p.add_argument("--output-dir", default="build", help="directory for the YAML files (default: build)")
+    add_image_options(p, cluster=False)
 
     p = sub.add_parser("watch", help="rerun the DAG if the data or the teacher changed since the champion",
                        description="Compare the current data version (of --data) and the teacher alias's version "
@@ -174,10 +176,19 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    from components.common.image import IMAGE, check_reference, is_pinned
     from pipelines.compile import compile_all, compile_redistill, compile_watch
 
     cfg = config_of(args)
-    for path in compile_all(args.output_dir) + compile_watch(args.output_dir, cfg) + [compile_redistill(args.output_dir)]:
+    image = check_reference(args.image) if args.image else None
+    if not is_pinned(image or IMAGE):
+        # The YAML is for review or a manual upload; `submit`/`schedule` refuse a movable tag.
+        print(f"distillops compile: warning: image {image or IMAGE!r} is a movable tag, not a digest "
+              "(name@sha256:<64 hex>): a rebuild under that tag would run other code behind the same cache keys",
+              file=sys.stderr)
+    paths = (compile_all(args.output_dir, image) + compile_watch(args.output_dir, cfg, image=image)
+             + [compile_redistill(args.output_dir, image)])
+    for path in paths:
         print(path)
     return 0
 
@@ -243,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     from components.common.config import ConfigError
     from components.common.dataset import DatasetError
+    from components.common.image import ImageError
     from components.common.lineage import LineageError
     from components.common.modeling import ModelError
+    from components.common.paths import UnsafeNameError
     from components.common.registry import RegistryError
     from components.common.signing import SigningKeyError
     from components.distillation.preemption import Preempted
@@ -263,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     except (AuditError, PromotionRefused, TeacherRefused) as exc:
         print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, DatasetError, LineageError, ModelError, RegistryError, SigningKeyError,
-            FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, ImageError, LineageError, ModelError, RegistryError, SigningKeyError,
+            UnsafeNameError, FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # a failed kfp.local task: its log is above

@@ -69,11 +69,19 @@ def add_audit_commands(sub) -> None:
     p.add_argument("--reason", default="", help="why (recorded)")
 
 
+def _model_name(args) -> str:
+    """--model (an empty one is refused like any other bad name, not replaced by the default)."""
+    from components.common.paths import safe_name
+
+    name = args.model if args.model is not None else config_of(args).student.registered_name
+    return safe_name(name, "model name")
+
+
 def cmd_audit(args) -> int:
     from components.common import registry
     from components.promote import audit
 
-    home, name = home_of(args), args.model or config_of(args).student.registered_name
+    home, name = home_of(args), _model_name(args)
     client = registry.connect(home)
     if args.action == "verify":
         problems = audit.verify(client, home, name)
@@ -107,7 +115,7 @@ def cmd_rollback(args) -> int:
     from components.common import registry
     from components.promote import audit
 
-    home, name = home_of(args), args.model or config_of(args).student.registered_name
+    home, name = home_of(args), _model_name(args)
     result = audit.rollback(registry.connect(home), home, name, args.reason)
     print(json.dumps(result, indent=2))
     return 0 if result["outcome"]["status"] == "applied" else 1
@@ -122,6 +130,24 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
                    help="set one pipeline parameter directly, overriding the computed one (repeatable)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    add_image_options(p)
+
+
+def add_image_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
+    p.add_argument("--image", help="image of every task, best pinned: name@sha256:<64 hex digits> (default: "
+                   "$DISTILLOPS_IMAGE when the pipelines were defined, else the project's release tag)")
+    if cluster:
+        p.add_argument("--allow-mutable-image", action="store_true",
+                       help="submit although the image is a movable tag (name:tag) rather than a digest")
+
+
+def cluster_image(args) -> str | None:
+    """The --image to compile in (None: the compiled-in one), refused when it is a movable tag
+    unless --allow-mutable-image (ImageError)."""
+    from components.common.image import IMAGE, check_pinned
+
+    check_pinned(args.image or IMAGE, args.allow_mutable_image)
+    return args.image
 
 
 def add_cluster_commands(sub) -> None:
@@ -206,9 +232,11 @@ def _submit_data_fingerprint(args) -> str:
 
 
 def cmd_submit(args) -> int:
+    from components.common.image import ImageError
     from pipelines import submit
 
     try:
+        image = cluster_image(args)
         cfg = config_of(args)
         params = submit.parse_params(args.params)
         teacher_ref = args.teacher or cfg.teacher.ref
@@ -229,8 +257,8 @@ def cmd_submit(args) -> int:
         with redirect_stdout(sys.stderr if args.json else sys.stdout):
             client = submit.connect(args.host, args.namespace, args.token)
             result = submit.submit_distill(client, args.host, args.experiment, arguments, args.run_name,
-                                           args.namespace)
-    except (submit.ClusterError, submit.ParameterError) as exc:
+                                           args.namespace, image)
+    except (submit.ClusterError, submit.ParameterError, ImageError) as exc:
         print(f"distillops submit: error: {exc}", file=sys.stderr)
         return 2
     _print_cluster_result(args, result)
@@ -238,9 +266,11 @@ def cmd_submit(args) -> int:
 
 
 def cmd_schedule(args) -> int:
+    from components.common.image import ImageError
     from pipelines import submit
 
     try:
+        image = cluster_image(args)
         if len(args.cron.split()) != 6:
             raise submit.ParameterError(f"--cron {args.cron!r}: KFP cron expressions have 6 fields, seconds "
                                         "first (e.g. '0 0 */6 * * *')")
@@ -252,8 +282,8 @@ def cmd_schedule(args) -> int:
         with redirect_stdout(sys.stderr if args.json else sys.stdout):
             client = submit.connect(args.host, args.namespace, args.token)
             result = submit.schedule_drift(client, args.host, args.experiment, arguments, args.cron, args.name,
-                                           args.namespace)
-    except (submit.ClusterError, submit.ParameterError) as exc:
+                                           args.namespace, image)
+    except (submit.ClusterError, submit.ParameterError, ImageError) as exc:
         print(f"distillops schedule: error: {exc}", file=sys.stderr)
         return 2
     _print_cluster_result(args, result)

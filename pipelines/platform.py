@@ -28,7 +28,11 @@ OBJECT_STORE_SECRET = "distillops-object-store"
 OBJECT_STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # Where the services are: tracking server, DVC remote URL, S3 endpoint.
 CONFIG_MAP = "distillops-config"
-CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "DISTILLOPS_DVC_REMOTE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "DISTILLOPS_DVC_REMOTE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
+               "DISTILLOPS_ARTIFACT_ROOT")
+# The pipeline's own user on the MLflow server (basic-auth app): MLflow's client reads these.
+MLFLOW_USER_SECRET = "distillops-mlflow-pipeline"
+MLFLOW_USER_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 # The signing key (docs/promotion.md): the gate signs its report, promote and record_refusal verify
 # it, the teacher-cache step signs and verifies its manifest records. Optional: a cluster without
 # the secret runs unsigned (binding still applies). Only the steps that sign or verify get it;
@@ -94,6 +98,8 @@ def configure(task, step: str):
     if step in SIGNING_STEPS:
         kubernetes.use_secret_as_env(task, secret_name=SIGNING_SECRET,
                                      secret_key_to_env={SIGNING_SECRET_KEY: KEY_ENV}, optional=True)
+    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_USER_SECRET,
+                                 secret_key_to_env={key: key for key in MLFLOW_USER_KEYS})
     kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP,
                                      config_map_key_to_env={key: key for key in CONFIG_KEYS})
     kubernetes.use_config_map_as_volume(task, config_map_name=DVC_CONFIG_MAP, mount_path=DVC_SYSTEM_CONFIG_DIR)

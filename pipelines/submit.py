@@ -100,11 +100,15 @@ def connect(host: str | None, namespace: str | None = None, token: str | None = 
         return kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token)
 
 
-def _compiled(pipeline_func, directory: str) -> str:
+def _compiled(pipeline_func, directory: str, image: str | None = None) -> str:
     from kfp import compiler
+
+    from components.common.image import use_image
 
     path = str(Path(directory) / f"{pipeline_func.name}.yaml")
     compiler.Compiler().compile(pipeline_func, path)
+    if image:
+        use_image(path, image)
     return path
 
 
@@ -148,20 +152,23 @@ def drift_arguments(cfg, production_path: str, model_ref: str | None = None) -> 
 
 
 def submit_distill(client, host: str, experiment: str, arguments: dict[str, Any],
-                   run_name: str | None = None, namespace: str | None = None) -> dict[str, str]:
-    """Start one run of the distillation DAG; return its id and where to see it."""
+                   run_name: str | None = None, namespace: str | None = None,
+                   image: str | None = None) -> dict[str, str]:
+    """Start one run of the distillation DAG (its tasks in `image`, default the compiled-in one);
+    return its id and where to see it."""
     from pipelines.distill import distill_pipeline
 
     check_parameters(distill_pipeline, arguments)
     with tempfile.TemporaryDirectory() as tmp, _cluster_call(host, "create the run"):
         result = client.create_run_from_pipeline_package(
-            _compiled(distill_pipeline, tmp), arguments=arguments, run_name=run_name,
+            _compiled(distill_pipeline, tmp, image), arguments=arguments, run_name=run_name,
             experiment_name=experiment, namespace=namespace)
     return {"run_id": result.run_id, "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}"}
 
 
 def schedule_drift(client, host: str, experiment: str, arguments: dict[str, Any], cron: str,
-                   name: str = DRIFT_SCHEDULE_NAME, namespace: str | None = None) -> dict[str, Any]:
+                   name: str = DRIFT_SCHEDULE_NAME, namespace: str | None = None,
+                   image: str | None = None) -> dict[str, Any]:
     """Create the recurring drift-monitor run unless one with `name` exists (safe to rerun)."""
     from pipelines.drift import drift_pipeline
 
@@ -178,5 +185,5 @@ def schedule_drift(client, host: str, experiment: str, arguments: dict[str, Any]
         created = client.create_recurring_run(
             experiment_id=exp.experiment_id, job_name=name, description="distillops drift monitor",
             cron_expression=cron, max_concurrency=1, no_catchup=True, params=arguments,
-            pipeline_package_path=_compiled(drift_pipeline, tmp), enabled=True)
+            pipeline_package_path=_compiled(drift_pipeline, tmp, image), enabled=True)
     return {"recurring_run_id": created.recurring_run_id, "created": True}

@@ -33,6 +33,7 @@ from components.common.home import Home
 from components.common.io import atomic_write_text
 from components.common.lineage import bound_context, read_lineage
 from components.common.modeling import load_classifier, predict_logits
+from components.common.paths import safe_name
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teacher_outputs import check_aligned, read_teacher_outputs
@@ -89,7 +90,8 @@ def _publish(h: Home, lineage: dict, report: dict, markdown: str, page: str,
     for path, text in files:
         if path:
             atomic_write_text(path, text)
-    stem = f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}"
+    # The lineage file travels with the student: its values never choose a path outside reports/.
+    stem = safe_name(f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}", "gate report name")
     atomic_write_text(h.reports / f"{stem}.md", markdown)
     atomic_write_text(h.reports / f"{stem}.json", json.dumps(report, indent=2))
     atomic_write_text(h.reports / f"{stem}.html", page)

@@ -22,10 +22,19 @@ from typing import Any
 
 from components.common.home import Home
 from components.common.io import atomic_dir
+from components.common.paths import UnsafeNameError, safe_name, within
 
 EXPERIMENT = "distillops"
 # Requirements recorded with each logged model; the flavor's inference would add torchvision.
 MODEL_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.*", "safetensors"]
+# Where registered versions may come from. The client checks each source against the artifact root
+# (ARTIFACT_ROOT_ENV, else the distillops experiment's artifact location) before calling MLflow; a
+# tracking server checks again with this regex (MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX,
+# infra/k8s/base/mlflow.yaml): its proxied artifact root, or a ledger entry (which has no artifacts).
+ARTIFACT_ROOT_ENV = "DISTILLOPS_ARTIFACT_ROOT"
+SERVER_SOURCE_REGEX = (r"^(?!.*(\.\.|%|#|\\|\x00))"
+                       r"(mlflow-artifacts:/[^/]|distillops-ledger://[A-Za-z0-9][A-Za-z0-9._+-]*/entry$)")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]{32})$")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,9 @@ class ModelRef:
         if not m:
             raise RegistryError(f"{uri!r} is not a registry reference; expected models:/<name>@<alias> "
                                 f"or models:/<name>/<version>")
-        return cls(m["name"], m["alias"], m["version"])
+        if m["alias"] is not None:
+            safe_name(m["alias"], "alias")
+        return cls(safe_name(m["name"], "model name"), m["alias"], m["version"])
 
 
 def is_registry_uri(ref: str) -> bool:
@@ -99,22 +110,29 @@ def download_model(client, home: Home, ref: ModelRef) -> tuple[Path, Any]:
     if mv is None:
         raise RegistryError(f"models:/{ref.name}{'@' + ref.alias if ref.alias else '/' + str(ref.version)} "
                             f"is not in the registry at {home.tracking_uri}")
-    dest = home.root / "models" / f"{mv.name}-v{mv.version}"
+    dest = within(home.root, home.root / "models" / f"{safe_name(mv.name, 'model name')}-v{int(mv.version)}")
     if (dest / "config.json").is_file():
         return dest, mv
     src = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mv.name}/{mv.version}"))
     check_model_artifact(src, f"models:/{mv.name}/{mv.version}")
     with atomic_dir(dest) as staging:
-        _flatten(src, staging)
+        _flatten(src, staging, f"models:/{mv.name}/{mv.version}")
     return dest, mv
 
 
-def _flatten(src: Path, dest: Path) -> Path:
-    """The transformers flavor's layout (model/, components/tokenizer/) as one model directory."""
-    for sub in ("model", "components/tokenizer"):
-        for f in (src / sub).glob("*"):
-            if f.is_file():
-                shutil.copy2(f, dest / f.name)
+def _flatten(src: Path, dest: Path, uri: str) -> Path:
+    """The transformers flavor's layout (model/, components/tokenizer/) as one model directory.
+
+    A symlink among the artifacts (to /etc/passwd, a key file) would be copied as its target: refused
+    before anything is copied; each copied name is checked as one safe path segment."""
+    members = [f for sub in ("model", "components/tokenizer") for f in sorted((src / sub).glob("*"))]
+    linked = [str(f.relative_to(src)) for f in members if f.is_symlink()]
+    if linked:
+        raise RegistryError(f"{uri}: the downloaded artifacts hold symlink member(s) "
+                            f"{', '.join(linked)}; refused (a registered model is regular files only)")
+    for f in members:
+        if f.is_file():
+            shutil.copy2(within(src, f), dest / safe_name(f.name, "artifact file name"))
     return dest
 
 
@@ -132,7 +150,7 @@ def fetch_version_files(name: str, version: str, dest: Path) -> Path:
     check_model_artifact(src, f"models:/{name}/{version}")
     flat = dest / "model"
     flat.mkdir()
-    return _flatten(src, flat)
+    return _flatten(src, flat, f"models:/{name}/{version}")
 
 
 # What a registered model may be: the transformers flavor as log_model writes it, nothing that
@@ -170,11 +188,59 @@ def check_model_artifact(src: Path, uri: str) -> None:
                             f"({mlmodel}). Only models logged with the transformers flavor (safetensors) are used.")
 
 
+def allowed_source_root(client) -> str:
+    """The artifact root registered sources must lie under: $DISTILLOPS_ARTIFACT_ROOT (a cluster sets
+    mlflow-artifacts:/), else the distillops experiment's artifact location."""
+    root = os.environ.get(ARTIFACT_ROOT_ENV, "").strip()
+    if not root:
+        exp = client.get_experiment_by_name(EXPERIMENT)
+        if exp is None:
+            raise RegistryError(f"no experiment {EXPERIMENT!r} and no ${ARTIFACT_ROOT_ENV}: cannot tell where "
+                                "registered models may come from (run registry.connect first)")
+        root = exp.artifact_location
+    return root
+
+
+def check_source(source: str, root: str) -> str:
+    """`source` if it lies under the artifact root `root`; else RegistryError naming both."""
+    from urllib.parse import urlparse
+
+    why = None
+    if any(bad in source for bad in ("..", "%", "#", "\\", "\x00")):
+        why = "it contains '..', '%', '#', '\\' or NUL"
+    elif urlparse(source).scheme != urlparse(root).scheme:
+        why = f"its scheme is not {urlparse(root).scheme or 'a path'}"
+    elif urlparse(root).scheme == "file":
+        try:
+            within(urlparse(root).path, urlparse(source).path)
+        except UnsafeNameError:
+            why = "it resolves outside the root"
+    elif not (source == root or source.startswith(root.rstrip("/") + "/")):
+        why = "it is not under the root"
+    if why:
+        raise RegistryError(f"refusing to register a model version from {source!r}: {why}; registered sources "
+                            f"must lie under the artifact root {root!r} (${ARTIFACT_ROOT_ENV} or the "
+                            f"{EXPERIMENT!r} experiment's artifact location)")
+    return source
+
+
 def register(client, model_uri: str, name: str, tags: dict[str, str]):
-    """Create a registry version with its lineage tags; the tags are set before it is returned."""
-    import mlflow
+    """Create a registry version with its lineage tags; the tags are set before it is returned.
+
+    `model_uri` is a logged model (``models:/m-<id>``, what ``tracking.log_model`` returns): the
+    version's source is that model's artifact location, checked against the artifact root here,
+    before MLflow is called, and by a tracking server again.
+    """
     from mlflow.exceptions import MlflowException
 
+    safe_name(name, "model name")
+    logged = _LOGGED_MODEL_URI.match(model_uri)
+    run_id = model_id = None
+    source = model_uri
+    if logged:
+        model = client.get_logged_model(logged["model_id"])
+        source, run_id, model_id = model.artifact_location, model.source_run_id, model.model_id
+    check_source(source, allowed_source_root(client))
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -182,8 +248,8 @@ def register(client, model_uri: str, name: str, tags: dict[str, str]):
             client.create_registered_model(name, description="Registered by distillops")
         except MlflowException:  # created concurrently
             pass
-    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
-    return mv
+    return client.create_model_version(name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()},
+                                       model_id=model_id)
 
 
 def set_alias(client, name: str, alias: str, version: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.home import Home
+from components.common.paths import safe_relpath
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -52,10 +53,10 @@ class Run:
             self.client.set_tag(self.run_id, k, str(v))
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.client.log_text(self.run_id, text, safe_relpath(artifact_file))
 
     def log_dict(self, obj: dict, artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, obj, artifact_file)
+        self.client.log_dict(self.run_id, obj, safe_relpath(artifact_file))
 
     def metric_logger(self) -> Callable[[dict[str, float], int], None]:
         """A callback(metrics, step) for the trainer's per-step metrics."""

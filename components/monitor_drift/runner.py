@@ -19,6 +19,7 @@ from components.common.home import Home
 from components.common.io import atomic_write_text
 from components.common.modeling import encode, label_names, load_classifier, predict_logits
 from components.common.numerics import masked_mean
+from components.common.paths import safe_name
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teachers import load_pinned, load_teacher, pinned_ref_for
@@ -144,7 +145,7 @@ def run(
             production_label_share=_shares(prod_frame["predicted_label"]),
             reference_label_share=_shares(ref_frame["predicted_label"]),
         )
-        stem = f"drift-{time.strftime('%Y%m%d-%H%M%S')}-{mv.name}-v{mv.version}"
+        stem = safe_name(f"drift-{time.strftime('%Y%m%d-%H%M%S')}-{mv.name}-v{mv.version}", "drift report name")
         kept_html, kept_json = h.reports / f"{stem}.html", h.reports / f"{stem}.json"
         kept_emb = h.reports / f"{stem}-embeddings.html"
         verdict.update(report_html=str(kept_html), verdict_json=str(kept_json),

@@ -23,6 +23,7 @@ from pathlib import Path
 from components.common import registry
 from components.common.home import Home
 from components.common.io import file_lock
+from components.common.paths import safe_name, within
 from components.promote.core import (
     GENESIS_HASH,
     ChampionState,
@@ -42,7 +43,8 @@ class AuditError(RuntimeError):
 
 
 def audit_path(home: Home, name: str) -> Path:
-    return home.root / "audit" / f"{name}.jsonl"
+    """<home>/audit/<name>.jsonl; a name with a path in it, or a symlink out of the home, is refused."""
+    return within(home.root, home.root / "audit" / f"{safe_name(name, 'model name')}.jsonl")
 
 
 def actor() -> str:

@@ -26,6 +26,7 @@ from components.common.home import Home
 from components.common.io import atomic_write_text
 from components.common.lineage import write_lineage
 from components.common.modeling import ModelError
+from components.common.paths import safe_name, within
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teacher_outputs import check_aligned, read_teacher_outputs
@@ -48,7 +49,8 @@ def checkpoint_dir(h: Home, config_hash: str, data_version: str, teacher_version
     against another teacher never resumes a student trained against the old one."""
     safe_version = "".join(c if c.isalnum() else "_" for c in data_version)[:40]
     teachers = sha256_text("\n".join(teacher_versions))[:12]
-    return h.root / "checkpoints" / f"train_student-{config_hash}-{safe_version}-t{teachers}"
+    name = safe_name(f"train_student-{config_hash}-{safe_version}-t{teachers}", "checkpoint name")
+    return within(h.root, h.root / "checkpoints" / name)
 
 
 def shaped_to_budget(student_cfg) -> bool:

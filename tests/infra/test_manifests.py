@@ -108,6 +108,10 @@ def test_one_project_image_per_overlay(overlay, image):
     # The drift schedule compiles the drift pipeline in-cluster: its tasks must use the same image.
     job = _by(docs, "Job", "distillops-drift-schedule")["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in job["env"]}["DISTILLOPS_IMAGE"] == job["image"] == image
+    # A movable tag is submitted only where asked for: the kind overlay's locally loaded image.
+    assert ("--allow-mutable-image" in job["args"]) == (overlay == "overlays/kind")
+    base_args = _by(render("base"), "Job", "distillops-drift-schedule")["spec"]["template"]["spec"]["containers"][0]
+    assert [a for a in job["args"] if a != "--allow-mutable-image"] == base_args["args"]
 
 
 def test_mlflow_server_backend_artifacts_and_allowed_hosts():
@@ -238,3 +242,45 @@ def test_trainjob_entry_point_starts_under_torchrun():
                           "--help"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("usage: distillops train-student") == 2
+
+
+# --- The registry's authentication (RELIABILITY items 23 and 28; issue 13) ---
+
+def _env(container) -> dict:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/kind", "overlays/gpu"])
+def test_mlflow_server_runs_basic_auth_with_a_secret_admin_password(overlay):
+    import configparser
+
+    from components.common.registry import SERVER_SOURCE_REGEX
+
+    docs = render(overlay)
+    deployment = _by(docs, "Deployment", "distillops-mlflow")["spec"]["template"]["spec"]
+    container = deployment["containers"][0]
+    assert "--app-name=basic-auth" in container["args"]
+    env = _env(container)
+    assert env["MLFLOW_BASIC_AUTH_FAIL_CLOSED"]["value"] == "true"
+    # Admin password and CSRF key from the secret, never a literal in the manifest.
+    for key in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "distillops-mlflow-auth", "key": key}
+    # The config file is the secret's basic_auth.ini, mounted where MLFLOW_AUTH_CONFIG_PATH points.
+    mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["auth-config"]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == f"{mount}/basic_auth.ini"
+    volume = {v["name"]: v for v in deployment["volumes"]}["auth-config"]["secret"]
+    assert volume["secretName"] == "distillops-mlflow-auth"
+    secret = _by(docs, "Secret", "distillops-mlflow-auth")["stringData"]
+    ini = configparser.ConfigParser()
+    ini.read_string(secret["basic_auth.ini"])
+    assert ini["mlflow"]["default_permission"] == "READ"  # consumers read, nothing more
+    assert ini["mlflow"]["database_uri"].startswith("postgresql://")
+    assert ini["mlflow"].get("admin_password") in (None, "")  # only from the env var
+    assert secret["MLFLOW_AUTH_ADMIN_PASSWORD"] not in ("", "password1234")
+    # The server refuses versions from outside its artifact root, with the client's own regex.
+    assert env["MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX"]["value"] == SERVER_SOURCE_REGEX
+    config = _by(docs, "ConfigMap", platform.CONFIG_MAP)["data"]
+    assert config["DISTILLOPS_ARTIFACT_ROOT"] == "mlflow-artifacts:/"
+    # The pipeline tasks' own MLflow user.
+    user = _by(docs, "Secret", platform.MLFLOW_USER_SECRET)["stringData"]
+    assert set(platform.MLFLOW_USER_KEYS) <= set(user)

@@ -24,8 +24,10 @@ def free_port() -> int:
 class MlflowServer:
     """`mlflow server` on 127.0.0.1 with a sqlite store; stop() kills it like a crash (SIGKILL)."""
 
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
         self.root, self.port = root, port or free_port()
+        self.extra_args, self.env = extra_args, env  # e.g. ("--app-name", "basic-auth") and its settings
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -36,10 +38,12 @@ class MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", "2", "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}"]
+               "--port", str(self.port), "--workers", "2", "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}",
+               *self.extra_args]
         log = open(self.root / f"server-{int(time.time() * 1000)}.log", "w")
         # A session of its own: the kill reaches the server's worker processes too.
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=None if self.env is None else {**os.environ, **self.env})
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -87,12 +87,16 @@ def test_every_task_gets_the_cluster_settings(compiled):
         assert sorted(executors) == sorted(f"exec-{s.replace('_', '-')}" for s in names)
         for step in names:
             k8s = executors[f"exec-{step.replace('_', '-')}"]
-            signed = [platform.SIGNING_SECRET] if step in platform.SIGNING_STEPS else []
-            assert [s.secret_name for s in k8s.secret_as_env] == [platform.OBJECT_STORE_SECRET, *signed]
-            assert {e.env_var for e in k8s.secret_as_env[0].key_to_env} == set(platform.OBJECT_STORE_KEYS)
-            assert not k8s.secret_as_env[0].optional
+            secrets = {s.secret_name: s for s in k8s.secret_as_env}
+            assert {e.env_var for e in secrets[platform.OBJECT_STORE_SECRET].key_to_env} == set(platform.OBJECT_STORE_KEYS)
+            assert not secrets[platform.OBJECT_STORE_SECRET].optional
+            # The pipeline's own MLflow user (the server runs basic-auth).
+            assert {e.env_var for e in secrets[platform.MLFLOW_USER_SECRET].key_to_env} == set(platform.MLFLOW_USER_KEYS)
+            signed = step in platform.SIGNING_STEPS
+            assert set(secrets) == {platform.OBJECT_STORE_SECRET, platform.MLFLOW_USER_SECRET,
+                                    *([platform.SIGNING_SECRET] if signed else [])}
             if signed:  # optional: a cluster without the secret runs unsigned, binding still applies
-                key = k8s.secret_as_env[1]
+                key = secrets[platform.SIGNING_SECRET]
                 assert key.optional and [(e.secret_key, e.env_var) for e in key.key_to_env] == [
                     (platform.SIGNING_SECRET_KEY, signing.KEY_ENV)]
             assert [(m.constant, m.mount_path) for m in k8s.pvc_mount] == [(platform.HOME_PVC, platform.CLUSTER_HOME)]
@@ -125,6 +129,7 @@ def test_a_preempted_training_or_gate_task_is_retried(compiled):
 def test_promote_and_drift_never_come_from_the_cache(compiled):
     spec, _, _ = parse_strictly(compiled["distill_pipeline"])
     assert not _task(spec, "promote").caching_options.enable_cache
+    assert not _task(spec, "record_refusal").caching_options.enable_cache  # RELIABILITY item 39
     assert _task(spec, "train_student").caching_options.enable_cache
     drift, _, _ = parse_strictly(compiled["drift_pipeline"])
     assert not _task(drift, "monitor_drift").caching_options.enable_cache
@@ -146,6 +151,23 @@ def test_gpu_and_pinned_image_are_compile_time_settings(tmp_path):
             assert (accelerator.resource_type, accelerator.resource_count) == ("nvidia.com/gpu", "1")
         else:
             assert not accelerator.resource_type
+
+
+def test_compile_puts_a_digest_given_with_image_into_every_task(tmp_path, capsys):
+    """RELIABILITY item 36: `compile --image name@sha256:...` runs every task of every DAG in it."""
+    from pipelines.cli import main
+
+    digest = "registry.example.com/distillops@sha256:" + "fedcba9876543210" * 4
+    assert main(["compile", "--output-dir", str(tmp_path), "--image", digest]) == 0
+    assert "movable tag" not in capsys.readouterr().err
+    for name in ("distill_pipeline", "drift_pipeline", "drift_redistill_pipeline", "watch_pipeline"):
+        docs = list(yaml.safe_load_all((tmp_path / f"{name}.yaml").read_text()))
+        images = {e["container"]["image"] for e in docs[0]["deploymentSpec"]["executors"].values()}
+        assert images == {digest}, name
+        if name in ("distill_pipeline", "drift_pipeline"):
+            parse_strictly(docs)
+    assert main(["compile", "--output-dir", str(tmp_path), "--image", "registry.example.com/d:latest"]) == 0
+    assert "is a movable tag" in capsys.readouterr().err  # a warning: submit and schedule refuse it
 
 
 def test_a_malformed_image_reference_fails_at_compile_time(tmp_path):

@@ -51,7 +51,8 @@ def closed_host():
 
 
 SUBMIT = ["--data", "/var/lib/distillops/incoming/data.jsonl", "--data-fingerprint", "ab" * 32,
-          "--teacher-version", "distillops-teacher/v1+sha256:0123456789abcdef"]
+          "--teacher-version", "distillops-teacher/v1+sha256:0123456789abcdef", "--allow-mutable-image"]
+DIGEST = "registry.example.com/distillops@sha256:" + "0123456789abcdef" * 4
 
 
 def test_submit_to_unreachable_host_is_a_clear_error(closed_host, capsys):
@@ -70,14 +71,17 @@ def test_submit_unauthorized_is_a_clear_error(unauthorized_host, capsys):
 
 
 def test_schedule_unauthorized_and_unreachable(unauthorized_host, closed_host, capsys):
-    assert main(["schedule", "--host", unauthorized_host, "--production", "/var/lib/distillops/p.jsonl"]) == 2
+    assert main(["schedule", "--host", unauthorized_host, "--production", "/var/lib/distillops/p.jsonl",
+                 "--allow-mutable-image"]) == 2
     assert "the health check was refused (401 Unauthorized)" in capsys.readouterr().err
-    assert main(["schedule", "--host", closed_host, "--production", "/var/lib/distillops/p.jsonl"]) == 2
+    assert main(["schedule", "--host", closed_host, "--production", "/var/lib/distillops/p.jsonl",
+                 "--allow-mutable-image"]) == 2
     assert f"{closed_host}: the Kubeflow Pipelines API is unreachable (" in capsys.readouterr().err
 
 
 def test_schedule_rejects_a_five_field_cron(capsys):
-    assert main(["schedule", "--host", "http://127.0.0.1:9", "--production", "/p.jsonl", "--cron", "0 * * * *"]) == 2
+    assert main(["schedule", "--host", "http://127.0.0.1:9", "--production", "/p.jsonl", "--cron", "0 * * * *",
+                 "--allow-mutable-image"]) == 2
     assert "KFP cron expressions have 6 fields" in capsys.readouterr().err
 
 
@@ -85,7 +89,8 @@ def test_submit_without_host_or_fingerprint(monkeypatch, capsys):
     monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
     assert main(["submit", *SUBMIT]) == 2
     assert "no KFP host" in capsys.readouterr().err
-    assert main(["submit", "--host", "http://127.0.0.1:9", "--data", "/not/here.jsonl", "--teacher-version", "x"]) == 2
+    assert main(["submit", "--host", "http://127.0.0.1:9", "--data", "/not/here.jsonl", "--teacher-version", "x",
+                 "--allow-mutable-image"]) == 2
     assert "/not/here.jsonl: not on this machine" in capsys.readouterr().err
 
 
@@ -221,7 +226,8 @@ def test_submit_sends_the_compiled_pipeline_with_platform_spec_and_parameters(re
 
 
 def test_schedule_creates_the_recurring_run_once(recording_api, capsys):
-    args = ["schedule", "--host", recording_api, "--production", "/var/lib/distillops/p.jsonl", "--json"]
+    args = ["schedule", "--host", recording_api, "--production", "/var/lib/distillops/p.jsonl", "--json",
+            "--allow-mutable-image"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == {"created": True, "recurring_run_id": "rr-1"}
     created = [body for method, path, body in _RecordingApi.calls if path == "/apis/v2beta1/recurringruns"
@@ -234,3 +240,41 @@ def test_schedule_creates_the_recurring_run_once(recording_api, capsys):
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == {"created": False, "recurring_run_id": "rr-1"}
     assert sum(1 for m, p, _ in _RecordingApi.calls if m == "POST" and p == "/apis/v2beta1/recurringruns") == 1
+
+
+# --- Images (RELIABILITY item 36; issue 13): a cluster run uses a digest unless told otherwise ---
+
+def _images(pipeline_spec: dict) -> set[str]:
+    return {e["container"]["image"] for e in pipeline_spec["deploymentSpec"]["executors"].values()}
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+@pytest.mark.parametrize("image", [None, "registry.example.com/distillops:latest", "registry.example.com/d:0.1.0"])
+def test_a_movable_image_tag_is_refused_before_anything_is_sent(recording_api, capsys, command, image):
+    args = ([*SUBMIT[:-1]] if command == "submit" else ["--production", "/var/lib/distillops/p.jsonl"])
+    args += ["--image", image] if image else []
+    assert main([command, "--host", recording_api, *args]) == 2
+    err = capsys.readouterr().err
+    assert "is a movable tag" in err and "--allow-mutable-image" in err and "@sha256:" in err
+    assert "Traceback" not in err
+    assert _RecordingApi.calls == []  # refused before the health check
+
+
+def test_submit_with_a_digest_runs_every_task_in_it(recording_api, capsys):
+    assert main(["submit", "--host", recording_api, *SUBMIT[:-1], "--image", DIGEST, "--json"]) == 0
+    run = next(body for method, path, body in _RecordingApi.calls if (method, path) == ("POST", "/apis/v2beta1/runs"))
+    assert _images(run["pipeline_spec"]["pipeline_spec"]) == {DIGEST}
+
+
+def test_schedule_with_a_digest_and_an_explicit_movable_tag(recording_api, capsys):
+    base = ["schedule", "--host", recording_api, "--production", "/var/lib/distillops/p.jsonl", "--json"]
+    assert main([*base, "--image", DIGEST]) == 0
+    created = [b for m, p, b in _RecordingApi.calls if (m, p) == ("POST", "/apis/v2beta1/recurringruns")]
+    assert _images(created[0]["pipeline_spec"]["pipeline_spec"]) == {DIGEST}
+    _RecordingApi.calls, _RecordingApi.recurring = [], []
+    assert main([*base, "--image", "registry.example.com/distillops:latest", "--allow-mutable-image"]) == 0
+
+
+def test_a_malformed_image_is_a_clear_error(recording_api, capsys):
+    assert main(["submit", "--host", recording_api, *SUBMIT, "--image", "Bad Image@sha256:xyz"]) == 2
+    assert "expected name:tag or name@sha256:<64 hex digits>" in capsys.readouterr().err
