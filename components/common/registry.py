@@ -164,6 +164,11 @@ def check_model_artifact(src: Path, uri: str) -> None:
     is used): only the allowlisted flavors, loader module and safetensors weights pass."""
     import yaml
 
+    # A symlink among the artifacts (to /etc/passwd, a key file) would be read or copied as its target.
+    linked = sorted(str(f.relative_to(src)) for f in src.rglob("*") if f.is_symlink())
+    if linked:
+        raise RegistryError(f"{uri}: the downloaded artifacts hold symlink member(s) {', '.join(linked)}; "
+                            "refused (a registered model is regular files only)")
     mlmodel = src / "MLmodel"
     if not mlmodel.is_file():
         raise RegistryError(f"{uri}: no MLmodel file; expected a model logged with the transformers flavor")
