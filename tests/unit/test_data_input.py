@@ -306,3 +306,15 @@ def test_every_row_dropped_by_the_conflict_policy_is_an_explicit_error(tmp_path)
     rows = [{"text": "same", "label": "a"}, {"text": "Same.", "label": "b"}]
     with pytest.raises(DatasetError, match=r"no rows left"):
         build_snapshot(write_jsonl(rows, tmp_path / "d.jsonl"), conflicting_labels="drop")
+
+
+def test_redistill_merge_treats_near_duplicates_as_already_present():
+    """A production text equal to a human-labelled one after normalisation keeps the human label;
+    otherwise the teacher's label would make the next version_data refuse a conflicting label."""
+    from components.prepare_redistill.core import merge_rows
+
+    merged = merge_rows([("Hello there", "x"), ("b", "y")], [("hello   THERE!", "z"), ("New one", "x"),
+                                                              ("new one.", "y")], max_added=5)
+    assert merged.rows == [{"text": "Hello there", "label": "x"}, {"text": "b", "label": "y"},
+                           {"text": "New one", "label": "x"}]
+    assert (merged.kept, merged.added, merged.already_present) == (2, 1, 2)
