@@ -7,7 +7,7 @@ file, the row and the value.
 
 Decode policy (text files): strict UTF-8, an error naming the line otherwise; a leading BOM is
 dropped; CRLF and LF read the same (so the snapshot, and its data version, do not depend on the
-line endings of the source). Texts with a NUL or a lone surrogate (JSON ``"\ud800"``) are refused
+line endings of the source). Texts with a NUL or a lone surrogate (JSON ``"\\ud800"``) are refused
 by name: neither survives a tokenizer or a UTF-8 hash. Texts longer than ``max_text_chars`` are cut
 (or refused) before any tokenizer sees them. The split hashes the *normalised* text, so
 near-duplicates (case, spacing, trailing punctuation, NFKC forms) never straddle train and test.
@@ -205,14 +205,15 @@ def read_table(path: str | Path, columns: tuple[str, ...]) -> list[dict[str, Any
 
 def _check_characters(value: str, where: str) -> None:
     """Refuse a NUL (C strings and many tokenizers stop there) and a lone surrogate (JSON allows
-    ``"\ud800"``, but it has no UTF-8 form, so hashing or writing the row would crash)."""
+    ``"\\ud800"``, but it has no UTF-8 form, so hashing or writing the row would crash)."""
     nul = value.find("\x00")
     if nul >= 0:
         raise DatasetError(f"{where} contains a NUL character at position {nul}")
-    for i, ch in enumerate(value):
-        if "\ud800" <= ch <= "\udfff":
-            raise DatasetError(f"{where} contains a lone surrogate {ch!r} at position {i} "
-                               f"(not valid Unicode text; fix the \\u escape)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DatasetError(f"{where} contains a lone surrogate {value[exc.start]!r} at position {exc.start} "
+                           f"(not valid Unicode text; fix the \\u escape)") from None
 
 
 def cap_texts(rows: list[dict[str, Any]], column: str, max_chars: int, policy: str, path: str | Path) -> int:

@@ -9,8 +9,8 @@ import json
 import pytest
 from fakes import make_rows, write_jsonl
 
-from components.common.config import ConfigError, config_from_dict
 from components.common import dataset as ds
+from components.common.config import ConfigError, config_from_dict
 from components.common.dataset import DatasetError, build_snapshot, read_texts, write_snapshot
 from components.common.hashing import md5_file
 from pipelines.cli import main
