@@ -318,3 +318,34 @@ def test_redistill_merge_treats_near_duplicates_as_already_present():
     assert merged.rows == [{"text": "Hello there", "label": "x"}, {"text": "b", "label": "y"},
                            {"text": "New one", "label": "x"}]
     assert (merged.kept, merged.added, merged.already_present) == (2, 1, 2)
+
+
+@pytest.mark.parametrize("step", ["monitor_drift", "prepare_redistill"])
+def test_drift_steps_cap_production_texts_from_the_config(home, tmp_path, monkeypatch, step):
+    """The production batch of the drift DAG is capped by data.max_text_chars where it is read,
+    before any model or tokenizer sees it."""
+    import importlib
+
+    runner = importlib.import_module(f"components.{step}.runner")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(texts, batch_name):
+        seen["lengths"] = [len(t) for t in texts]
+        raise Stop
+
+    monkeypatch.setattr(runner, "validate_texts", capture)
+    monkeypatch.setattr(runner, "prepare_process", lambda: None)
+    production = write_jsonl([{"text": "short"}, {"text": "z" * TEN_MB}], tmp_path / "prod.jsonl")
+    cfg = config_from_dict({"data": {"max_text_chars": 3000}})
+    with pytest.raises(Stop):
+        if step == "monitor_drift":
+            runner.run(str(home), str(production), "text", "models:/s@champion", cfg, str(tmp_path / "r.html"),
+                       str(tmp_path / "v.json"))
+        else:
+            verdict = tmp_path / "verdict.json"
+            verdict.write_text(json.dumps({"drifted": True, "reference_data_version": "x"}))
+            runner.run(str(home), str(verdict), str(production), "text", "t", cfg)
+    assert seen["lengths"] == [5, 3000]
