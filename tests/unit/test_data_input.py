@@ -349,3 +349,17 @@ def test_drift_steps_cap_production_texts_from_the_config(home, tmp_path, monkey
             verdict.write_text(json.dumps({"drifted": True, "reference_data_version": "x"}))
             runner.run(str(home), str(verdict), str(production), "text", "t", cfg)
     assert seen["lengths"] == [5, 3000]
+
+
+@pytest.mark.parametrize("command", ["run", "monitor"])
+def test_dag_commands_refuse_bad_text_before_the_dag_starts(home, tmp_path, capsys, command):
+    """`distillops run` / `monitor` check the input file first: the same message, exit 2, no
+    traceback, instead of a failed kfp.local task (exit 1) with the step's traceback in its log."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(_jsonl_lines(*_good_rows(5), r'{"text": "caf\ud800", "label": "x"}', *_good_rows(40)))
+    args = ["--data", str(path), "--teacher", str(tmp_path)] if command == "run" else ["--production", str(path)]
+    code = main([command, "--home", str(home), *args])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert f"{path} line 6: column 'text' contains a lone surrogate" in err
+    assert "Traceback" not in err
