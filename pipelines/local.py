@@ -15,7 +15,7 @@ from typing import Any
 
 from components.common import registry
 from components.common.config import Config
-from components.common.dataset import DatasetError
+from components.common.dataset import DatasetError, read_texts, snapshot_from_config, validate_texts
 from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.teachers import resolve_teacher
@@ -56,6 +56,22 @@ def _existing(path: str, what: str) -> Path:
     return resolved
 
 
+def _checked_data(data_path: str, cfg: Config) -> Path:
+    """The data file, read and validated as version_data will: bad input stops here with the
+    message naming file and row (exit 2), not as a failed task inside the DAG."""
+    path = _existing(data_path, "data")
+    snapshot_from_config(path, cfg.data)
+    return path
+
+
+def _checked_production(production_path: str, cfg: Config, text_column: str | None) -> Path:
+    """The production batch, read and validated as monitor_drift will, before the drift DAG starts."""
+    path = _existing(production_path, "production")
+    d = cfg.data
+    validate_texts(read_texts(path, text_column or d.text_column, d.max_text_chars, d.long_texts), "production")
+    return path
+
+
 def run_distill(home: Home, cfg: Config, data_path: str, teacher_ref: str | None = None) -> dict[str, Any]:
     """Run the distillation DAG; return a one-object summary of what happened."""
     from pipelines.distill import distill_pipeline
@@ -63,8 +79,8 @@ def run_distill(home: Home, cfg: Config, data_path: str, teacher_ref: str | None
     home.ensure()
     teacher_ref = teacher_ref or cfg.teacher.ref
     started = time.time()
-    ensure_teacher(home, cfg, teacher_ref, data_path)
-    path = _existing(data_path, "data")
+    path = _checked_data(data_path, cfg)
+    ensure_teacher(home, cfg, teacher_ref, str(path))
     teacher = resolve_teacher(teacher_ref, home)  # the run's first use: every step gets it pinned
     args = distill_parameters(cfg, str(home.root), str(path), sha256_file(path), teacher.pinned_ref, teacher.version)
     init_kfp_local(home)
@@ -78,7 +94,7 @@ def run_monitor(home: Home, cfg: Config, production_path: str, text_column: str 
     """Run the drift-monitor DAG on a production batch; return the verdict."""
     from pipelines.drift import drift_pipeline
 
-    path = _existing(production_path, "production")
+    path = _checked_production(production_path, cfg, text_column)
     home.ensure()
     init_kfp_local(home)
     task = drift_pipeline(**drift_parameters(cfg, str(home.root), str(path), sha256_file(path), model_ref,
@@ -102,7 +118,7 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
     """
     from pipelines.drift import drift_redistill_pipeline
 
-    path = _existing(production_path, "production")
+    path = _checked_production(production_path, cfg, text_column)
     home.ensure()
     teacher = resolve_teacher(teacher_ref or cfg.teacher.ref, home)
     started = time.time()

@@ -59,12 +59,16 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
     reports = step_reports(task_outputs)
     executed = [r for r in reports if r["started"] >= pipeline_started]
     data_version = gate["context"]["data_version"]
+    data = getattr(task_outputs.get("dataset"), "metadata", {}) or {}
     action = promotion.get("action", "none")
     if action == "refused":
         action = "skipped (gate failed)"
     return {
         "data_version": data_version,
         "teacher_version": gate["context"]["teacher_version"],
+        # What version_data's input policies did (texts cut, conflicting labels) and the duplicates
+        # across / within splits; absent for a snapshot versioned before these were reported.
+        "data": {k: data[k] for k in ("rows", "splits", "input") if k in data},
         "config_hash": config_hash,
         "gate": {"passed": gate["passed"], "reasons": gate["reasons"],
                  "checks": {c["name"]: c["value"] for c in gate["checks"]}},

@@ -37,7 +37,19 @@ class DataConfig:
     validation_fraction: float = 0.1
     test_fraction: float = 0.2
     # Salt of the hash split: changing it reshuffles every row, appending rows never does.
+    # The hash is of the normalised text (NFKC, casefolded, whitespace collapsed, trailing
+    # punctuation stripped), so near-duplicates always share a split.
     split_salt: str = "distillops-v1"
+    # Longest text kept, in characters, applied where texts enter (version_data, the teacher
+    # step, drift production input) before any tokenizer sees them: one 10 MB row would
+    # otherwise triple a step's memory. 20,000 characters is far beyond any max_length.
+    max_text_chars: int = 20_000
+    # A longer text: "truncate" (cut to max_text_chars, counted in the data step's report) or
+    # "error" (refused, naming the file and row).
+    long_texts: str = "truncate"
+    # Rows whose normalised texts are equal but labels differ: "error" (names the rows), "drop"
+    # (every such row), "majority" (keep the majority label's rows; a tie drops them all).
+    conflicting_labels: str = "error"
 
 
 @dataclass(frozen=True)
@@ -261,6 +273,12 @@ def _validate(cfg: Config) -> None:
             f"data.validation_fraction + data.test_fraction = "
             f"{d.validation_fraction + d.test_fraction} leaves no training rows"
         )
+    if d.max_text_chars < 1:
+        problems.append(f"data.max_text_chars: must be >= 1, got {d.max_text_chars}")
+    if d.long_texts not in ("truncate", "error"):
+        problems.append(f"data.long_texts: expected 'truncate' or 'error', got {d.long_texts!r}")
+    if d.conflicting_labels not in ("error", "drop", "majority"):
+        problems.append(f"data.conflicting_labels: expected 'error', 'drop' or 'majority', got {d.conflicting_labels!r}")
     if cfg.student.init not in ("teacher_layers", "config", "model"):
         problems.append(f"student.init: expected 'teacher_layers', 'config' or 'model', got {cfg.student.init!r}")
     if cfg.student.init == "model" and not cfg.student.model:

@@ -4,6 +4,13 @@ canonical snapshot every step reads (one JSONL file of {"text", "label", "split"
 `version_data` builds the snapshot (and DVC versions it); watch and the teacher step build the same
 one to compare or fine-tune; every other step only reads it through here. Every error names the
 file, the row and the value.
+
+Decode policy (text files): strict UTF-8, an error naming the line otherwise; a leading BOM is
+dropped; CRLF and LF read the same (so the snapshot, and its data version, do not depend on the
+line endings of the source). Texts with a NUL or a lone surrogate (JSON ``"\\ud800"``) are refused
+by name: neither survives a tokenizer or a UTF-8 hash. Texts longer than ``max_text_chars`` are cut
+(or refused) before any tokenizer sees them. The split hashes the *normalised* text, so
+near-duplicates (case, spacing, trailing punctuation, NFKC forms) never straddle train and test.
 """
 
 from __future__ import annotations
@@ -12,14 +19,22 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
+import unicodedata
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components.common.io import atomic_writer
 
+log = logging.getLogger(__name__)
+
 SPLITS = ("train", "validation", "test")
+MAX_TEXT_CHARS = 20_000  # data.max_text_chars's default
+LONG_TEXT_POLICIES = ("truncate", "error")
+CONFLICT_POLICIES = ("error", "drop", "majority")
 
 
 class DatasetError(ValueError):
@@ -76,9 +91,14 @@ def read_snapshot(path: str | Path) -> Snapshot:
     return Snapshot(texts, labels, splits)
 
 
-def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
-    """Unlabelled inputs (production batches): JSONL/CSV/Parquet, one text column."""
+def read_texts(path: str | Path, text_column: str = "text", max_text_chars: int = MAX_TEXT_CHARS,
+               long_texts: str = "truncate") -> list[str]:
+    """Unlabelled inputs (production batches): JSONL/CSV/Parquet, one text column, each text capped."""
     rows = read_table(path, columns=(text_column,))
+    cut = cap_texts(rows, text_column, max_text_chars, long_texts, path)
+    if cut:
+        log.warning("%s: %d text(s) longer than %d characters truncated (data.max_text_chars)",
+                    path, cut, max_text_chars)
     return [r[text_column] for r in rows]
 
 
@@ -94,12 +114,16 @@ FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parq
 
 
 def _decode_lines(path: Path) -> list[str]:
+    """Lines of a text file under the decode policy: strict UTF-8 (the error names the line), a
+    leading BOM dropped, CRLF read as LF."""
     raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     lines = raw.split(b"\n")
     out = []
     for n, line in enumerate(lines, start=1):
         try:
-            out.append(line.decode("utf-8"))
+            out.append(line.removesuffix(b"\r").decode("utf-8"))
         except UnicodeDecodeError as exc:
             bad = line[max(0, exc.start - 10): exc.end + 10]
             raise DatasetError(f"{path} line {n}: text is not valid UTF-8 (bytes {bad!r})") from None
@@ -175,18 +199,124 @@ def read_table(path: str | Path, columns: tuple[str, ...]) -> list[dict[str, Any
                 )
             if not value.strip():
                 raise DatasetError(f"{path} {row['__row__']}: column {col!r} is empty")
+            _check_characters(value, f"{path} {row['__row__']}: column {col!r}")
     return rows
 
 
+def _check_characters(value: str, where: str) -> None:
+    """Refuse a NUL (C strings and many tokenizers stop there) and a lone surrogate (JSON allows
+    ``"\\ud800"``, but it has no UTF-8 form, so hashing or writing the row would crash)."""
+    nul = value.find("\x00")
+    if nul >= 0:
+        raise DatasetError(f"{where} contains a NUL character at position {nul}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DatasetError(f"{where} contains a lone surrogate {value[exc.start]!r} at position {exc.start} "
+                           f"(not valid Unicode text; fix the \\u escape)") from None
+
+
+def cap_texts(rows: list[dict[str, Any]], column: str, max_chars: int, policy: str, path: str | Path) -> int:
+    """Cut ``rows[i][column]`` to ``max_chars`` characters in place; return how many were cut.
+
+    With ``policy="error"`` a longer text is an error naming the row instead.
+    """
+    if policy not in LONG_TEXT_POLICIES:
+        raise ValueError(f"long_texts: expected one of {LONG_TEXT_POLICIES}, got {policy!r}")
+    cut = 0
+    for row in rows:
+        text = row[column]
+        if len(text) > max_chars:
+            if policy == "error":
+                raise DatasetError(f"{path} {row['__row__']}: column {column!r} has {len(text)} characters, more "
+                                   f"than data.max_text_chars={max_chars} (data.long_texts=error)")
+            row[column] = text[:max_chars]
+            cut += 1
+    return cut
+
+
+def _strip_trailing_punctuation(text: str) -> str:
+    end = len(text)
+    while end and (unicodedata.category(text[end - 1]).startswith("P") or text[end - 1].isspace()):
+        end -= 1
+    return text[:end]
+
+
+def normalize_text(text: str) -> str:
+    """The key near-duplicates share: NFKC, casefolded, whitespace collapsed, trailing punctuation
+    stripped. A text of punctuation only keeps it (never an empty key)."""
+    folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return _strip_trailing_punctuation(folded) or folded
+
+
 def assign_split(text: str, salt: str, validation_fraction: float, test_fraction: float) -> str:
-    """Deterministic split of one row from a hash of its text: stable under appends and reorders."""
-    digest = hashlib.sha256(f"{salt}\0{text}".encode()).digest()
+    """Deterministic split of one row from a hash of its normalised text: stable under appends and
+    reorders, and the same for near-duplicates (so they cannot straddle train and test)."""
+    digest = hashlib.sha256(f"{salt}\0{normalize_text(text)}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     if u < test_fraction:
         return "test"
     if u < test_fraction + validation_fraction:
         return "validation"
     return "train"
+
+
+def overlap_report(texts: list[str], splits: list[str]) -> dict[str, int]:
+    """Duplicates across and within splits, exact and after normalize_text.
+
+    ``*_across_splits``: texts (distinct keys) found in more than one split, i.e. train/eval
+    leakage (0 for a snapshot split here); ``*_duplicates_within_splits``: rows repeating an
+    earlier row's text in the same split.
+    """
+    out = {}
+    for kind, key in (("exact", lambda t: t), ("normalised", normalize_text)):
+        seen: dict[str, set[str]] = defaultdict(set)
+        repeats = 0
+        for text, split in zip(texts, splits, strict=True):
+            k = key(text)
+            repeats += split in seen[k]
+            seen[k].add(split)
+        out[f"{kind}_across_splits"] = sum(len(s) > 1 for s in seen.values())
+        out[f"{kind}_duplicates_within_splits"] = repeats
+    return {k: out[k] for k in ("exact_across_splits", "normalised_across_splits",
+                                "exact_duplicates_within_splits", "normalised_duplicates_within_splits")}
+
+
+def _resolve_conflicts(rows: list[dict[str, Any]], text_column: str, label_column: str, policy: str,
+                       path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows whose normalised texts are equal but whose labels differ, handled by ``policy``."""
+    if policy not in CONFLICT_POLICIES:
+        raise ValueError(f"conflicting_labels: expected one of {CONFLICT_POLICIES}, got {policy!r}")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        groups[normalize_text(row[text_column])].append(i)
+    conflicts = [idx for idx in groups.values() if len({rows[i][label_column] for i in idx}) > 1]
+    report = {"policy": policy, "texts": len(conflicts), "rows_dropped": 0}
+    if not conflicts:
+        return rows, report
+    if policy == "error":
+        shown = "; ".join(
+            f"{rows[idx[0]][text_column][:60]!r}: "
+            + ", ".join(f"{rows[i]['__row__']} {rows[i][label_column]!r}" for i in idx)
+            for idx in conflicts[:10])
+        more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+        raise DatasetError(f"{path}: {len(conflicts)} text(s) carry conflicting labels (compared after "
+                           f"normalising case, spacing and trailing punctuation): {shown}{more}. Fix the labels, "
+                           f"or set data.conflicting_labels to drop or majority")
+    dropped: set[int] = set()
+    for idx in conflicts:
+        counts = Counter(rows[i][label_column] for i in idx).most_common()
+        tie = len(counts) > 1 and counts[0][1] == counts[1][1]
+        keep = None if policy == "drop" or tie else counts[0][0]
+        dropped.update(i for i in idx if rows[i][label_column] != keep)
+    report["rows_dropped"] = len(dropped)
+    kept = [row for i, row in enumerate(rows) if i not in dropped]
+    if not kept:
+        raise DatasetError(f"{path}: no rows left after data.conflicting_labels={policy} dropped "
+                           f"{len(dropped)} conflicting row(s)")
+    log.warning("%s: %d text(s) with conflicting labels; data.conflicting_labels=%s dropped %d row(s)",
+                path, len(conflicts), policy, len(dropped))
+    return kept, report
 
 
 def build_snapshot(
@@ -197,8 +327,39 @@ def build_snapshot(
     validation_fraction: float = 0.1,
     test_fraction: float = 0.2,
     salt: str = "distillops-v1",
+    **policies: Any,
 ) -> Snapshot:
-    """Read and validate a labelled dataset; return its canonical, split snapshot."""
+    """Read and validate a labelled dataset; return its canonical, split snapshot.
+
+    ``policies``: ``max_text_chars``, ``long_texts``, ``conflicting_labels`` (build_snapshot_with_report).
+    """
+    return build_snapshot_with_report(path, text_column, label_column, allowed_labels, validation_fraction,
+                                      test_fraction, salt, **policies)[0]
+
+
+def snapshot_from_config(path: str | Path, data: Any) -> tuple[Snapshot, dict[str, Any]]:
+    """build_snapshot_with_report with the settings of a DataConfig (config.data)."""
+    return build_snapshot_with_report(
+        path, data.text_column, data.label_column, data.labels, data.validation_fraction, data.test_fraction,
+        data.split_salt, max_text_chars=data.max_text_chars, long_texts=data.long_texts,
+        conflicting_labels=data.conflicting_labels)
+
+
+def build_snapshot_with_report(
+    path: str | Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    allowed_labels: tuple[str, ...] = (),
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    salt: str = "distillops-v1",
+    *,
+    max_text_chars: int = MAX_TEXT_CHARS,
+    long_texts: str = "truncate",
+    conflicting_labels: str = "error",
+) -> tuple[Snapshot, dict[str, Any]]:
+    """(snapshot, report): the report says what the input policies did (texts cut, conflicting
+    labels resolved) and the duplicates across and within splits (overlap_report)."""
     rows = read_table(path, columns=(text_column, label_column))
     if allowed_labels:
         allowed = set(allowed_labels)
@@ -208,6 +369,9 @@ def build_snapshot(
                     f"{path} {row['__row__']}: unknown label {row[label_column]!r}; "
                     f"expected one of {', '.join(allowed_labels)}"
                 )
+    longest = max(len(r[text_column]) for r in rows)
+    truncated = cap_texts(rows, text_column, max_text_chars, long_texts, path)
+    rows, conflicts = _resolve_conflicts(rows, text_column, label_column, conflicting_labels, path)
     texts = [r[text_column] for r in rows]
     labels = [r[label_column] for r in rows]
     splits = [assign_split(t, salt, validation_fraction, test_fraction) for t in texts]
@@ -218,7 +382,10 @@ def build_snapshot(
         )
     if len(set(labels)) < 2:
         raise DatasetError(f"{path}: a classifier needs at least 2 labels, found only {sorted(set(labels))}")
-    return Snapshot(texts, labels, splits)
+    report = {"max_text_chars": max_text_chars, "long_texts": long_texts, "truncated_rows": truncated,
+              "longest_text_chars": longest, "conflicting_labels": conflicts,
+              "overlap": overlap_report(texts, splits)}
+    return Snapshot(texts, labels, splits), report
 
 
 class TextBatchError(DatasetError):

@@ -112,6 +112,11 @@ class DriftVerdict:
     n_production: int
     # Not part of the decision; carried so the verdict JSON says which method scored what.
     column_methods: dict[str, str] = field(default_factory=dict)
+    # Signals whose statistic is NaN or infinite, with why: not evaluated, so the verdict fails
+    # closed (drifted) instead of reading an undefined number as "no drift".
+    not_evaluated: dict[str, str] = field(default_factory=dict)
+    # What made the verdict drifted: "descriptors_or_labels" (a test said so), "not_evaluated".
+    signals: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: non-finite scores become None (JSON has no NaN)."""
@@ -143,10 +148,11 @@ def _check_result(name: str, result: Any) -> tuple[bool, float, str]:
     return bool(result["drifted"]), float(result["score"]), str(result["method"])
 
 
-def _descriptor_reason(drifted: list[str], total: int, share: float, policy: DriftPolicy) -> str:
+def _descriptor_reason(drifted: list[str], total: int, share: float, policy: DriftPolicy,
+                       evaluated: str = "") -> str:
     listed = f" ({', '.join(drifted)})" if drifted else ""
     needed = _format_share(policy.column_drift_share)
-    counted = f"{len(drifted)} of {total} text descriptors drifted{listed}"
+    counted = f"{len(drifted)} of {total} {evaluated}text descriptors drifted{listed}"
     if _descriptors_drift(len(drifted), share, policy):
         return f"{counted} >= {needed} share"
     return f"{counted}, below the {needed} share"
@@ -166,6 +172,11 @@ def _label_reason(label_drifted: bool, score: float, method: str, policy: DriftP
     return f"predicted-label distribution drifted {numbers}, but the policy does not count label drift alone"
 
 
+def _not_evaluated_reason(name: str, score: float, method: str, why: str) -> str:
+    return (f"{name}: not evaluated (method {method}, score {score}): {why}; counted as drifted "
+            f"(fail closed: an undefined statistic is not evidence of no drift)")
+
+
 def decide_drift(
     column_results: dict[str, dict],
     label_result: dict | None,
@@ -177,6 +188,10 @@ def decide_drift(
 
     A result may carry an optional ``"note"`` (e.g. a column constant in both batches); notes are
     appended to the reasons so the verdict explains every column that was not really tested.
+
+    Fails closed: a NaN or infinite score (chi-square on a label constant in the reference, say)
+    makes that signal "not evaluated" and the verdict drifted, whatever its "drifted" flag says;
+    the descriptor share is then over the evaluated columns only.
     """
     if not column_results:
         raise DriftInputError("no descriptor drift results: cannot decide drift on zero columns")
@@ -189,35 +204,55 @@ def decide_drift(
     methods: dict[str, str] = {}
     drifted_columns: list[str] = []
     notes: list[str] = []
+    not_evaluated: dict[str, str] = {}
+    undefined: list[str] = []
     for name, result in column_results.items():
         drifted, score, method = _check_result(name, result)
         scores[name], methods[name] = score, method
+        if not math.isfinite(score):
+            not_evaluated[name] = str(result.get("note") or "the statistic is undefined")
+            undefined.append(_not_evaluated_reason(name, score, method, not_evaluated[name]))
+            continue
         if drifted:
             drifted_columns.append(name)
         if result.get("note"):
             notes.append(f"{name}: {result['note']}")
 
-    share = len(drifted_columns) / len(column_results)
+    n_evaluated = len(column_results) - len(not_evaluated)
+    share = len(drifted_columns) / n_evaluated if n_evaluated else 0.0
     descriptors_drifted = _descriptors_drift(len(drifted_columns), share, policy)
-    reasons = [_descriptor_reason(drifted_columns, len(column_results), share, policy)]
+    reasons = [_descriptor_reason(drifted_columns, n_evaluated, share, policy,
+                                  "evaluated " if not_evaluated else "")]
 
     label_drifted: bool | None = None
     if label_result is None:
         reasons.append("no predicted labels given: label drift not checked")
     else:
-        label_drifted, label_score, label_method = _check_result("predicted label", label_result)
-        reasons.append(_label_reason(label_drifted, label_score, label_method, policy))
+        flag, label_score, label_method = _check_result("predicted label", label_result)
+        if math.isfinite(label_score):
+            label_drifted = flag
+            reasons.append(_label_reason(label_drifted, label_score, label_method, policy))
+        else:
+            not_evaluated["predicted label"] = str(label_result.get("note") or "the statistic is undefined")
+            undefined.append(_not_evaluated_reason("predicted label", label_score, label_method,
+                                                   not_evaluated["predicted label"]))
 
-    drifted = descriptors_drifted or bool(label_drifted and policy.label_drift)
+    signals = []
+    if descriptors_drifted or bool(label_drifted and policy.label_drift):
+        signals.append("descriptors_or_labels")
+    if not_evaluated:
+        signals.append("not_evaluated")
     return DriftVerdict(
-        drifted=drifted,
-        reasons=reasons + notes,
+        drifted=bool(signals),
+        reasons=reasons + undefined + notes,
         drifted_columns=drifted_columns,
         column_scores=scores,
         label_drifted=label_drifted,
         n_reference=int(n_reference),
         n_production=int(n_production),
         column_methods=methods,
+        not_evaluated=not_evaluated,
+        signals=signals,
     )
 
 
@@ -275,10 +310,15 @@ def combine_signals(verdict: DriftVerdict, embedding: dict | None, disagreement:
     The batch drifted when any signal did; every signal's sentence is in the reasons.
     """
     out = verdict.to_dict()
-    signals = []
-    if verdict.drifted:
-        signals.append("descriptors_or_labels")
-    if embedding is not None:
+    signals = list(verdict.signals)
+    if embedding is not None and not math.isfinite(embedding["score"]):
+        why = "the domain classifier's ROC AUC is undefined"
+        out["not_evaluated"]["embeddings"] = why
+        out["reasons"].append(_not_evaluated_reason("embeddings", embedding["score"], embedding["method"], why))
+        if "not_evaluated" not in signals:
+            signals.append("not_evaluated")
+        embedding = {**embedding, "score": None}
+    elif embedding is not None:
         verb = "drifted" if embedding["drifted"] else "did not drift"
         out["reasons"].append(f"embeddings {verb} (method {embedding['method']}, score "
                               f"{_format_score(embedding['score'])}, threshold {embedding['threshold']:g})")

@@ -199,7 +199,12 @@ def _value_drift_result(metric: dict, statuses: dict[str, str], default_threshol
     score = float(value) if isinstance(value, int | float) else float("nan")
     result: dict[str, Any] = {"score": score, "method": _short_method(method), "threshold": threshold}
     status = statuses.get(str(metric.get("id")))
-    if status in _NOT_DRIFTED_STATUSES:
+    if not math.isfinite(score):
+        # Fail closed: a NaN/inf statistic (chi-square on a constant reference) proves nothing,
+        # whatever status Evidently gave it (it reports SUCCESS for nan < threshold being false).
+        result["drifted"] = True
+        result["note"] = f"Evidently gave status {status} and score {score!r}: the statistic is undefined"
+    elif status in _NOT_DRIFTED_STATUSES:
         result["drifted"] = False
     elif status in _DRIFTED_STATUSES:
         result["drifted"] = True
@@ -236,11 +241,31 @@ def _note_constant_columns(
     """
     for column in columns:
         values = pd.concat([reference[column], production[column]], ignore_index=True)
-        if values.nunique() <= 1 and column in results:
+        if values.nunique() <= 1 and column in results and math.isfinite(results[column]["score"]):
             results[column]["drifted"] = False
             results[column]["note"] = (
                 f"constant ({values.iloc[0]:g}) in both batches, not testable; not drifted"
             )
+
+
+def _plain(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float | np.number) else repr(str(value))
+
+
+def _note_undefined_scores(results: dict[str, dict[str, Any]], reference: pd.DataFrame,
+                           production: pd.DataFrame) -> None:
+    """Say why a statistic came back NaN/inf (core.decide_drift then counts it "not evaluated")."""
+    for column, result in results.items():
+        if math.isfinite(result["score"]):
+            continue
+        parts = []
+        for name, frame in (("reference", reference), ("production batch", production)):
+            values = frame[column].unique()
+            if len(values) == 1:
+                parts.append(f"the {name} holds one value ({_plain(values[0])}) in all {len(frame)} rows")
+        detail = " and ".join(parts) or f"Evidently's {result['method']} gave no finite score"
+        result["drifted"] = True
+        result["note"] = f"{column}: {detail}, so {result['method']} is undefined (nan)"
 
 
 def build_drift_report(
@@ -274,6 +299,7 @@ def build_drift_report(
         # Not the caller's input: the snapshot did not have the shape this adapter expects.
         raise RuntimeError(f"Evidently returned no drift result for columns {missing}")
     _note_constant_columns(results, ref, prod, columns)
+    _note_undefined_scores(results, ref, prod)
     label_result = results.pop(label_column) if label_column is not None else None
     column_results = {c: results[c] for c in columns}
     return html, column_results, label_result

@@ -101,7 +101,8 @@ def run(
     h = Home.resolve(home).ensure()
     prepare_process()
     with record_step(h, "monitor_drift") as counters:
-        production = validate_texts(read_texts(production_path, text_column), "production")
+        production = validate_texts(read_texts(production_path, text_column, cfg.data.max_text_chars,
+                                               cfg.data.long_texts), "production")
         client = registry.connect(h)
         model_path, mv = registry.download_model(client, h, registry.ModelRef.parse(model_ref))
         data_version = mv.tags.get("data_version")
@@ -114,7 +115,8 @@ def run(
             snap = read_snapshot(
                 dvc_store.materialize(h.data_repo, h.dvc_remote, data_version, Path(tmp) / "reference.jsonl")
             )
-        reference = validate_texts(snap.split("train")[0], "reference")
+        # A snapshot versioned before data.max_text_chars existed may hold longer texts.
+        reference = [t[:cfg.data.max_text_chars] for t in validate_texts(snap.split("train")[0], "reference")]
         model, tokenizer = load_classifier(model_path)
         ref_frame = _frame(model, tokenizer, _sample(reference, MAX_ROWS), cfg.distill.max_length)
         prod_frame = _frame(model, tokenizer, _sample(production, MAX_ROWS), cfg.distill.max_length)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.common.dataset import normalize_text
+
 
 @dataclass(frozen=True)
 class MergedData:
@@ -21,23 +23,30 @@ class MergedData:
 def merge_rows(reference: list[tuple[str, str]], production: list[tuple[str, str]], max_added: int,
                text_column: str = "text", label_column: str = "label") -> MergedData:
     """Reference (text, label) rows, then new production (text, teacher label) rows, deduplicated by
-    text, in input order, at most `max_added` of them (deterministic: no sampling here)."""
+    text, in input order, at most `max_added` of them (deterministic: no sampling here).
+
+    A production text counts as present when its normalised text (dataset.normalize_text) is:
+    the teacher's label must not contradict a human label, or an earlier production row's, on a
+    near-duplicate (version_data refuses conflicting labels)."""
     if max_added < 0:
         raise ValueError(f"drift.redistill_max_rows must be >= 0, got {max_added}")
     seen: set[str] = set()
+    keys: set[str] = set()
     rows = []
     for text, label in reference:
         if text not in seen:
             seen.add(text)
+            keys.add(normalize_text(text))
             rows.append({text_column: text, label_column: label})
     added = present = 0
     for text, label in production:
-        if text in seen:
+        key = normalize_text(text)
+        if key in keys:
             present += 1
             continue
         if added >= max_added:
             break
-        seen.add(text)
+        keys.add(key)
         rows.append({text_column: text, label_column: label})
         added += 1
     return MergedData(rows, len(rows) - added, added, present)

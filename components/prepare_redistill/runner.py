@@ -30,7 +30,8 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
         verdict = json.loads(Path(verdict_path).read_text())
         if not verdict.get("drifted"):
             raise ValueError(f"{verdict_path}: the verdict says no drift; nothing to redistil")
-        production = validate_texts(read_texts(production_path, text_column), "production")
+        production = validate_texts(read_texts(production_path, text_column, cfg.data.max_text_chars,
+                                               cfg.data.long_texts), "production")
         with tempfile.TemporaryDirectory() as tmp:
             snap = read_snapshot(dvc_store.materialize(h.data_repo, h.dvc_remote, verdict["reference_data_version"],
                                                        Path(tmp) / "reference.jsonl"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from components.common import registry
 from components.common.config import Config, config_hash
-from components.common.dataset import build_snapshot
+from components.common.dataset import snapshot_from_config
 from components.common.home import Home
 from components.common.modeling import default_base_model, predict_logits
 from components.common.runtime import prepare_process
@@ -97,8 +97,8 @@ def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = 
     prepare_process()
     base = base or cfg.teacher.base or default_base_model()
     d = cfg.data
-    snapshot = build_snapshot(data_path, d.text_column, d.label_column, d.labels, d.validation_fraction,
-                              d.test_fraction, d.split_salt)
+    # The same snapshot version_data would build: texts capped before any tokenizer sees them.
+    snapshot, data_report = snapshot_from_config(data_path, d)
     label_names = list(d.labels) or snapshot.label_names
     client = registry.connect(home)
     with record_step(home, "teacher") as counters, start_run(
@@ -120,9 +120,9 @@ def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = 
             "learning_rate": str(chosen["learning_rate"]), "best_epoch": str(chosen["best_epoch"]),
             "validation_accuracy": f"{chosen['best_validation_accuracy']:.4f}"})
         registry.set_alias(client, cfg.teacher.registered_name, alias, mv.version)
-        counters.update(version=mv.version, test_accuracy=test_acc)
+        counters.update(version=mv.version, test_accuracy=test_acc, truncated_rows=data_report["truncated_rows"])
     log.info("teacher %s v%s: test accuracy %.4f; alias %s", mv.name, mv.version, test_acc, alias)
     return {"name": mv.name, "version": str(mv.version), "alias": alias, "test_accuracy": test_acc,
             "ref": f"models:/{mv.name}@{alias}", "train_seconds": round(sum(e["seconds"] for e in sweep), 1),
             "learning_rate": chosen["learning_rate"], "validation_accuracy": chosen["best_validation_accuracy"],
-            "learning_rate_sweep": sweep, **floors}
+            "learning_rate_sweep": sweep, "input": data_report, **floors}

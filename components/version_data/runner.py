@@ -7,11 +7,11 @@ from pathlib import Path
 
 from components.common import dvc_store
 from components.common.config import Config
-from components.common.dataset import build_snapshot, write_snapshot
+from components.common.dataset import snapshot_from_config, write_snapshot
 from components.common.home import Home
 from components.common.io import atomic_copy
 from components.common.steplog import record_step
-from components.version_data.core import split_counts
+from components.version_data.core import input_summary, split_counts
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,7 @@ def run(home: str, data_path: str, cfg: Config, snapshot_out: str) -> dict:
     h = Home.resolve(home).ensure()
     cfg = cfg.data
     with record_step(h, "version_data") as counters:
-        snapshot = build_snapshot(data_path, cfg.text_column, cfg.label_column, cfg.labels,
-                                  cfg.validation_fraction, cfg.test_fraction, cfg.split_salt)
+        snapshot, report = snapshot_from_config(data_path, cfg)
         staging = h.root / "staging" / f"{Path(snapshot_out).name}.{id(snapshot)}.jsonl"
         write_snapshot(snapshot, staging)
         try:
@@ -31,7 +30,11 @@ def run(home: str, data_path: str, cfg: Config, snapshot_out: str) -> dict:
         finally:
             staging.unlink(missing_ok=True)
         counts = split_counts(snapshot)
-        counters.update(data_version=data_version, rows=len(snapshot), **counts)
-    log.info("data_version %s: %d rows (%s), labels %s", data_version, len(snapshot), counts, snapshot.label_names)
+        counters.update(data_version=data_version, rows=len(snapshot), **counts,
+                        truncated_rows=report["truncated_rows"],
+                        conflicting_rows_dropped=report["conflicting_labels"]["rows_dropped"],
+                        overlap_across_splits=report["overlap"]["normalised_across_splits"])
+    log.info("data_version %s: %d rows (%s), labels %s; %s", data_version, len(snapshot), counts,
+             snapshot.label_names, input_summary(report))
     return {"data_version": data_version, "rows": len(snapshot), "splits": counts,
-            "labels": snapshot.label_names, "source": str(data_path), "step_report": counters}
+            "labels": snapshot.label_names, "source": str(data_path), "input": report, "step_report": counters}

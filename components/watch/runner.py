@@ -7,7 +7,7 @@ from pathlib import Path
 
 from components.common import registry
 from components.common.config import Config, config_hash
-from components.common.dataset import build_snapshot, write_snapshot
+from components.common.dataset import snapshot_from_config, write_snapshot
 from components.common.hashing import md5_file
 from components.common.home import Home
 from components.common.teachers import resolve_teacher
@@ -17,9 +17,7 @@ from components.watch.core import WatchDecision, decide
 def current_data_version(data_path: str, cfg: Config) -> str:
     """The data_version version_data would record for `data_path` now (DVC's md5 of the snapshot),
     computed without touching the DVC repository."""
-    d = cfg.data
-    snapshot = build_snapshot(data_path, d.text_column, d.label_column, d.labels, d.validation_fraction,
-                              d.test_fraction, d.split_salt)
+    snapshot, _ = snapshot_from_config(data_path, cfg.data)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "snapshot.jsonl"
         write_snapshot(snapshot, path)

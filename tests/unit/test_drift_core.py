@@ -280,6 +280,8 @@ def test_to_dict_is_json_safe():
     verdict = decide_drift(results, {"drifted": False, "score": 0.5, "method": "z"}, DriftPolicy(), 3, 4)
     out = verdict.to_dict()
     assert out["column_scores"]["word_count"] is None
-    assert out["drifted"] is False and out["label_drifted"] is False
+    # A NaN score is "not evaluated" and fails closed (issue 13, defect 6); it used to read as no drift.
+    assert out["drifted"] is True and out["label_drifted"] is False
+    assert out["not_evaluated"] == {"word_count": "the statistic is undefined"}
     assert out["column_methods"]["length"] == "ks"
     assert json.loads(json.dumps(out, allow_nan=False))["n_production"] == 4
