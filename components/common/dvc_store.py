@@ -51,6 +51,17 @@ def _dvc_md5(dvc_file: Path) -> str:
     return meta["outs"][0]["md5"]
 
 
+def _torn(dvc_file: Path) -> bool:
+    """A .dvc file that exists but records no output md5 (DVC writes it in place: a kill -9 can leave
+    it empty or cut)."""
+    if not dvc_file.exists():
+        return False
+    try:
+        return not isinstance(_dvc_md5(dvc_file), str)
+    except (yaml.YAMLError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+        return True
+
+
 class DataIntegrityError(RuntimeError):
     """A snapshot whose bytes do not hash to the data version DVC recorded for it."""
 
@@ -81,6 +92,10 @@ def add_and_push(repo_root: str | Path, remote_url: str, snapshot_file: str | Pa
         target = repo_root / "versions" / md5 / SNAPSHOT_NAME
         dvc_file = target.with_name(SNAPSHOT_NAME + ".dvc")
         cached = _object_path(repo_root / ".dvc" / "cache", md5)
+        if _torn(dvc_file):
+            log.warning("%s is empty or cut (an interrupted dvc add); versioning %s again", dvc_file, snapshot_file)
+            target.unlink(missing_ok=True)
+            dvc_file.unlink()
         if dvc_file.exists() and (not cached.is_file() or md5_file(cached) != md5):
             log.warning("DVC cache object %s of data version %s is missing or altered; restoring it from %s",
                         cached, md5, snapshot_file)

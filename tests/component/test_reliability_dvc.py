@@ -143,3 +143,19 @@ def test_no_automation_runs_gc_against_the_remote():
     assert offenders == []
     # the pattern does catch what it is for
     assert cloud_gc.search("dvc gc -w --cloud") and cloud_gc.search("repo.gc(workspace=True, cloud=True)")
+
+
+@pytest.mark.parametrize("torn", ["", "outs:\n- md5: 12", "outs:\n- md5: \"ab"])
+def test_a_dvc_file_left_empty_or_cut_by_a_kill_is_versioned_again(tmp_path, torn):
+    """DVC writes the .dvc file in place: a kill -9 in `dvc add` can leave it empty or cut. The rerun
+    versions the snapshot again instead of failing on the torn file (found by the killed-push test)."""
+    snap = tmp_path / "snap.jsonl"
+    snap.write_text('{"label": "x", "split": "train", "text": "hello"}\n')
+    repo, remote = tmp_path / "repo", tmp_path / "remote"
+    version = dvc_store.add_and_push(repo, str(remote), snap)
+    dvc_file = repo / "versions" / version / (dvc_store.SNAPSHOT_NAME + ".dvc")
+    dvc_file.write_text(torn)
+
+    assert dvc_store.add_and_push(repo, str(remote), snap) == version
+    assert dvc_store._dvc_md5(dvc_file) == version
+    assert _sha256(_fresh_clone_pull(repo, remote, version, tmp_path)) == _sha256(snap)
