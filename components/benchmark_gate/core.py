@@ -41,6 +41,8 @@ class Check:
     value: float
     threshold: float
     message: str
+    # An informational check is reported with its verdict but never refuses the student.
+    informational: bool = False
 
 
 @dataclass
@@ -51,7 +53,7 @@ class GateResult:
 
     @property
     def reasons(self) -> list[str]:
-        return [c.message for c in self.checks if not c.passed]
+        return [c.message for c in self.checks if not c.passed and not c.informational]
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "reasons": self.reasons, "checks": [asdict(c) for c in self.checks],
@@ -66,9 +68,12 @@ def _check(name: str, value: float, threshold: float, at_least: bool, what: str)
 
 
 def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion: dict[str, float] | None,
-                  policy: GateConfig) -> GateResult:
+                  policy: GateConfig, teacher_int8: dict[str, float] | None = None,
+                  student_int8: dict[str, float] | None = None) -> GateResult:
     """Decide whether `student` may replace `champion`. Each dict holds accuracy, macro_f1,
-    throughput_rows_per_s, latency_p50_ms, parameters, size_bytes; the student's also agreement."""
+    throughput_rows_per_s, latency_p50_ms, parameters, size_bytes; the student's also agreement.
+    `teacher_int8` / `student_int8`: the same models quantized to dynamic int8, measured beside them
+    (`_quantized_checks`); they are reported as model cards too."""
     checks = [
         _check("accuracy_retention", student["accuracy"] / max(teacher["accuracy"], 1e-12),
                policy.min_accuracy_retention, True,
@@ -83,10 +88,37 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
                              f"accuracy drop against the champion ({champion['accuracy']:.4f} -> "
                              f"{student['accuracy']:.4f})"))
     checks += _extended_checks(student, teacher, champion, policy)
+    checks += _quantized_checks(student, teacher, teacher_int8, student_int8, policy)
     models = {"student": student, "teacher": teacher}
     if champion is not None:
         models["champion"] = champion
-    return GateResult(all(c.passed for c in checks), checks, models)
+    for name, card in (("teacher_int8", teacher_int8), ("student_int8", student_int8)):
+        if card is not None:
+            models[name] = card
+    return GateResult(all(c.passed for c in checks if not c.informational), checks, models)
+
+
+def _quantized_checks(student: dict, teacher: dict, teacher_int8: dict | None, student_int8: dict | None,
+                      policy: GateConfig) -> list[Check]:
+    """What a user could have for free: the student's speed-up over the int8-quantized teacher (the
+    number that justifies distilling; 0 = reported, not gated) and, informational, whether the int8
+    student keeps the gate's accuracy retention."""
+    checks = []
+    if teacher_int8 is not None:
+        name, what = "student_speedup_over_int8_teacher", "batch-32 throughput speed-up over the int8-quantized teacher"
+        value = student["throughput_rows_per_s"] / max(teacher_int8["throughput_rows_per_s"], 1e-12)
+        threshold = policy.min_speedup_over_int8_teacher
+        checks.append(_check(name, value, threshold, True, what) if threshold > 0 else
+                      Check(name, True, round(value, 6), 0.0, f"{what}: {value:.4f} (reported, not gated)"))
+    if student_int8 is not None:
+        value = student_int8["accuracy"] / max(teacher["accuracy"], 1e-12)
+        kept = value >= policy.min_accuracy_retention
+        checks.append(Check("student_int8_accuracy_retention", kept, round(value, 6), policy.min_accuracy_retention,
+                            f"int8 student accuracy {student_int8['accuracy']:.4f} / teacher "
+                            f"{teacher['accuracy']:.4f} retention: {value:.4f} "
+                            f"({'keeps' if kept else 'does not keep'} >= {policy.min_accuracy_retention:g}; "
+                            f"informational, a quantized student is not registered)", informational=True))
+    return checks
 
 
 _ROWS = [("accuracy", "{:.4f}"), ("macro_f1", "{:.4f}"), ("agreement", "{:.4f}"), ("kl_to_teacher", "{:.4f}"),
@@ -99,7 +131,7 @@ def render_markdown(result: GateResult, context: dict[str, Any]) -> str:
     lines = [f"# Benchmark gate: {'PASSED' if result.passed else 'FAILED'}", ""]
     lines += [f"- **{k}**: `{v}`" for k, v in context.items()]
     lines += ["", "## Checks", ""]
-    lines += [f"- {'✅' if c.passed else '❌'} {c.message}" for c in result.checks]
+    lines += [f"- {'ℹ️' if c.informational else '✅' if c.passed else '❌'} {c.message}" for c in result.checks]
     names = list(result.models)
     lines += ["", "## Models (test split)", "", "| metric | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]

@@ -1,5 +1,6 @@
 """The gate report as one self-contained HTML page: the decision, every check, and plots (teacher
-vs student vs champion per metric, robustness, the student's confusion matrix, latency) embedded
+vs student vs champion, and the int8-quantized teacher / student when measured, per metric;
+robustness, the student's confusion matrix, latency and throughput) embedded
 as base64 PNGs, so the file opens anywhere (KFP UI, MLflow artifact view, a mail attachment)."""
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 
 from components.benchmark_gate.core import GateResult, render_markdown
 
-_COLORS = {"teacher": "#4c72b0", "student": "#dd8452", "champion": "#55a868"}
+_COLORS = {"teacher": "#4c72b0", "student": "#dd8452", "champion": "#55a868", "teacher_int8": "#8da0cb",
+           "student_int8": "#fc8d62"}
 
 
 def _png(fig) -> str:
@@ -64,7 +66,8 @@ def render_html(result: GateResult, context: dict[str, Any], confusion: list[lis
     models = result.models
     verdict = "PASSED" if result.passed else "FAILED"
     rows = "".join(
-        f"<tr class={'ok' if c.passed else 'bad'}><td>{'✅' if c.passed else '❌'}</td><td>{html.escape(c.name)}</td>"
+        f"<tr class={'ok' if c.passed or c.informational else 'bad'}>"
+        f"<td>{'ℹ️' if c.informational else '✅' if c.passed else '❌'}</td><td>{html.escape(c.name)}</td>"
         f"<td>{c.value:g}</td><td>{c.threshold:g}</td><td>{html.escape(c.message)}</td></tr>" for c in result.checks)
     plots = [_grouped_bars(models, [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("agreement", "agreement")],
                            "quality on the test split", "score")]
@@ -76,6 +79,8 @@ def render_html(result: GateResult, context: dict[str, Any], confusion: list[lis
                                    "accuracy on perturbed test inputs", "accuracy"))
     plots.append(_grouped_bars(models, [("latency_p50_ms", "batch-1 p50 latency (ms)")],
                                "latency on the gate's machine", "ms"))
+    plots.append(_grouped_bars(models, [("throughput_rows_per_s", "batch-32 throughput (rows/s)")],
+                               "throughput on the gate's machine (int8: dynamic quantization, CPU)", "rows/s"))
     if confusion is not None and label_names:
         plots.append(_confusion(confusion, label_names))
     md = html.escape(render_markdown(result, context))

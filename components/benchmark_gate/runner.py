@@ -1,5 +1,9 @@
 """Side effects of benchmark_gate: run student, teacher timing and champion; write the reports.
 
+Beside them it measures the teacher quantized to dynamic int8 (``gate.quantized_teacher``, on by
+default: what a user could have for free, so the student's speed-up over it is on every report) and,
+when ``gate.quantized_student`` is on, the int8 student (reported, never registered).
+
 The gate only measures and decides; a refusal is recorded in the promotion history by the DAG's
 ``dsl.Else`` branch (promote's ``record_refusal``), not from here. Its report binds the verdict to
 the student it measured (model digest and lineage in ``context``) and is signed when a signing
@@ -40,6 +44,7 @@ from components.common.teacher_outputs import check_aligned, read_teacher_output
 from components.common.teachers import load_pinned, load_teacher
 from components.common.tracking import attach
 from components.distillation.measure import count_parameters, measure_speeds, size_on_disk
+from components.distillation.quantize import quantize_dynamic_int8
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,20 @@ def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names
     return card, pred
 
 
+def _int8_card(model, tokenizer, texts, gold, max_length, names, teacher_pred, teacher_logits,
+               parameters: int) -> tuple[dict, tuple]:
+    """`model` quantized to dynamic int8: its accuracy on the test texts measured live (it can differ
+    a little from fp32), agreement with and KL to the fp32 teacher; and its entry for measure_speeds.
+    `parameters` is the fp32 model's count: quantization stores the same weights in int8 (packed, so
+    they are not module parameters any more); nothing is written to disk, so there is no size."""
+    quantized = quantize_dynamic_int8(model)
+    logits, pred = _predict(quantized, tokenizer, texts, max_length, names)
+    card = classification_metrics(pred, gold, len(names))
+    card.update(agreement=agreement(pred, teacher_pred), kl_to_teacher=mean_kl(teacher_logits, logits),
+                parameters=parameters, quantization="dynamic int8 (nn.Linear), CPU")
+    return card, (quantized, tokenizer, max_length)
+
+
 def _shape_summary(lineage: dict) -> str:
     """What the student step chose and why (shape: budget), or that the config described it."""
     shape = lineage.get("shape") or {}
@@ -104,7 +123,9 @@ def _publish(h: Home, lineage: dict, report: dict, markdown: str, page: str,
     run.log_metrics({**{f"gate_student_{k}": student[k] for k in ("accuracy", "macro_f1", "agreement",
                                                                     "latency_p50_ms", "throughput_rows_per_s")},
                      "gate_student_kl_to_teacher": student["kl_to_teacher"],
-                     **{f"gate_student_robust_{k}": v for k, v in student["robustness"].items()}})
+                     **{f"gate_student_robust_{k}": v for k, v in student["robustness"].items()},
+                     **{f"gate_{c['name']}": c["value"] for c in report["checks"]
+                        if c["name"] in ("student_speedup_over_int8_teacher", "student_int8_accuracy_retention")}})
 
 
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: str, teacher_ref: str,
@@ -158,13 +179,25 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
             champion_version = str(mv.version)
             timed["champion"] = (c_model, c_tok, max_len)
 
+        # What a user could have for free: the same models quantized to int8, timed with the others.
+        int8_cards = {}
+        if cfg.gate.quantized_teacher:
+            int8_cards["teacher_int8"], timed["teacher_int8"] = _int8_card(
+                t_loaded.model, t_loaded.tokenizer, texts, gold, cfg.teacher.max_length, names, teacher_pred,
+                test_logits, teacher_card["parameters"])
+        if cfg.gate.quantized_student:
+            int8_cards["student_int8"], timed["student_int8"] = _int8_card(
+                s_model, s_tok, texts, gold, max_len, names, teacher_pred, test_logits, student_card["parameters"])
+
         speeds = measure_speeds(timed, texts, cfg.gate.latency_samples, cfg.gate.throughput_batches)
-        for name, card in (("teacher", teacher_card), ("student", student_card), ("champion", champion_card)):
+        for name, card in (("teacher", teacher_card), ("student", student_card), ("champion", champion_card),
+                           *int8_cards.items()):
             if card is not None:
                 card.update(speeds[name])
         del timed
 
-        result = evaluate_gate(student_card, teacher_card, champion_card, cfg.gate)
+        result = evaluate_gate(student_card, teacher_card, champion_card, cfg.gate,
+                               int8_cards.get("teacher_int8"), int8_cards.get("student_int8"))
         context = {"data_version": lineage["data_version"], "teacher_version": outputs.teacher_version,
                    "config_hash": lineage["config_hash"], "champion_version": champion_version or "none",
                    "test_rows": len(texts), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

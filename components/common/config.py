@@ -174,6 +174,16 @@ class GateConfig:
     max_parameters: int = 0
     # Per-label slices: every label's student F1 must reach this (0 = reported, not gated).
     min_label_f1: float = 0.0
+    # The teacher quantized to dynamic int8 on CPU (no training: what a user could have for free),
+    # measured live beside the student: accuracy, agreement with the fp32 teacher, speed. Off skips
+    # it (one quantization and its timing fewer).
+    quantized_teacher: bool = True
+    # Student batch-32 throughput must be at least this multiple of the int8 teacher's
+    # (0 = reported, not gated; issue 16's target is 2). Needs quantized_teacher.
+    min_speedup_over_int8_teacher: float = 0.0
+    # Also measure the int8-quantized student and report whether it keeps min_accuracy_retention
+    # (informational: it never refuses, and no quantized model is registered).
+    quantized_student: bool = False
 
 
 @dataclass(frozen=True)
@@ -303,6 +313,12 @@ def _validate(cfg: Config) -> None:
     for section, name in ((cfg.distill, "distill"), (cfg.teacher, "teacher")):
         if section.epochs < 1:
             problems.append(f"{name}.epochs: must be >= 1, got {section.epochs}")
+    if cfg.gate.min_speedup_over_int8_teacher < 0:
+        problems.append(f"gate.min_speedup_over_int8_teacher: must be >= 0, got "
+                        f"{cfg.gate.min_speedup_over_int8_teacher}")
+    if cfg.gate.min_speedup_over_int8_teacher > 0 and not cfg.gate.quantized_teacher:
+        problems.append("gate.min_speedup_over_int8_teacher: needs gate.quantized_teacher: true (the int8 "
+                        "teacher is what it is measured against)")
     if cfg.cache.fidelity_sample < 0:
         problems.append(f"cache.fidelity_sample: must be >= 0, got {cfg.cache.fidelity_sample}")
     if problems:

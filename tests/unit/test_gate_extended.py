@@ -70,5 +70,5 @@ def test_html_report_is_self_contained_with_plots():
     result = evaluate_gate(student(), TEACHER, student(accuracy=0.95), GateConfig())
     page = render_html(result, {"data_version": "abc"}, [[3, 1], [0, 4]], ["a", "b"])
     assert page.startswith("<!doctype html>") and "FAILED" in page
-    assert page.count("data:image/png;base64,") == 4  # quality, robustness, latency, confusion matrix
+    assert page.count("data:image/png;base64,") == 5  # quality, robustness, latency, throughput, confusion
     assert "http://" not in page and "https://" not in page  # nothing to fetch
