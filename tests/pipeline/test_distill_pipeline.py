@@ -95,8 +95,9 @@ def test_gate_report_says_every_check(world):
     for check in ("retention", "speed-up", "agreement"):
         assert check in text
     report = json.loads(md.with_suffix(".json").read_text())
-    assert {c["name"] for c in report["checks"]} == {"accuracy_retention", "speedup", "agreement"}
-    assert set(report["models"]) == {"student", "teacher"}
+    assert {c["name"] for c in report["checks"]} == {"accuracy_retention", "speedup", "agreement",
+                                                     "student_speedup_over_int8_teacher"}
+    assert set(report["models"]) == {"student", "teacher", "teacher_int8"}  # gate.quantized_teacher: on by default
     # shape: budget chose the student and says why: all 3 candidate layers fit 0.9 of the parameters
     assert report["context"]["student_shape"].startswith("layers [0, 2, 3], feed-forward 64, vocabulary ")
     assert "most capable candidate within 0.9" in report["context"]["student_shape"]
