@@ -1,6 +1,7 @@
 """What int8 quantization of the teacher buys on this CPU: batch-32 throughput and batch-1 latency of
 the fp32 teacher, torch's legacy dynamic quantization (``torch.ao.quantization.quantize_dynamic``,
-deprecated in torch 2.13) and, when the package is importable, torchao's maintained
+deprecated in torch 2.13; through ``components.distillation.quantize.quantize_dynamic_int8``, the
+function the gate uses for its ``teacher_int8``) and, when the package is importable, torchao's maintained
 ``Int8DynamicActivationInt8WeightConfig``, measured side by side (``measure.measure_speeds``: calls
 alternate between the models, each figure a median), with each variant's largest logit difference.
 
@@ -32,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     from components.common.modeling import default_base_model
     from components.common.runtime import prepare_process
     from components.distillation.measure import measure_speeds
+    from components.distillation.quantize import quantize_dynamic_int8
 
     prepare_process()
     path = args.model or default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(path)
     fp32 = AutoModelForSequenceClassification.from_pretrained(path, num_labels=4).eval()
     models = {"fp32": fp32,
-              "torch.ao dynamic int8 (legacy)": torch.ao.quantization.quantize_dynamic(
-                  copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)}
+              "torch.ao dynamic int8 (legacy)": quantize_dynamic_int8(fp32)}
     try:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 

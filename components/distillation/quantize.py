@@ -27,6 +27,9 @@ def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
 
     CPU only (the quantized kernels are fbgemm / x86 / qnnpack). Embeddings and layer norms stay fp32.
     """
+    devices = {p.device.type for p in model.parameters()}
+    if devices - {"cpu"}:
+        raise ValueError(f"quantize_dynamic_int8: dynamic int8 runs on CPU; the model is on {sorted(devices)}")
     with warnings.catch_warnings():
         # Only the deprecation notices of the legacy API (see the module docstring for why it is used).
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated",

@@ -2,6 +2,7 @@
 
 import warnings
 
+import pytest
 import torch
 from fakes import make_tiny_teacher
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -26,3 +27,9 @@ def test_linear_layers_become_dynamic_int8_and_outputs_stay_close(tmp_path):
         fp32, int8 = model(**batch).logits, quantized(**batch).logits
     assert int8.shape == fp32.shape
     assert (int8 - fp32).abs().max() < 0.05 * max(1.0, float(fp32.abs().max()))
+
+
+def test_a_model_off_the_cpu_is_refused_by_name():
+    model = torch.nn.Linear(2, 2).to("meta")
+    with pytest.raises(ValueError, match=r"dynamic int8 runs on CPU; the model is on \['meta'\]"):
+        quantize_dynamic_int8(model)
