@@ -122,7 +122,7 @@ def _print_summary(summary: dict) -> None:
     for reason in gate["reasons"]:
         print(f"  - {reason}")
     for name, value in gate["checks"].items():
-        print(f"  {name:22s} {value}")
+        print(f"  {name:34s} {value}")
     print(f"promotion        {summary['promotion']['action']} (version {summary['promotion']['version']})")
     print(f"teacher passes   {summary['teacher_forward_passes']} (outputs), {summary['teacher_timing_passes']} (timing)")
     print(f"steps executed   {', '.join(summary['executed_steps']) or 'none (all cached)'}")
