@@ -105,7 +105,8 @@ def _quantized_checks(student: dict, teacher: dict, teacher_int8: dict | None, s
     student keeps the gate's accuracy retention."""
     checks = []
     if teacher_int8 is not None:
-        name, what = "student_speedup_over_int8_teacher", "batch-32 throughput speed-up over the int8-quantized teacher"
+        name = "student_speedup_over_int8_teacher"
+        what = "batch-32 throughput speed-up over the int8-quantized teacher"
         value = student["throughput_rows_per_s"] / max(teacher_int8["throughput_rows_per_s"], 1e-12)
         threshold = policy.min_speedup_over_int8_teacher
         checks.append(_check(name, value, threshold, True, what) if threshold > 0 else
