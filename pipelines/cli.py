@@ -283,6 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # a failed kfp.local task: its log is above
         print(f"distillops {args.command}: failed: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # The registry unreachable after MLflow's retries, or refusing a request. Any MlflowException
+        # was raised by an mlflow that is then imported; the check does not import mlflow itself.
+        mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+        if mlflow_exceptions is None or not isinstance(exc, mlflow_exceptions.MlflowException):
+            raise
+        print(f"distillops {args.command}: registry error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

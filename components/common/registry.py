@@ -16,6 +16,9 @@ import logging
 import os
 import re
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,12 +232,41 @@ def check_source(source: str, root: str) -> str:
     return source
 
 
-def register(client, model_uri: str, name: str, tags: dict[str, str]):
+# MLflow's HTTP client retries every method on a 500, a 503 or a timeout (urllib3, allowed_methods=None),
+# a create too: when the server committed the create and only its answer was lost, that retry
+# creates a second version (a second ledger entry, which the fold then rejects). Creates therefore
+# go out once, and the callers below re-read (by weights digest, by attempt id) before sending again.
+_CREATE_ATTEMPTS = 5
+
+
+@contextmanager
+def _sent_once() -> Iterator[None]:
+    """No transport-level retry for the requests made inside (MLflow reads the setting per request).
+    Process-wide while it lasts: distillops makes its registry calls from one thread."""
+    key = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+    before = os.environ.get(key)
+    os.environ[key] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.5 * 2 ** attempt, 8.0))
+
+
+def register(client, model_uri: str, name: str, tags: dict[str, str], key: str = "model_digest"):
     """Create a registry version with its lineage tags; the tags are set before it is returned.
 
     `model_uri` is a logged model (``models:/m-<id>``, what ``tracking.log_model`` returns): the
     version's source is that model's artifact location, checked against the artifact root here,
-    before MLflow is called, and by a tracking server again.
+    before MLflow is called, and by a tracking server again. A create whose outcome is unknown (an
+    error after the server may have committed it) is followed by a re-read by the `key` tag: a
+    version found there is returned, not created twice.
     """
     from mlflow.exceptions import MlflowException
 
@@ -253,8 +285,21 @@ def register(client, model_uri: str, name: str, tags: dict[str, str]):
             client.create_registered_model(name, description="Registered by distillops")
         except MlflowException:  # created concurrently
             pass
-    return client.create_model_version(name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()},
-                                       model_id=model_id)
+    tags = {k: str(v) for k, v in tags.items()}
+    last: Exception | None = None
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            with _sent_once():
+                return client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
+        except MlflowException as exc:
+            last = exc
+            found = find_versions(client, name, key, tags[key]) if tags.get(key) else []
+            if found:
+                log.info("version %s of %s holds these weights already (a create answered with an error)",
+                         found[0].version, name)
+                return found[0]
+            _backoff(attempt)
+    raise RegistryError(f"could not register a version of {name} after {_CREATE_ATTEMPTS} attempts: {last}")
 
 
 def set_alias(client, name: str, alias: str, version: str) -> None:
@@ -321,16 +366,20 @@ def append_ledger(client, name: str, record_json: str, attempts: int = 5) -> int
     _ensure_registered_model(client, ledger, f"Promotion ledger of {name} (written by distillops; do not edit)")
     attempt_id = _json.loads(record_json).get("attempt_id")
     last: Exception | None = None
-    for _ in range(attempts):
+    for attempt in range(attempts):
         try:
-            mv = client.create_model_version(ledger, f"distillops-ledger://{name}/entry", tags={"record": record_json},
-                                             description="distillops promotion ledger entry")
+            with _sent_once():
+                mv = client.create_model_version(ledger, f"distillops-ledger://{name}/entry",
+                                                 tags={"record": record_json},
+                                                 description="distillops promotion ledger entry")
             return int(mv.version)
         except MlflowException as exc:
             last = exc
             for seq, rec, _tags in read_ledger(client, name):
                 if attempt_id and rec.get("attempt_id") == attempt_id:
                     return seq
+            if attempt:  # the first retry is immediate: a lost race for a version number
+                _backoff(attempt)
     raise RegistryError(f"could not append to the ledger of {name}: {last}")
 
 
@@ -368,8 +417,6 @@ def _idempotent_write(write, attempts: int = 6) -> None:
     Two upserts of the same tag or alias race inside the server's database and one can fail with
     a uniqueness error although the value it wanted is then in place; writing again settles it.
     """
-    import time
-
     from mlflow.exceptions import MlflowException
 
     for attempt in range(attempts):

@@ -118,7 +118,7 @@ def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = 
             "base_model": base, "data_source": str(data_path), "config_hash": config_hash(cfg),
             "test_accuracy": f"{test_acc:.4f}", "mlflow_run_id": run_.run_id,
             "learning_rate": str(chosen["learning_rate"]), "best_epoch": str(chosen["best_epoch"]),
-            "validation_accuracy": f"{chosen['best_validation_accuracy']:.4f}"})
+            "validation_accuracy": f"{chosen['best_validation_accuracy']:.4f}"}, key="mlflow_run_id")
         registry.set_alias(client, cfg.teacher.registered_name, alias, mv.version)
         counters.update(version=mv.version, test_accuracy=test_acc, truncated_rows=data_report["truncated_rows"])
     log.info("teacher %s v%s: test accuracy %.4f; alias %s", mv.name, mv.version, test_acc, alias)
