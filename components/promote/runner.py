@@ -101,6 +101,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def gate_metrics(gate: dict) -> str:
+    """Compact JSON of what the gate measured: every check's value and the student's headline figures."""
+    student = gate.get("models", {}).get("student", {})
+    figures = {c["name"]: c.get("value") for c in gate.get("checks", []) if "name" in c}
+    figures.update({f"student_{k}": student[k] for k in ("accuracy", "macro_f1", "agreement") if k in student})
+    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
+                      sort_keys=True, separators=(",", ":"))[:900]
+
+
 def lineage_tags(lineage: dict, gate: dict, digest: str, pipeline_run_id: str, trigger: dict) -> dict[str, str]:
     """Every lineage tag a registered student carries (and its audit record repeats)."""
     ctx = gate.get("context", {})
@@ -110,6 +119,8 @@ def lineage_tags(lineage: dict, gate: dict, digest: str, pipeline_run_id: str, t
         "config_hash": lineage["config_hash"], "git_commit": git_commit(), "model_digest": digest,
         "mlflow_run_id": lineage["mlflow_run_id"], "pipeline_run_id": pipeline_run_id or "",
         "gate_report": ctx.get("report_location", ""), "gate_champion": ctx.get("champion_version", "none"),
+        # The gate's numbers travel with the record: history stays complete after a version is deleted.
+        "gate_metrics": gate_metrics(gate),
     }
     if trigger:
         tags["trigger"] = json.dumps(trigger, sort_keys=True)

@@ -132,13 +132,19 @@ def test_with_a_key_only_a_signed_report_promotes(home, tmp_path, monkeypatch, c
     assert code == 2 and "signature does not match" in err and "Traceback" not in err
     _nothing_registered()
 
-    result = _promote(home, student, _gated(student, tmp_path / "gate.json", key=KEY))
+    signed = _gated(student, tmp_path / "gate.json", key=KEY)
+    gate = json.loads(signed.read_text())
+    result = _promote(home, student, signed)
     assert (result["action"], result["version"]) == ("register", "1")
     client = mlflow.MlflowClient()
     assert registry.get_aliases(client, NAME) == {"champion": "1"}
     assert client.get_model_version(NAME, "1").tags["model_digest"] == model_digest(student)
     entry = audit.show(Home.resolve(home), NAME)[-1]
     assert entry["record"]["lineage"]["model_digest"] == model_digest(student)
+    # the gate's numbers are part of the history itself (item 22), not only of the version's tags
+    metrics = json.loads(entry["record"]["lineage"]["gate_metrics"])
+    assert metrics["student_accuracy"] == round(gate["models"]["student"]["accuracy"], 4)
+    assert {c["name"] for c in gate["checks"]} <= set(metrics)
 
 
 def _artifact_weights(home: Path, student: Path) -> Path:
