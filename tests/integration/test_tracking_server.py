@@ -3,6 +3,9 @@
 Host headers that the pipeline tasks send and refuses others, and the project's registry module
 leaves artifact storage to the server (proxied), so no pod writes artifacts to its own disk."""
 
+import base64
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -27,6 +30,24 @@ def _manifest_args() -> list[str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["mlflow", "server"]
     return container["args"]
+
+
+ADMIN = ("admin", "admin-" + secrets.token_hex(12))
+
+
+def _manifest_env(root: Path) -> dict[str, str]:
+    """The server container's literal env, plus what its secret gives (the basic-auth app's admin
+    password and CSRF key, and its basic_auth.ini, here with a sqlite user database)."""
+    docs = yaml.safe_load_all((ROOT / "infra/k8s/base/mlflow.yaml").read_text())
+    deployment = next(d for d in docs if d and d["kind"] == "Deployment")
+    env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+           if "value" in e}
+    config = root / "basic_auth.ini"
+    config.write_text("[mlflow]\ndefault_permission = READ\n"
+                      f"database_uri = sqlite:///{root / 'auth.db'}\nadmin_username = {ADMIN[0]}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return {**env, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
 
 
 def _free_port() -> int:
@@ -56,9 +77,9 @@ def server(tmp_path_factory):
             value += f",127.0.0.1:{port}"  # this test's own client
         args.append(f"{key}={value}" if value else key)
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **_manifest_env(root)})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # the basic-auth app starts slower
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
@@ -69,15 +90,16 @@ def server(tmp_path_factory):
             time.sleep(0.5)
     else:
         proc.terminate()
-        pytest.fail("mlflow server did not answer /health within 120 s")
+        pytest.fail("mlflow server did not answer /health within 300 s")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
 
 
 def _status_with_host(url: str, host: str) -> int:
+    auth = base64.b64encode(":".join(ADMIN).encode()).decode()
     request = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
-                                     headers={"Host": host})
+                                     headers={"Host": host, "Authorization": f"Basic {auth}"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -95,6 +117,8 @@ def test_allowed_hosts_admit_the_service_names_and_refuse_others(server):
 
 def test_registry_leaves_artifacts_to_the_server(server, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
     client = registry.connect(Home.resolve(tmp_path / "home"))
     experiment = client.get_experiment_by_name(registry.EXPERIMENT)
     assert experiment.artifact_location.startswith("mlflow-artifacts:"), experiment.artifact_location
