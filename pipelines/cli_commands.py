@@ -243,9 +243,8 @@ def cmd_submit(args) -> int:
         fingerprint = params.get("data_fingerprint") or _submit_data_fingerprint(args)
         teacher_version = params.get("teacher_version") or args.teacher_version
         if not teacher_version:
-            from components.common.teacher import resolve_teacher
-
             from components.common.home import Home
+            from components.common.teachers import resolve_teacher
 
             teacher_version = resolve_teacher(teacher_ref, Home.resolve(args.home)).version
         arguments = submit.distill_arguments(cfg, args.data, fingerprint, teacher_ref, teacher_version)

@@ -14,10 +14,7 @@ from kfp import compiler
 from components.common.config import Config
 from components.common.image import use_image
 from pipelines.parameters import watch_parameters
-from pipelines.platform import CLUSTER_HOME
-
-# Placeholder of the recurring run's data path: edit it to the file's path on the home volume.
-CLUSTER_DATA = f"{CLUSTER_HOME}/incoming/train.jsonl"
+from pipelines.platform import CLUSTER_DATA, CLUSTER_HOME
 
 
 def compile_all(output_dir: str | Path, image: str | None = None) -> list[Path]:
@@ -40,7 +37,8 @@ def compile_all(output_dir: str | Path, image: str | None = None) -> list[Path]:
 
 def compile_watch(output_dir: str | Path, cfg: Config | None = None, data_path: str = CLUSTER_DATA,
                   image: str | None = None) -> list[Path]:
-    """watch_pipeline.yaml and the recurring-run spec that runs it on a schedule with `cfg`."""
+    """watch_pipeline.yaml and the recurring-run spec that runs it on a schedule with `cfg` (`data_path`
+    defaults to a placeholder: edit it in the spec to the file's path on the home volume)."""
     from pipelines.schedule import recurring_run_spec, write_spec
     from pipelines.watch import watch_pipeline
 

@@ -18,9 +18,13 @@ from components.cache_teacher_outputs.component import cache_teacher_outputs
 from components.promote.component import promote, record_refusal
 from components.train_student.component import train_student
 from components.version_data.component import version_data
-from pipelines.platform import configure
+from pipelines.parameters import default_parameters, describe_parameters
+from pipelines.platform import CLUSTER_DATA, CLUSTER_HOME, CLUSTER_PRODUCTION, configure
 
 PIPELINE_NAME = "distillops-distill"
+# Every parameter of every DAG has a default (params.yaml's defaults, the cluster paths) and a
+# description, so a run can be started from the KFP UI; submissions pass every value explicitly.
+DEFAULTS = default_parameters(CLUSTER_HOME, CLUSTER_DATA, CLUSTER_PRODUCTION)
 
 
 class Outputs(NamedTuple):
@@ -34,20 +38,22 @@ class Outputs(NamedTuple):
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Distil a student from a teacher, gate it, promote it.")
+@describe_parameters
 def distill_pipeline(
-    home: str,
-    data_path: str,
-    data_fingerprint: str,
-    teacher_ref: str,
-    teacher_version: str,
-    data_config: str,
-    teacher_config: str,
-    train_config: str,
-    gate_config: str,
-    promote_config: str,
-    config_hash: str,
-    trigger: str = "",
+    home: str = DEFAULTS["home"],
+    data_path: str = DEFAULTS["data_path"],
+    data_fingerprint: str = DEFAULTS["data_fingerprint"],
+    teacher_ref: str = DEFAULTS["teacher_ref"],
+    teacher_version: str = DEFAULTS["teacher_version"],
+    data_config: str = DEFAULTS["data_config"],
+    teacher_config: str = DEFAULTS["teacher_config"],
+    train_config: str = DEFAULTS["train_config"],
+    gate_config: str = DEFAULTS["gate_config"],
+    promote_config: str = DEFAULTS["promote_config"],
+    config_hash: str = DEFAULTS["config_hash"],
+    trigger: str = DEFAULTS["trigger"],
 ) -> Outputs:
+    """The distillation DAG."""
     data = version_data(home=home, data_path=data_path, data_fingerprint=data_fingerprint,
                         config_json=data_config)
     data.set_display_name("version_data")

@@ -16,7 +16,8 @@ from kfp.dsl import Artifact
 
 from components.monitor_drift.component import monitor_drift
 from components.prepare_redistill.component import prepare_redistill
-from pipelines.distill import distill_pipeline
+from pipelines.distill import DEFAULTS, distill_pipeline
+from pipelines.parameters import describe_parameters
 from pipelines.platform import configure
 
 PIPELINE_NAME = "distillops-drift"
@@ -28,8 +29,12 @@ class Outputs(NamedTuple):
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Compare production inputs with the champion's training data.")
-def drift_pipeline(home: str, production_path: str, production_fingerprint: str, text_column: str,
-                   model_ref: str, drift_config: str) -> Outputs:
+@describe_parameters
+def drift_pipeline(home: str = DEFAULTS["home"], production_path: str = DEFAULTS["production_path"],
+                   production_fingerprint: str = DEFAULTS["production_fingerprint"],
+                   text_column: str = DEFAULTS["text_column"], model_ref: str = DEFAULTS["model_ref"],
+                   drift_config: str = DEFAULTS["drift_config"]) -> Outputs:
+    """The drift monitor (watch only)."""
     drift = monitor_drift(home=home, production_path=production_path, production_fingerprint=production_fingerprint,
                           text_column=text_column, model_ref=model_ref, config_json=drift_config)
     # The champion may have changed since the last batch: always look again.
@@ -43,10 +48,25 @@ REDISTILL_PIPELINE_NAME = "distillops-drift-redistill"
 
 @dsl.pipeline(name=REDISTILL_PIPELINE_NAME,
               description="Watch production inputs; on drift, redistil from the teacher and gate and promote.")
-def drift_redistill_pipeline(home: str, production_path: str, production_fingerprint: str, text_column: str,
-                             model_ref: str, drift_config: str, redistill_config: str, teacher_ref: str,
-                             teacher_version: str, data_config: str, teacher_config: str, train_config: str,
-                             gate_config: str, promote_config: str, config_hash: str) -> Outputs:
+@describe_parameters
+def drift_redistill_pipeline(
+    home: str = DEFAULTS["home"],
+    production_path: str = DEFAULTS["production_path"],
+    production_fingerprint: str = DEFAULTS["production_fingerprint"],
+    text_column: str = DEFAULTS["text_column"],
+    model_ref: str = DEFAULTS["model_ref"],
+    drift_config: str = DEFAULTS["drift_config"],
+    redistill_config: str = DEFAULTS["redistill_config"],
+    teacher_ref: str = DEFAULTS["teacher_ref"],
+    teacher_version: str = DEFAULTS["teacher_version"],
+    data_config: str = DEFAULTS["data_config"],
+    teacher_config: str = DEFAULTS["teacher_config"],
+    train_config: str = DEFAULTS["train_config"],
+    gate_config: str = DEFAULTS["gate_config"],
+    promote_config: str = DEFAULTS["promote_config"],
+    config_hash: str = DEFAULTS["config_hash"],
+) -> Outputs:
+    """The closed drift loop."""
     drift = monitor_drift(home=home, production_path=production_path, production_fingerprint=production_fingerprint,
                           text_column=text_column, model_ref=model_ref, config_json=drift_config)
     drift.set_caching_options(False)

@@ -17,7 +17,9 @@ Usage::
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from typing import Any
 
 from components.common.config import (
@@ -74,9 +76,14 @@ def resolve_config(path: str | None = None, overrides: list[str] = ()) -> Config
     return validate(load_config(path, overrides))
 
 
+def step_slices(cfg: Config) -> dict[str, str]:
+    """Every distillation step's slice, by its parameter name in the DAGs (not validated)."""
+    return {param: step_config_json(cfg, step) for step, param in SLICE_PARAMETERS.items()}
+
+
 def _slices(cfg: Config) -> dict[str, str]:
     validate(cfg)  # every way into a DAG passes here: a bad loss key never reaches a step
-    return {param: step_config_json(cfg, step) for step, param in SLICE_PARAMETERS.items()}
+    return step_slices(cfg)
 
 
 def distill_parameters(cfg: Config, home: str, data_path: str, data_fingerprint: str, teacher_ref: str,
@@ -112,3 +119,66 @@ def redistill_parameters(cfg: Config, home: str, production_path: str, productio
     return {**drift_parameters(cfg, home, production_path, production_fingerprint, model_ref, text_column),
             "redistill_config": step_config_json(cfg, "prepare_redistill"), "teacher_ref": teacher.pinned_ref,
             "teacher_version": teacher.version, **_slices(cfg), "config_hash": config_hash(cfg)}
+
+
+# ---------------------------------------------------------------------------------------------
+# What the compiled pipelines say about their parameters: a default and a description each, so a
+# run can be started from the KFP UI. Submissions, schedules and local runs pass every value.
+# ---------------------------------------------------------------------------------------------
+
+_SLICE_HELP = ("{step}'s settings: JSON of the params.yaml sections {sections} (the CLI builds it from "
+               "--config and --set); the default is params.yaml's defaults")
+PARAMETER_HELP = {
+    "home": "distillops home directory as the tasks see it (the home volume's mount path): teacher cache, DVC "
+            "repository, registry database, reports",
+    "data_path": "the labelled data file (JSONL, CSV or Parquet with text and label columns), as the tasks see it",
+    "data_fingerprint": "sha256 of the data file (`sha256sum FILE`), so KFP's cache reruns the steps when the file "
+                        "changes under the same path; empty: the cache follows the path alone (a replaced file is "
+                        "served from the cache unless caching is off)",
+    "teacher_ref": "the teacher: models:/<name>@<alias>, models:/<name>/<version>, a model directory or a Hugging "
+                   "Face id in the local cache (teacher.ref)",
+    "teacher_version": "the teacher_version this run is pinned to (`distillops submit` resolves it); every step "
+                       "refuses a teacher that now resolves to another. Empty: the first step resolves teacher_ref "
+                       "and the later steps follow it (KFP's cache then does not notice a moved alias)",
+    **{param: _SLICE_HELP.format(step=step, sections=", ".join(STEP_SECTIONS[step]))
+       for step, param in SLICE_PARAMETERS.items()},
+    "config_hash": "hash of the training-relevant config (data, student, distill, teacher.max_length) the slices "
+                   "come from: the student's lineage records it (`distillops submit` computes it); the default "
+                   "is the hash of params.yaml's defaults",
+    "trigger": "why the run started (JSON; the drift loop sets it); empty for a run started by hand",
+    "production_path": "the batch of production inputs (JSONL, CSV or Parquet with the text column), as the tasks see it",
+    "production_fingerprint": "sha256 of the production batch, part of KFP's cache key (monitor_drift itself never "
+                              "caches, so any value will do)",
+    "text_column": "column of the production batch holding the input text (data.text_column)",
+    "model_ref": "the model serving production, whose training data is the drift reference "
+                 "(models:/<student.registered_name>@champion)",
+    "drift_config": _SLICE_HELP.format(step="monitor_drift", sections=", ".join(STEP_SECTIONS["monitor_drift"])),
+    "redistill_config": _SLICE_HELP.format(step="prepare_redistill",
+                                           sections=", ".join(STEP_SECTIONS["prepare_redistill"])),
+    "config_json": "the whole resolved config as JSON (check_for_changes compares its hash with the champion's); "
+                   "the default is params.yaml's defaults",
+}
+
+
+def default_parameters(home: str, data_path: str, production_path: str) -> dict[str, str]:
+    """The default of every DAG parameter (what the KFP UI fills in): the defaults of params.yaml
+    (``Config()``), the given paths, the default teacher and champion references, and empty content
+    versions (PARAMETER_HELP says what an empty one means)."""
+    cfg = Config()
+    return {"home": home, "data_path": data_path, "data_fingerprint": "", "teacher_ref": cfg.teacher.ref,
+            "teacher_version": "", **step_slices(cfg), "config_hash": config_hash(cfg), "trigger": "",
+            **drift_parameters(cfg, home, production_path, ""),
+            "redistill_config": step_config_json(cfg, "prepare_redistill"), "config_json": config_to_json(cfg)}
+
+
+def describe_parameters(func: Callable) -> Callable:
+    """Append a Google-style ``Args:`` section (from PARAMETER_HELP) to a pipeline function's
+    docstring: KFP reads it into the compiled inputs' descriptions. Apply below ``@dsl.pipeline``.
+    A parameter without help is an error naming it."""
+    names = list(inspect.signature(func).parameters)
+    missing = [n for n in names if n not in PARAMETER_HELP]
+    if missing:
+        raise KeyError(f"{func.__name__}: no description for parameter(s) {', '.join(missing)} in PARAMETER_HELP")
+    args = "\n".join(f"    {n}: {PARAMETER_HELP[n]}" for n in names)
+    func.__doc__ = f"{inspect.cleandoc(func.__doc__ or func.__name__)}\n\nArgs:\n{args}\n"
+    return func

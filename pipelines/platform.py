@@ -22,6 +22,10 @@ from components.common.signing import KEY_ENV
 
 # Every task mounts the home PVC here and gets it as its `home` parameter on a cluster.
 CLUSTER_HOME = "/var/lib/distillops"
+# Where the compiled pipelines' data parameters point by default (files copied onto the home volume;
+# docs/deploy.md): the recurring watch run and the KFP UI start from these.
+CLUSTER_DATA = f"{CLUSTER_HOME}/incoming/train.jsonl"
+CLUSTER_PRODUCTION = f"{CLUSTER_HOME}/incoming/production.jsonl"
 HOME_PVC = "distillops-home"
 # Object-store credentials (DVC's S3 remote; the MLflow server proxies model artifacts itself).
 OBJECT_STORE_SECRET = "distillops-object-store"

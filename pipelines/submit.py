@@ -112,12 +112,17 @@ def _compiled(pipeline_func, directory: str, image: str | None = None) -> str:
     return path
 
 
+# Every DAG parameter has a default, for runs started from the KFP UI (pipelines/parameters.py); a
+# submission still passes each one (its config's slices, the content versions), except these, which
+# only the drift loop sets.
+MAY_OMIT = frozenset({"trigger"})
+
+
 def check_parameters(pipeline_func, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Every parameter the pipeline declares, none it does not; raise ParameterError naming them."""
+    """Every parameter the pipeline declares (but MAY_OMIT), none it does not; raise ParameterError naming them."""
     inputs = pipeline_func.component_spec.inputs or {}
     declared = set(inputs)
-    # A parameter with a default (e.g. distill's `trigger`, set only when drift starts a run) may be left out.
-    required = {name for name, spec in inputs.items() if not getattr(spec, "optional", False)}
+    required = declared - MAY_OMIT
     unknown = sorted(set(arguments) - declared)
     missing = sorted(required - set(arguments))
     if unknown or missing:

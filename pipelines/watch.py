@@ -9,24 +9,27 @@ exactly the steps they affect and every step loads the same teacher.
 from kfp import dsl
 
 from components.watch.component import check_for_changes
-from pipelines.distill import distill_pipeline
+from pipelines.distill import DEFAULTS, distill_pipeline
+from pipelines.parameters import describe_parameters
 
 PIPELINE_NAME = "distillops-watch"
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Rerun the distillation DAG when the data or the teacher changed.")
+@describe_parameters
 def watch_pipeline(
-    home: str,
-    data_path: str,
-    teacher_ref: str,
-    config_json: str,
-    data_config: str,
-    teacher_config: str,
-    train_config: str,
-    gate_config: str,
-    promote_config: str,
-    config_hash: str,
+    home: str = DEFAULTS["home"],
+    data_path: str = DEFAULTS["data_path"],
+    teacher_ref: str = DEFAULTS["teacher_ref"],
+    config_json: str = DEFAULTS["config_json"],
+    data_config: str = DEFAULTS["data_config"],
+    teacher_config: str = DEFAULTS["teacher_config"],
+    train_config: str = DEFAULTS["train_config"],
+    gate_config: str = DEFAULTS["gate_config"],
+    promote_config: str = DEFAULTS["promote_config"],
+    config_hash: str = DEFAULTS["config_hash"],
 ):
+    """The watch DAG."""
     check = check_for_changes(home=home, data_path=data_path, teacher_ref=teacher_ref, config_json=config_json)
     check.set_display_name("check_for_changes")
     # Data and registry aliases move between runs with the same parameters: never serve this from cache.

@@ -6,6 +6,7 @@ source). After an intended change to the DAG:
     DISTILLOPS_UPDATE_SNAPSHOTS=1 python -m pytest tests/pipeline/test_compiled_spec.py
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -186,3 +187,54 @@ def test_no_task_installs_packages_at_start(compiled, name):
         script = " ".join(executor.container.command)
         assert "pip install" not in script and "pip3 install" not in script, executor_name
         assert executor.container.image == IMAGE
+
+
+def test_every_pipeline_parameter_has_a_default_and_a_description(tmp_path):
+    """A run can be started from the KFP UI: every root input of every compiled DAG comes with a
+    default and a description, and the defaults are params.yaml's (the config slices and hash)."""
+    from components.common.config import config_from_json, config_hash, load_config
+    from pipelines.compile import compile_redistill, compile_watch
+    from pipelines.parameters import STEP_SECTIONS, step_config_json, validate
+
+    params_yaml = load_config(ROOT / "params.yaml")
+    validate(params_yaml)  # the defaults pass the registries' checks too (loss keys, student builder)
+    paths = [*compile_all(tmp_path), compile_redistill(tmp_path), compile_watch(tmp_path)[0]]
+    slices = {"data_config": "version_data", "teacher_config": "cache_teacher_outputs",
+              "train_config": "train_student", "gate_config": "benchmark_gate", "promote_config": "promote",
+              "drift_config": "monitor_drift", "redistill_config": "prepare_redistill"}
+    seen = set()
+    for path in paths:
+        inputs = next(yaml.safe_load_all(path.read_text()))["root"]["inputDefinitions"]["parameters"]
+        assert len(inputs) >= 6, path.name
+        for name, spec in inputs.items():
+            assert "defaultValue" in spec and spec.get("isOptional"), f"{path.name}: {name} has no default"
+            assert len(spec.get("description", "")) > 20, f"{path.name}: {name} has no description"
+            default = spec["defaultValue"]
+            if name in slices:
+                assert default == step_config_json(params_yaml, slices[name]), name
+                assert set(json.loads(default)) == set(STEP_SECTIONS[slices[name]])
+                assert config_from_json(default) == params_yaml
+            elif name == "config_json":
+                assert config_from_json(default) == params_yaml
+            elif name == "config_hash":
+                assert default == config_hash(params_yaml)
+            elif name in ("home", "data_path", "production_path"):
+                assert default.startswith(platform.CLUSTER_HOME), name
+            elif name == "teacher_ref":
+                assert default == params_yaml.teacher.ref
+            elif name == "text_column":
+                assert default == params_yaml.data.text_column
+            elif name == "model_ref":
+                assert default == f"models:/{params_yaml.student.registered_name}@champion"
+            seen.add(name)
+    assert {"data_fingerprint", "teacher_version", "trigger", "production_fingerprint"} <= seen
+
+
+def test_a_pipeline_parameter_without_a_description_is_an_error():
+    from pipelines.parameters import describe_parameters
+
+    def pipeline(home: str = "/h", epochs: str = "3"):
+        """A pipeline."""
+
+    with pytest.raises(KeyError, match="pipeline: no description for parameter\\(s\\) epochs"):
+        describe_parameters(pipeline)
