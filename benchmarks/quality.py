@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from components.benchmark_gate.core import classification_metrics
 from components.common.modeling import default_base_model, predict_logits, teacher_features
 from components.common.runtime import set_threads
 from components.distillation.classifier import train_classifier
-from components.distillation.measure import accuracy, count_parameters, measure_speeds
+from components.distillation.measure import count_parameters, measure_speeds
 from components.distillation.students import (
     build_student_from_config,
     build_student_from_teacher_layers,
@@ -65,21 +66,10 @@ def read_jsonl(path: Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def macro_f1(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
-    f1s = []
-    for c in range(n_labels):
-        tp = np.sum((pred == c) & (gold == c))
-        fp = np.sum((pred == c) & (gold != c))
-        fn = np.sum((pred != c) & (gold == c))
-        if tp + fp + fn == 0:
-            continue
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(f1s))
-
-
 def scores(model, tokenizer, texts, gold, max_length, n_labels) -> dict[str, float]:
     logits = predict_logits(model, tokenizer, texts, max_length)
-    return {"accuracy": accuracy(logits, gold), "macro_f1": macro_f1(logits.argmax(-1), np.asarray(gold), n_labels)}
+    # the gate's own metrics, so the benchmark reports what the gate decides on
+    return classification_metrics(logits.argmax(-1), np.asarray(gold), n_labels)
 
 
 def make_student(teacher, tokenizer, texts, args, overrides):

@@ -6,10 +6,12 @@ says all the reasons a student was refused, each with the numbers that failed.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn import metrics
 
 from components.common.config import GateConfig
 from components.common.numerics import log_softmax
@@ -18,15 +20,12 @@ from components.common.numerics import log_softmax
 def classification_metrics(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> dict[str, float]:
     """Accuracy and macro-F1 (the unweighted mean of per-label F1 over labels present in gold or pred)."""
     pred, gold = np.asarray(pred), np.asarray(gold)
-    f1s = []
-    for c in range(n_labels):
-        tp = int(((pred == c) & (gold == c)).sum())
-        fp = int(((pred == c) & (gold != c)).sum())
-        fn = int(((pred != c) & (gold == c)).sum())
-        if tp + fp + fn == 0:
-            continue  # label absent from both: it says nothing about this model
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float((pred == gold).mean()), "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
+    if not len(gold):
+        return {"accuracy": float("nan"), "macro_f1": 0.0}
+    # A label absent from both says nothing about this model: macro-F1 averages over the others only.
+    present = [c for c in range(n_labels) if (gold == c).any() or (pred == c).any()]
+    macro_f1 = metrics.f1_score(gold, pred, labels=present, average="macro", zero_division=0) if present else 0.0
+    return {"accuracy": float(metrics.accuracy_score(gold, pred)), "macro_f1": float(macro_f1)}
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -206,15 +205,12 @@ def _extended_checks(student: dict, teacher: dict, champion: dict | None, policy
 def per_label_metrics(pred: np.ndarray, gold: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
     """Support, recall and F1 of every label present in gold (the slices of the gate)."""
     pred, gold = np.asarray(pred), np.asarray(gold)
-    out = {}
-    for c, name in enumerate(names):
-        tp = int(((pred == c) & (gold == c)).sum())
-        fp = int(((pred == c) & (gold != c)).sum())
-        fn = int(((pred != c) & (gold == c)).sum())
-        if tp + fn == 0:
-            continue
-        out[name] = {"support": tp + fn, "recall": tp / (tp + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
-    return out
+    present = [c for c in range(len(names)) if (gold == c).any()]
+    if not present:
+        return {}
+    _, recall, f1, support = metrics.precision_recall_fscore_support(gold, pred, labels=present, zero_division=0)
+    return {names[c]: {"support": int(n), "recall": float(r), "f1": float(f)}
+            for c, r, f, n in zip(present, recall, f1, support, strict=True)}
 
 
 def mean_kl(teacher_logits: np.ndarray, student_logits: np.ndarray) -> float:
@@ -225,11 +221,11 @@ def mean_kl(teacher_logits: np.ndarray, student_logits: np.ndarray) -> float:
 
 def confusion_matrix(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> list[list[int]]:
     """rows: gold label, columns: predicted label; a prediction outside the labels is dropped."""
-    m = np.zeros((n_labels, n_labels), dtype=int)
-    for p, g in zip(np.asarray(pred), np.asarray(gold), strict=True):
-        if 0 <= p < n_labels:
-            m[g, p] += 1
-    return m.tolist()
+    if not len(gold):
+        return np.zeros((n_labels, n_labels), dtype=int).tolist()
+    with warnings.catch_warnings():  # sklearn warns on a 1 x 1 matrix even when given the labels
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        return metrics.confusion_matrix(np.asarray(gold), np.asarray(pred), labels=list(range(n_labels))).tolist()
 
 
 def _typos(text: str, rng) -> str:

@@ -5,19 +5,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-_CHUNK = 1 << 20
-
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _file_digest(path: str | Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def sha256_file(path: str | Path) -> str:

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import accuracy_score
 
 from components.common.modeling import encode
 
 
 def accuracy(logits: np.ndarray, label_ids: Sequence[int]) -> float:
+    """Share of rows whose highest logit is the gold label (nan for no rows)."""
     if len(label_ids) == 0:
         return float("nan")
-    return float((logits.argmax(-1) == np.asarray(label_ids)).mean())
+    return float(accuracy_score(np.asarray(label_ids), np.asarray(logits).argmax(-1)))
 
 
 def count_parameters(model) -> int:

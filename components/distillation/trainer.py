@@ -89,7 +89,12 @@ class TrainResult:
 
 
 def _schedule(step: int, total: int, warmup: int, kind: str = "linear") -> float:
-    """Linear warmup, then linear (or cosine) decay to zero."""
+    """Linear warmup, then linear (or cosine) decay to zero.
+
+    After warmup this is transformers' ``get_scheduler("linear" | "cosine")``; during warmup it is
+    one step ahead of it, since the library's first step has lr 0 (a wasted optimizer step, and
+    every trained student would change). tests/unit/test_trainer.py pins both facts.
+    """
     if step < warmup:
         return (step + 1) / max(1, warmup)
     progress = min(1.0, (step - warmup) / max(1, total - warmup))

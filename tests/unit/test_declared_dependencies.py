@@ -60,7 +60,7 @@ def test_every_third_party_import_is_a_declared_dependency():
     files = _sources()
     assert len(files) > 50
     modules = imported_modules(files)
-    assert {"torch", "transformers", "kfp", "matplotlib", "fsspec"} <= set(modules)
+    assert {"torch", "transformers", "kfp", "matplotlib", "fsspec", "sklearn"} <= set(modules)
     assert undeclared(files, declared_distributions()) == []
 
 

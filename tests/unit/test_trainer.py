@@ -161,3 +161,23 @@ def test_embedding_task_improves_fidelity_to_the_teacher(setup):
     assert 0 <= after["nn1_agreement"] <= 1
     with pytest.raises(LossConfigError, match="do not apply to the embedding task"):
         train_embedder(student, tokenizer, texts, target, _settings(losses={"ce": 1}))
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_the_schedule_is_transformers_but_warms_up_from_the_first_step(kind):
+    """Why the trainer keeps its own schedule function instead of transformers.get_scheduler: the
+    library's warmup starts at lr 0, which would spend the first optimizer step on nothing (and
+    change every result). After warmup the two are the same schedule; during warmup ours is the
+    library's one step later."""
+    from transformers import get_scheduler
+
+    from components.distillation.trainer import _schedule
+
+    total, warmup = 40, 6
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    library = get_scheduler(kind, optimizer, num_warmup_steps=warmup, num_training_steps=total).lr_lambdas[0]
+    assert library(0) == 0.0 and _schedule(0, total, warmup, kind) == 1 / warmup
+    for step in range(warmup):
+        assert _schedule(step, total, warmup, kind) == pytest.approx(library(step + 1), abs=1e-12)
+    for step in range(warmup, total + 1):
+        assert _schedule(step, total, warmup, kind) == pytest.approx(library(step), abs=1e-12)
