@@ -25,7 +25,7 @@ CLUSTER_HOME = "/var/lib/distillops"
 # Where the compiled pipelines' data parameters point by default (files copied onto the home volume;
 # docs/deploy.md): the recurring watch run and the KFP UI start from these.
 CLUSTER_DATA = f"{CLUSTER_HOME}/incoming/train.jsonl"
-CLUSTER_PRODUCTION = f"{CLUSTER_HOME}/incoming/production.jsonl"
+CLUSTER_PRODUCTION = f"{CLUSTER_HOME}/production/latest.jsonl"  # where the producer writes each batch
 HOME_PVC = "distillops-home"
 # Object-store credentials (DVC's S3 remote; the MLflow server proxies model artifacts itself).
 OBJECT_STORE_SECRET = "distillops-object-store"
