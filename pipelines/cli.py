@@ -226,7 +226,7 @@ def cmd_cache(args) -> int:
     cfg, home = config_of(args), home_of(args)
     store = open_store(home, cfg.cache.url)
     if args.action == "stats":
-        result = {**store.stats(), **cache_hit_rate(home)}
+        result = {**store.stats(), **cache_hit_rate(home, store.url)}
     elif args.action == "verify":
         problems = store.verify()
         result = {"store": store.url, "shards_checked": store.stats()["shards"] + len(problems),

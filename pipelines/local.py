@@ -18,9 +18,10 @@ from components.common.config import Config
 from components.common.dataset import DatasetError, read_texts, snapshot_from_config, validate_texts
 from components.common.hashing import sha256_file
 from components.common.home import Home
+from components.common.steplog import record_reused
 from components.common.teachers import resolve_teacher
 from pipelines.parameters import distill_parameters, drift_parameters, redistill_parameters
-from pipelines.summary import reports_in_run, summarize
+from pipelines.summary import reports_in_run, step_reports, summarize
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,11 @@ def run_distill(home: Home, cfg: Config, data_path: str, teacher_ref: str | None
     init_kfp_local(home)
     pipeline_started = time.time()
     task = distill_pipeline(**args)
-    return summarize(task.outputs, started, pipeline_started, args["config_hash"], home.root, home.reports)
+    summary = summarize(task.outputs, started, pipeline_started, args["config_hash"], home.root, home.reports)
+    for report in step_reports(task.outputs):
+        if report["started"] < pipeline_started:  # served from KFP's cache: log the reuse (cache stats)
+            record_reused(home, report, pipeline_started)
+    return summary
 
 
 def run_monitor(home: Home, cfg: Config, production_path: str, text_column: str | None = None,

@@ -1,5 +1,6 @@
 """The one map from a resolved config to the DAGs' parameters: used by local runs, cluster
-submissions, compile and the watch schedule alike.
+submissions, compile and the watch schedule alike; and each parameter's default and description in
+the compiled DAGs (``default_parameters``, ``PARAMETER_HELP``), for runs started from the KFP UI.
 
 Each step receives only the config sections it reads (its *slice*, canonical JSON), so KFP's cache
 key of a step changes only when its own settings change: a new gate threshold does not retrain

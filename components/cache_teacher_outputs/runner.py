@@ -42,16 +42,32 @@ def open_store(home: Home, cache_url: str = "") -> TeacherOutputStore:
     return TeacherOutputStore(cache_url or home.teacher_cache, signing_key=signing.key_from_env())
 
 
-def cache_hit_rate(home: Home) -> dict:
-    """Hit rate of the teacher cache over every executed cache_teacher_outputs step (from the step log)."""
-    runs = [s for s in steps_since(home, 0) if s["step"] == "cache_teacher_outputs"]
-    hits = sum(s.get("cache_hits", 0) for s in runs)
-    misses = sum(s.get("teacher_forward_passes", 0) for s in runs)
-    last = runs[-1] if runs else {}
+def cache_hit_rate(home: Home, store_url: str | None = None) -> dict:
+    """Hit rate of the teacher outputs over every cache_teacher_outputs step in the step log (of the
+    store at `store_url` when given): the share of rows the runs needed that came without a teacher
+    forward pass. A step KFP served from its own cache (logged by ``record_reused``) needed no row from
+    the teacher, so all its rows count as hits: a fully cached rerun is a hit rate of 1.0."""
+    runs = [s for s in steps_since(home, 0) if s["step"] == "cache_teacher_outputs"
+            and (store_url is None or s.get("cache_store", store_url) == store_url)]
+    counted = [_run_counts(s) for s in runs]
+    hits, misses = sum(h for h, _ in counted), sum(m for _, m in counted)
+    last_run = None
+    if runs:
+        last, (last_hits, last_misses) = runs[-1], counted[-1]
+        last_run = {"hits": last_hits, "teacher_forward_passes": last_misses,
+                    "hit_rate": round(last_hits / (last_hits + last_misses), 4) if last_hits + last_misses else None,
+                    "served_by": "kfp cache" if "reused_from" in last else "teacher store",
+                    "integrity_problems": last.get("integrity_problems")}
     return {"lookups": hits + misses, "hits": hits, "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
-            "last_run": {"hits": last.get("cache_hits"), "teacher_forward_passes": last.get("teacher_forward_passes"),
-                         "integrity_problems": last.get("integrity_problems")} if last else None,
-            "runs": len(runs)}
+            "last_run": last_run, "runs": len(runs), "runs_served_by_kfp_cache": sum("reused_from" in s for s in runs)}
+
+
+def _run_counts(entry: dict) -> tuple[int, int]:
+    """(rows served without the teacher, teacher forward passes) of one logged step."""
+    hits, passes = int(entry.get("cache_hits", 0)), int(entry.get("teacher_forward_passes", 0))
+    if "reused_from" in entry:  # served whole from KFP's cache: no row reached the teacher or the store
+        return int(entry.get("rows", hits + passes)), 0
+    return hits, passes
 
 
 def pooled_kinds(distill_cfg, teacher_layers: int) -> list[str]:
@@ -202,7 +218,8 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
                               outputs_path)
         problems = [p for f in fillers for p in f.problems]
         rows = len(snapshot)
-        counters.update(teacher_version=teacher.version, teacher_forward_passes=todo, cache_hits=rows - min(todo, rows),
+        counters.update(teacher_version=teacher.version, rows=rows, teacher_forward_passes=todo,
+                        cache_hits=rows - min(todo, rows),
                         fidelity_passes=fidelity_passes, integrity_problems=len(problems), cache_store=store.url,
                         augmented_forward_passes=main.computed - todo,
                         extra_teacher_forward_passes=sum(f.computed for f in fillers[1:]))

@@ -123,6 +123,16 @@ def test_second_run_with_nothing_changed_recomputes_nothing(world):
     assert len(versions) == 1
 
 
+def test_cache_stats_count_the_fully_cached_rerun_as_hits(world, capsys):
+    """The rerun's teacher step came from KFP's cache, so it never ran: the log records the reuse,
+    and `cache stats` says every row of it came without the teacher (it used to say 0.0)."""
+    assert main(["cache", "stats", "--home", str(world["home"].root)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["runs"], stats["runs_served_by_kfp_cache"]) == (2, 1)
+    assert stats["last_run"]["served_by"] == "kfp cache" and stats["last_run"]["hit_rate"] == 1.0
+    assert stats["last_run"]["teacher_forward_passes"] == 0 and stats["hit_rate"] >= 0.5
+
+
 def test_appended_rows_reach_the_teacher_alone_and_a_strict_gate_refuses(world):
     data = write_jsonl(world["rows"] + make_rows(12, seed=99), world["root"] / "data2.jsonl")
     strict = config_from_dict({**OVERRIDES, "gate": {**OVERRIDES["gate"], "min_accuracy_retention": 2.0}})
