@@ -135,3 +135,32 @@ def test_distilling_from_cached_generations_lowers_the_teacher_nll(teacher):
     assert result.steps == 6 * 3
     assert after < before * 0.8, (before, after)
     assert np.isfinite(after)
+
+
+def test_rouge_l_and_exact_match():
+    from components.distillation.lm_measure import rouge_l, text_fidelity
+
+    assert rouge_l("the cat sat", "the cat sat") == 1.0
+    assert rouge_l("a b c d", "x y") == 0.0
+    assert abs(rouge_l("the cat sat on the mat", "the cat on mat") - 2 * (4 / 6) * 1.0 / (4 / 6 + 1.0)) < 1e-9
+    assert text_fidelity(["yes ", "no"], ["yes", "maybe"]) == {"rouge_l": 0.5, "exact_match": 0.5}
+
+
+def test_forced_fidelity_of_the_teacher_itself_is_perfect(teacher):
+    from components.distillation.lm_measure import forced_fidelity, generation_speed, greedy_answers
+
+    d = Decoding(max_new_tokens=5)
+    rendered, keys = teacher.generation_keys(PROMPTS[:4], "v", d, 38)
+    gens = teacher.generate(rendered, keys, d, 38)
+    examples = build_examples(teacher.tokenizer, rendered, gens)
+    own = forced_fidelity(teacher.model, examples, teacher.tokenizer.pad_token_id)
+    assert own["token_agreement"] == 1.0 and own["token_kl"] < 1e-3 and own["tokens"] == sum(len(g.tokens) for g in gens)
+    stranger = narrow_student(teacher.model, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, seed=1)
+    other = forced_fidelity(stranger, examples, teacher.tokenizer.pad_token_id)
+    assert other["token_kl"] > own["token_kl"] + 1e-3 and other["token_agreement"] < 1.0
+    answers = greedy_answers(teacher.model, teacher.tokenizer, rendered, 5)
+    assert answers == [teacher.tokenizer.decode(g.tokens.astype(int), skip_special_tokens=True) for g in gens]
+    speed = generation_speed({"teacher": teacher.model, "student": layer_subset_student(teacher.model, [0])},
+                             teacher.tokenizer, rendered, batch_size=2, new_tokens=4, repeats=1)
+    assert set(speed) == {"teacher", "student"} and all(v["tokens_per_s"] > 0 and v["ttft_ms"] > 0
+                                                         for v in speed.values())
