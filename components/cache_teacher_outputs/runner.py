@@ -158,6 +158,43 @@ class _Filler:
         return self.fill(texts, kind_keys, cached, desc), checked
 
 
+class GenerationFiller:
+    """A causal-LM teacher's generations for lists of prompts: from the store where present, generated
+    where not. Fresh rows are written every `flush_rows` prompts, so a worker stopped mid-way loses at
+    most the rows it had not written; the rerun generates only those."""
+
+    def __init__(self, store: TeacherOutputStore, teacher: LoadedTeacher, version: str, decoding, k: int,
+                 batch_size: int = 8, flush_rows: int = 64):
+        if "generation" not in teacher.produces:
+            raise ModelError(f"task generation needs a causal-LM teacher; {version} is a {teacher.kind}")
+        self.store, self.teacher, self.version, self.decoding, self.k = store, teacher, version, decoding, k
+        self.batch_size, self.flush_rows = batch_size, max(flush_rows, 1)
+        self.keys: list[bytes] = []
+        self.problems: list[str] = []
+        self.computed = 0
+        self.tokens_generated = 0
+
+    def outputs(self, prompts: list[str], progress=None) -> tuple[list[bytes], list]:
+        """(keys, Generations) for `prompts`, in order."""
+        rendered, keys = self.teacher.generation_keys(prompts, self.version, self.decoding, self.k)
+        cached = self.store.get_generations(keys)
+        self.problems += [str(p) for p in self.store.last_problems]
+        self.keys += keys
+        todo = plan_rows(rendered, keys, cached)
+        log.info("teacher %s: %d prompts, %d to generate", self.version, len(prompts), len(todo))
+        for start in range(0, len(todo), self.flush_rows):
+            chunk = todo[start:start + self.flush_rows]
+            fresh = self.teacher.generate([rendered[i] for i in chunk], [keys[i] for i in chunk], self.decoding,
+                                          self.k, self.batch_size)
+            self.store.put_generations([keys[i] for i in chunk], fresh)
+            cached.update({keys[i]: g for i, g in zip(chunk, fresh, strict=True)})
+            self.computed += len(chunk)
+            self.tokens_generated += sum(len(g.tokens) for g in fresh)
+            if progress is not None:
+                progress(self.computed, self.tokens_generated)
+        return keys, [cached[k] for k in keys]
+
+
 def _extra_teacher(ref: str, home: Home, main: LoadedTeacher) -> tuple[LoadedTeacher, str]:
     extra = resolve_teacher(ref, home)  # first use in the run: resolved here, its version travels on
     loaded = load_teacher(extra)

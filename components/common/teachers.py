@@ -11,8 +11,8 @@ directory saved with ``save_pretrained``, or a Hugging Face id already in the lo
 **Adapters.** How a teacher loads and which outputs it can produce is an adapter registered by
 kind in ``ADAPTERS``, chosen from the model's ``config.json`` architectures. Today:
 ``sequence_classifier`` (class logits, and the pooled hidden states of any layer as
-``pooled:<layer>``). A new kind of teacher (a causal LM: generations, per-token top-k log-probs) is
-one more registered adapter; the steps ask the adapter, never the model class.
+``pooled:<layer>``) and ``causal_lm`` (generations with per-token top-k log-probs, through
+:meth:`LoadedTeacher.generate`). The steps ask the adapter, never the model class.
 """
 
 from __future__ import annotations
@@ -119,6 +119,22 @@ class LoadedTeacher:
         """{kind: [len(texts), ...] float32} for each requested output kind, rows in input order."""
         return ADAPTERS.info(self.kind)["compute"](self, list(texts), list(kinds), max_length, batch_size, desc)
 
+    def generation_keys(self, prompts: Sequence[str], teacher_version: str, decoding, k: int):
+        """(rendered prompts, store keys) of a causal-LM teacher's generations for `prompts`."""
+        from components.common.generation import generation_key, render_prompts
+
+        if "generation" not in self.produces:
+            raise ModelError(f"a {self.kind} teacher cannot generate; it produces {sorted(self.produces)}")
+        rendered = render_prompts(self.tokenizer, prompts)
+        return rendered, [generation_key(teacher_version, self.tokenizer_id, r, decoding, k) for r in rendered]
+
+    def generate(self, rendered: Sequence[str], keys: Sequence[bytes], decoding, k: int, batch_size: int = 8,
+                 progress=None) -> list:
+        """The Generations of rendered prompts (see :meth:`generation_keys`), in input order."""
+        from components.common.generation import generate_topk
+
+        return generate_topk(self.model, self.tokenizer, rendered, keys, decoding, k, batch_size, progress)
+
     def check_kinds(self, kinds: Sequence[str]) -> None:
         bad = [k for k in kinds if k.split(":", 1)[0] not in self.produces]
         if bad:
@@ -150,6 +166,27 @@ def _load_classifier(path: Path) -> LoadedTeacher:
     model, tokenizer = load_classifier(path)
     return LoadedTeacher("sequence_classifier", model, tokenizer, label_names(model), tokenizer_id(path),
                          int(model.config.num_hidden_layers), frozenset({"logits", "pooled"}))
+
+
+def _causal_lm_compute(t: LoadedTeacher, texts, kinds, max_length, batch_size, desc):
+    t.check_kinds(kinds)
+    raise ModelError("a causal_lm teacher's outputs are generations: use LoadedTeacher.generate")
+
+
+@ADAPTERS.register("causal_lm", architectures=("ForCausalLM",), produces=frozenset({"generation"}),
+                   compute=_causal_lm_compute)
+def _load_causal_lm(path: Path) -> LoadedTeacher:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from components.common.generation import tokenizer_digest
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    model.eval()
+    if tokenizer.pad_token is None:  # batched generation pads on the left; EOS is the usual pad
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedTeacher("causal_lm", model, tokenizer, [], tokenizer_digest(path),
+                         int(model.config.num_hidden_layers), frozenset({"generation"}))
 
 
 def tokenizer_id(path: str | Path) -> str:

@@ -108,3 +108,23 @@ def log_model(home: Home, model_dir: str | Path, run_id: str | None = None) -> s
             pip_requirements=MODEL_REQUIREMENTS,
         )
     return info.model_uri
+
+
+def log_lm_model(home: Home, model_dir: str | Path, run_id: str | None = None) -> str:
+    """Log a saved causal LM (transformers flavor, task text-generation, so ``mlflow models serve``
+    answers generation requests) into a run; returns the logged model's URI."""
+    import mlflow
+    import mlflow.transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from components.common.registry import MODEL_REQUIREMENTS, connect
+
+    connect(home)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        info = mlflow.transformers.log_model(
+            {"model": model, "tokenizer": tokenizer}, name="model", task="text-generation",
+            pip_requirements=MODEL_REQUIREMENTS,
+        )
+    return info.model_uri

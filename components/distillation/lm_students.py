@@ -1,0 +1,80 @@
+"""Generative students: a subset of a causal-LM teacher's layers, a narrower config of the same
+architecture, or any causal LM that shares the teacher's tokenizer (anything else is an error
+before training: the cached top-k token ids would mean other tokens)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+
+from components.common.modeling import ModelError
+
+
+def layer_subset_student(teacher, layers: Sequence[int]):
+    """A student of the teacher's class with the teacher's embeddings, final norm, LM head and the
+    decoder layers `layers` (in that order), copied: DistilBERT-style initialisation for a decoder."""
+    n = int(teacher.config.num_hidden_layers)
+    layers = list(layers)
+    if not layers:
+        raise ModelError("student layers: at least one teacher layer is needed")
+    bad = [x for x in layers if not 0 <= x < n]
+    if bad:
+        raise ModelError(f"student layers: teacher layer {bad[0]} out of range; the teacher has {n} decoder layers "
+                         f"(valid: 0..{n - 1})")
+    if len(set(layers)) != len(layers):
+        raise ModelError(f"student layers: {layers} repeats a layer")
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = len(layers)
+    if getattr(config, "layer_types", None):
+        config.layer_types = [teacher.config.layer_types[i] for i in layers]
+    student = type(teacher)(config)
+    state = {}
+    prefix = "model.layers."
+    for key, value in teacher.state_dict().items():
+        if key.startswith(prefix):
+            index, rest = key[len(prefix):].split(".", 1)
+            if int(index) in layers:
+                state[f"{prefix}{layers.index(int(index))}.{rest}"] = value.clone()
+        else:
+            state[key] = value.clone()
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not (m == "lm_head.weight" and config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise ModelError(f"layer-subset student: weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    student.generation_config = copy.deepcopy(teacher.generation_config)
+    return student
+
+
+def narrow_student(teacher, hidden_size: int, intermediate_size: int, num_layers: int, num_heads: int,
+                   num_kv_heads: int | None = None, seed: int = 0):
+    """A randomly initialised student of the teacher's architecture and vocabulary, narrower."""
+    if hidden_size % num_heads:
+        raise ModelError(f"narrow student: hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+    config = copy.deepcopy(teacher.config)
+    config.hidden_size, config.intermediate_size = hidden_size, intermediate_size
+    config.num_hidden_layers, config.num_attention_heads = num_layers, num_heads
+    config.num_key_value_heads = num_kv_heads or num_heads
+    if hasattr(config, "head_dim"):
+        config.head_dim = hidden_size // num_heads
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[:1] * num_layers
+    torch.manual_seed(seed)
+    student = type(teacher)(config)
+    student.generation_config = copy.deepcopy(teacher.generation_config)
+    return student
+
+
+def check_same_vocabulary(teacher_tokenizer, student_tokenizer, where: str = "student") -> None:
+    """Refuse a student whose tokenizer maps tokens to other ids than the teacher's."""
+    t, s = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
+    if t != s:
+        differ = sorted(set(t.items()) ^ set(s.items()), key=lambda kv: kv[1])[:3]
+        raise ModelError(f"{where}: its tokenizer differs from the teacher's ({len(s)} vs {len(t)} tokens; e.g. "
+                         f"{differ}); cached teacher top-k token ids would mean other tokens. Use a student with "
+                         f"the teacher's tokenizer.")
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
