@@ -365,15 +365,23 @@ def _labels_plot(models: dict, result: GateResult) -> str:
     fig, axes = _figure(max(6.0, 0.9 * len(labels) + 2), 3.2)
     ax = axes[0, 0]
     x = np.arange(len(labels))
+    shown = []
     for i, (name, stats) in enumerate((("teacher", teacher), ("student", student))):
         values = [float(stats.get(k, {}).get("f1", np.nan)) for k in labels]
+        shown += [v for v in values if math.isfinite(v)]
         ax.bar(x + (i - 0.5) * 0.38, values, 0.38, label=name, color=_COLORS[name])
+        for xi, v in zip(x, values, strict=True):
+            if math.isfinite(v):
+                ax.annotate(f"{v:.3f}", (xi + (i - 0.5) * 0.38, v), xytext=(0, 2), textcoords="offset points",
+                            ha="center", fontsize=6)
     floor = next((c.threshold for c in result.checks if c.name.startswith("label_f1[")), None)
     if floor is not None:
+        shown.append(floor)
         ax.axhline(floor, color=_FAIL, linestyle="--", linewidth=1, label=f"min label F1 {floor:g}")
     ax.set_xticks(x, labels, fontsize=8, rotation=20, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("F1 (test split)", fontsize=8)
+    # Zoomed on the values (a 0-1 axis hides the gaps that decide), never below 0.
+    ax.set_ylim(max(0.0, min(shown, default=0.0) - 0.05), min(1.0, max(shown, default=1.0)) + 0.03)
+    ax.set_ylabel("F1 (test split, axis zoomed)", fontsize=8)
     ax.set_title("per-label F1: teacher vs student", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
