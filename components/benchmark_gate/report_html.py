@@ -134,7 +134,7 @@ def _checks_table(result: GateResult) -> str:
 def _gauges(result: GateResult) -> str:
     """One row per check: the axis zoomed on value and threshold, the passing side shaded green,
     the failing side red, the threshold a dashed line."""
-    checks = [c for c in result.checks if _at_least(c) is not None]
+    checks = [c for c in result.checks if _at_least(c) is not None and math.isfinite(c.value)]
     if not checks:
         return ""
     fig, axes = _figure(9, 0.72 * len(checks) + 0.4, nrows=len(checks))
@@ -490,6 +490,14 @@ def render_html(result: GateResult, context: dict[str, Any], confusion: list[lis
                 matrices: dict[str, list[list[int]]] | None = None) -> str:
     """The page. ``confusion``: student vs gold (rows gold); ``matrices`` may add
     ``student_vs_teacher`` (rows: the teacher's prediction, columns: the student's)."""
+    import matplotlib
+
+    # Label names are data: "$5 refund" must print as it is, not be parsed as mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _render(result, context, confusion, label_names, matrices)
+
+
+def _render(result: GateResult, context: dict[str, Any], confusion, label_names, matrices) -> str:
     models = result.models
     verdict, cls = ("PASS", "pass") if result.passed else ("FAIL", "fail")
     all_matrices = {**({"student": confusion} if confusion is not None else {}), **(matrices or {})}

@@ -106,6 +106,14 @@ def _plot(verdict: dict) -> str:
     labels = sorted(set(ref) | set(prod))
     if not labels and dis is None:
         return ""
+    import matplotlib
+
+    # Label names are data: "$5 refund" must print as it is, not be parsed as mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _draw(ref, prod, dis, labels)
+
+
+def _draw(ref: dict, prod: dict, dis: dict | None, labels: list[str]) -> str:
     import numpy as np
     from matplotlib.figure import Figure
 

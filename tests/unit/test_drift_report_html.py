@@ -40,8 +40,8 @@ def test_every_signal_has_a_row_with_value_threshold_and_verdict():
 
 
 def test_the_section_goes_on_top_of_the_evidently_page_escaped():
-    verdict = {**_verdict(), "model": "<b>m</b>", "reference_label_share": {"a<": 0.5, "b": 0.5},
-               "production_label_share": {"a<": 0.9, "b": 0.1},
+    verdict = {**_verdict(), "model": "<b>m</b>", "reference_label_share": {"a<": 0.5, r"$\oops$ refund": 0.5},
+               "production_label_share": {"a<": 0.9, r"$\oops$ refund": 0.1},
                "evidently_workspace": {"path": "/h/evidently", "project": "m", "project_id": "x", "snapshots": {}}}
     section = render_signals_section(verdict, COLUMNS, LABEL, 0.5)
     assert "<b>m</b>" not in section and "&lt;b&gt;m&lt;/b&gt;" in section and "a&lt;" in section

@@ -81,9 +81,11 @@ def test_html_report_is_self_contained_with_plots():
 
 def test_html_report_escapes_every_value():
     nasty = "<script>alert(1)</script>"
-    labels = {nasty: {"support": 3, "recall": 1.0, "f1": 1.0}}
+    # a label matplotlib would parse as (invalid) mathtext must not break the plots
+    labels = {nasty: {"support": 3, "recall": 1.0, "f1": 1.0},
+              r"$\oops$ refund": {"support": 1, "recall": 1.0, "f1": 1.0}}
     result = evaluate_gate(student(labels=labels), {**TEACHER, "labels": labels}, None, GateConfig())
-    page = render_html(result, {"data_version": nasty}, [[3]], [nasty],
-                       {"student_vs_teacher": [[3]]})
+    page = render_html(result, {"data_version": nasty}, [[3, 0], [0, 1]], [nasty, r"$\oops$ refund"],
+                       {"student_vs_teacher": [[3, 0], [0, 1]]})
     assert nasty not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert '<span class="verdict pass">PASS</span>' in page
