@@ -383,7 +383,7 @@ def _labels_plot(models: dict, result: GateResult) -> str:
     ax.set_ylim(max(0.0, min(shown, default=0.0) - 0.05), min(1.0, max(shown, default=1.0)) + 0.03)
     ax.set_ylabel("F1 (test split, axis zoomed)", fontsize=8)
     ax.set_title("per-label F1: teacher vs student", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, never over them
     fig.tight_layout()
     return _png(fig, "per-label F1 teacher vs student")
 
