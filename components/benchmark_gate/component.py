@@ -1,7 +1,7 @@
 """KFP interface of benchmark_gate."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.common.image import IMAGE
 
@@ -9,13 +9,20 @@ from components.common.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Artifact], student: Input[Model],
                    teacher_ref: str, teacher_version: str, config_json: str, gate_report: Output[Artifact],
-                   gate_markdown: Output[Markdown], gate_metrics: Output[Metrics], gate_html: Output[HTML]) -> bool:
+                   gate_markdown: Output[Markdown], gate_metrics: Output[Metrics], gate_html: Output[HTML],
+                   gate_confusion: Output[ClassificationMetrics],
+                   gate_disagreement: Output[ClassificationMetrics]) -> bool:
     """Student vs teacher vs champion on the test split; returns whether the student passed.
 
     Every reason is in `gate_report` (JSON); `gate_markdown` and `gate_html` (the self-contained
-    report with plots) are KFP visualization artifacts, shown in the run's UI.
+    report with plots) are KFP visualization artifacts, shown in the run's UI, as are `gate_metrics`
+    (every model's figures, the compression and speed-ups, every check's value), `gate_confusion`
+    (the student's predictions against the gold labels) and `gate_disagreement` (against the
+    teacher's predictions).
     """
     import json
+    import math
+    import re
 
     from components.benchmark_gate.runner import run
     from components.common.config import config_from_json
@@ -27,10 +34,23 @@ def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Ar
     gate_report.metadata.update({"passed": report["passed"], "reasons": report["reasons"],
                                  "step_report": report["step_report"]})
     for name, card in report["models"].items():
-        for key in ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "throughput_rows_per_s", "latency_p50_ms"):
+        for key in ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "throughput_rows_per_s", "latency_p50_ms",
+                    "latency_p90_ms", "latency_p99_ms", "parameters", "size_bytes"):
             if key in card:
                 gate_metrics.log_metric(f"{name}_{key}", float(card[key]))
-    # kfp.local keeps Metrics only in metadata; a file at the URI lets its cache reuse this step.
-    with open(gate_metrics.path, "w") as f:
-        json.dump(gate_metrics.metadata, f)
+    for key, value in report["compression"].items():
+        if value is not None:
+            gate_metrics.log_metric(f"student_{key}", float(value))
+    for check in report["checks"]:
+        if math.isfinite(check["value"]):
+            gate_metrics.log_metric("check_" + re.sub(r"[^A-Za-z0-9_]+", "_", check["name"]).strip("_"),
+                                    float(check["value"]))
+    labels = report["confusion_matrix"]["labels"]
+    gate_confusion.log_confusion_matrix(labels, report["confusion_matrix"]["student"])
+    gate_disagreement.log_confusion_matrix(labels, report["confusion_matrix"]["student_vs_teacher"])
+    # kfp.local keeps these artifacts' numbers only in metadata; a file at each URI lets its cache
+    # reuse this step (a missing output file is a cache miss).
+    for artifact in (gate_metrics, gate_confusion, gate_disagreement):
+        with open(artifact.path, "w") as f:
+            json.dump(artifact.metadata, f)
     return bool(report["passed"])

@@ -121,14 +121,37 @@ def _quantized_checks(student: dict, teacher: dict, teacher_int8: dict | None, s
     return checks
 
 
+def compression(student: dict, teacher: dict, teacher_int8: dict | None = None) -> dict[str, float | None]:
+    """How much smaller and faster the student is: parameter and size ratios (student / teacher) and
+    speed-ups (batch-32 throughput, batch-1 p50 latency; over the int8 teacher too when measured).
+    A figure that was not measured is None."""
+
+    def ratio(a, b):
+        ok = isinstance(a, int | float) and isinstance(b, int | float) and b > 0
+        return float(a) / float(b) if ok else None
+
+    return {"parameter_ratio": ratio(student.get("parameters"), teacher.get("parameters")),
+            "size_ratio": ratio(student.get("size_bytes"), teacher.get("size_bytes")),
+            "throughput_speedup": ratio(student.get("throughput_rows_per_s"), teacher.get("throughput_rows_per_s")),
+            "latency_speedup_p50": ratio(teacher.get("latency_p50_ms"), student.get("latency_p50_ms")),
+            "throughput_speedup_over_int8_teacher": ratio(student.get("throughput_rows_per_s"),
+                                                          (teacher_int8 or {}).get("throughput_rows_per_s"))}
+
+
 _ROWS = [("accuracy", "{:.4f}"), ("macro_f1", "{:.4f}"), ("agreement", "{:.4f}"), ("kl_to_teacher", "{:.4f}"),
-         ("latency_p50_ms", "{:.2f}"), ("throughput_rows_per_s", "{:.1f}"), ("parameters", "{:,}"),
+         ("latency_p50_ms", "{:.2f}"), ("latency_p90_ms", "{:.2f}"),
+         ("latency_p99_ms", "{:.2f}"), ("throughput_rows_per_s", "{:.1f}"), ("parameters", "{:,}"),
          ("size_bytes", "{:,}")]
 
 
 def render_markdown(result: GateResult, context: dict[str, Any]) -> str:
     """A report people can read: the decision, every reason, and the side-by-side numbers."""
     lines = [f"# Benchmark gate: {'PASSED' if result.passed else 'FAILED'}", ""]
+    c = compression(result.models["student"], result.models["teacher"])
+    if c["parameter_ratio"] is not None and c["throughput_speedup"] is not None:
+        size = f", {c['size_ratio']:.3f} of its size" if c["size_ratio"] is not None else ""
+        lines += [f"Student: {c['parameter_ratio']:.3f} of the teacher's parameters{size}, "
+                  f"{c['throughput_speedup']:.2f}x its batch-32 throughput.", ""]
     lines += [f"- **{k}**: `{v}`" for k, v in context.items()]
     lines += ["", "## Checks", ""]
     lines += [f"- {'ℹ️' if c.informational else '✅' if c.passed else '❌'} {c.message}" for c in result.checks]

@@ -21,6 +21,7 @@ import numpy as np
 from components.benchmark_gate.core import (
     agreement,
     classification_metrics,
+    compression,
     confusion_matrix,
     evaluate_gate,
     mean_kl,
@@ -205,12 +206,18 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                    "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
                    "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html",
                    "student_shape": _shape_summary(lineage), **bound}
+        # Rows: gold labels ("student") or the teacher's predictions ("student_vs_teacher"); columns:
+        # the student's predictions. Off the diagonal of the second: where the student disagrees.
         report = {**result.to_dict(), "context": context,
-                  "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names))}}
+                  "compression": compression(student_card, teacher_card, int8_cards.get("teacher_int8")),
+                  "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names)),
+                                       "student_vs_teacher": confusion_matrix(student_pred, teacher_pred,
+                                                                              len(names))}}
         if key is not None:
             report = signing.sign_report(report, key)
         markdown = render_markdown(result, context)
-        page = render_html(result, context, report["confusion_matrix"]["student"], names)
+        page = render_html(result, context, report["confusion_matrix"]["student"], names,
+                           {"student_vs_teacher": report["confusion_matrix"]["student_vs_teacher"]})
         _publish(h, lineage, report, markdown, page,
                  [(report_json, json.dumps(report, indent=2)), (report_md, markdown), (report_html, page)])
         timing_rows = 2 + cfg.gate.latency_samples + 32 * cfg.gate.throughput_batches

@@ -51,6 +51,11 @@ class Home:
         return self.root / "reports"
 
     @property
+    def evidently(self) -> Path:
+        """The local Evidently workspace: every drift run as a snapshot (``evidently ui --workspace``)."""
+        return self.root / "evidently"
+
+    @property
     def step_log(self) -> Path:
         """One JSON line per executed step: what the CLI's run summary is built from."""
         return self.root / "logs" / "steps.jsonl"

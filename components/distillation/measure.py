@@ -33,7 +33,7 @@ def size_on_disk(path: str | Path) -> int:
 @torch.inference_mode()
 def measure_speeds(models: dict, texts: Sequence[str], latency_samples: int = 32, throughput_batches: int = 3,
                    batch_size: int = 32) -> dict[str, dict[str, float]]:
-    """Batch-1 p50 latency (ms) and batch-32 throughput (rows/s) of several models, side by side.
+    """Batch-1 latency (p50, p90, p99 in ms) and batch-32 throughput (rows/s) of several models, side by side.
 
     `models` maps a name to (model, tokenizer, max_length). Calls alternate between the models and
     each figure is a median, so a load spike on a shared machine hits every model alike instead of
@@ -59,9 +59,19 @@ def measure_speeds(models: dict, texts: Sequence[str], latency_samples: int = 32
             t0 = time.perf_counter()
             model(**full)
             batch_time[name].append(time.perf_counter() - t0)
-    return {name: {"latency_p50_ms": statistics.median(latency[name]) * 1000 if latency[name] else float("nan"),
+    return {name: {**_latency_percentiles(latency[name]),
                    "throughput_rows_per_s": batch_size / statistics.median(batch_time[name])}
             for name in models}
+
+
+def _latency_percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50 (the median), p90 and p99 of the batch-1 calls, in ms (linear interpolation between calls;
+    with n calls, p99 is about the slowest of them)."""
+    if not seconds:
+        return {"latency_p50_ms": float("nan"), "latency_p90_ms": float("nan"), "latency_p99_ms": float("nan")}
+    ms = np.asarray(seconds) * 1000
+    return {"latency_p50_ms": statistics.median(ms.tolist()), "latency_p90_ms": float(np.percentile(ms, 90)),
+            "latency_p99_ms": float(np.percentile(ms, 99))}
 
 
 def measure_speed(model, tokenizer, texts: Sequence[str], max_length: int, latency_samples: int = 32,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -268,6 +269,16 @@ def _note_undefined_scores(results: dict[str, dict[str, Any]], reference: pd.Dat
         result["note"] = f"{column}: {detail}, so {result['method']} is undefined (nan)"
 
 
+@dataclass
+class EvidentlyRun:
+    """One Evidently report run: its standalone HTML, what the adapter read from it, and the
+    snapshot itself (kept in the local workspace by ``save_to_workspace``)."""
+
+    html: str
+    results: dict[str, Any]
+    snapshot: Any
+
+
 def build_drift_report(
     reference: pd.DataFrame,
     production: pd.DataFrame,
@@ -279,6 +290,17 @@ def build_drift_report(
     ``reference``/``production`` hold numeric descriptor columns and optionally ``label_column``
     (predicted labels, compared as categories). Raises DriftInputError on degenerate frames.
     """
+    run = run_drift_report(reference, production, label_column, policy)
+    return run.html, run.results["columns"], run.results["label"]
+
+
+def run_drift_report(
+    reference: pd.DataFrame,
+    production: pd.DataFrame,
+    label_column: str | None,
+    policy: DriftPolicy,
+) -> EvidentlyRun:
+    """``build_drift_report`` keeping the snapshot: results are {"columns", "label"}."""
     columns = _descriptor_columns(reference, production, label_column)
     _check_frame(reference, "reference", columns, label_column)
     _check_frame(production, "production", columns, label_column)
@@ -302,7 +324,7 @@ def build_drift_report(
     _note_undefined_scores(results, ref, prod)
     label_result = results.pop(label_column) if label_column is not None else None
     column_results = {c: results[c] for c in columns}
-    return html, column_results, label_result
+    return EvidentlyRun(html, {"columns": column_results, "label": label_result}, snapshot)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +340,12 @@ def build_embedding_drift_report(reference: np.ndarray, production: np.ndarray, 
 
     Callers validate the matrices first (``core.validate_embeddings``).
     """
+    run = run_embedding_drift_report(reference, production, threshold)
+    return run.html, run.results
+
+
+def run_embedding_drift_report(reference: np.ndarray, production: np.ndarray, threshold: float) -> EvidentlyRun:
+    """``build_embedding_drift_report`` keeping the snapshot."""
     from evidently.metrics.embeddings import EmbeddingsDrift, ModelDriftMethod
 
     dims = reference.shape[1]
@@ -338,5 +366,52 @@ def build_embedding_drift_report(reference: np.ndarray, production: np.ndarray, 
     if not values or not isinstance(values[0], int | float) or not math.isfinite(values[0]):
         raise RuntimeError(f"Evidently returned no embedding drift score: {values}")
     score = float(values[0])
-    return html, {"drifted": score > threshold, "score": score, "method": "domain_classifier_roc_auc",
-                  "threshold": threshold}
+    return EvidentlyRun(html, {"drifted": score > threshold, "score": score, "method": "domain_classifier_roc_auc",
+                               "threshold": threshold}, snapshot)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local workspace: drift over time in Evidently's UI
+# ---------------------------------------------------------------------------------------------
+
+
+def _drift_panels(label_column: str | None) -> list:
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    panels = [line_plot_panel("Share of drifted text descriptors",
+                              [PanelMetric(legend="drifted share", metric="DriftedColumnsCount",
+                                           metric_labels={"value_type": "share"})], size="half")]
+    if label_column is not None:
+        panels.append(line_plot_panel(f"Predicted-label drift score ({label_column})",
+                                      [PanelMetric(legend="p-value", metric="ValueDrift",
+                                                   metric_labels={"column": label_column})], size="half"))
+    panels.append(line_plot_panel("Embedding drift (domain classifier ROC AUC)",
+                                  [PanelMetric(legend="ROC AUC", metric="EmbeddingsDrift")], size="half"))
+    return panels
+
+
+def save_to_workspace(path: str, project_name: str, runs: list[tuple[str, EvidentlyRun]],
+                      label_column: str | None = "predicted_label") -> dict[str, Any]:
+    """Add the runs' snapshots to the local Evidently workspace at ``path``, in the project named
+    ``project_name`` (one per monitored registered model; created with drift-over-time panels the
+    first time). ``evidently ui --workspace <path>`` then shows every drift run and the trends.
+
+    Returns {"path", "project", "project_id", "snapshots": {name: snapshot id}}.
+    """
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace.create(path)
+    found = ws.search_project(project_name)
+    if found:
+        project = found[0]
+    else:
+        project = ws.create_project(project_name, description=f"distillops drift runs of {project_name}")
+        # tab=None: the first tab ("General"). Evidently 0.7.23 lists a panel twice when it is
+        # added to a named tab that already exists.
+        for panel in _drift_panels(label_column):
+            project.dashboard.add_panel(panel)
+    ids = {}
+    for name, run in runs:
+        ids[name] = str(ws.add_run(project.id, run.snapshot, include_data=False, name=name).id)
+    return {"path": str(path), "project": project_name, "project_id": str(project.id), "snapshots": ids}

@@ -1,5 +1,12 @@
 """Side effects of monitor_drift: reference from DVC, predictions by the monitored model, the
-Evidently report, the verdict; files under the home and the run in MLflow."""
+Evidently report, the verdict; files under the home and the run in MLflow.
+
+The HTML report is Evidently's page with distillops' section on top (``report_html``): every signal
+the verdict was decided on (descriptors, predicted labels, embeddings, teacher-student
+disagreement) with its value, threshold and verdict. Each run's Evidently snapshots are also kept
+in the local Evidently workspace ``<home>/evidently`` (one project per registered model), whose UI
+shows drift over time; the verdict records where (``evidently_workspace``).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ from components.monitor_drift.core import (
     validate_embeddings,
     validate_texts,
 )
+from components.monitor_drift.report_html import add_signals_section, render_signals_section
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 2000  # per batch: descriptors and predictions of a sample are enough to see drift
@@ -96,7 +104,7 @@ def run(
     report_html: str,
     verdict_json: str,
 ) -> dict:
-    from components.monitor_drift.evidently_report import build_drift_report
+    from components.monitor_drift.evidently_report import run_drift_report, save_to_workspace
 
     h = Home.resolve(home).ensure()
     prepare_process()
@@ -126,16 +134,18 @@ def run(
             stattest_threshold=d.stattest_threshold,
             label_drift=d.label_drift,
         )
-        html, columns, label = build_drift_report(ref_frame, prod_frame, "predicted_label", policy)
-        embedding, embedding_html = None, ""
+        descriptors = run_drift_report(ref_frame, prod_frame, "predicted_label", policy)
+        columns, label = descriptors.results["columns"], descriptors.results["label"]
+        embedding, embedding_html, embedding_run = None, "", None
         if d.embedding_drift:
-            from components.monitor_drift.evidently_report import build_embedding_drift_report
+            from components.monitor_drift.evidently_report import run_embedding_drift_report
 
             ref_emb = validate_embeddings(_embed(model, tokenizer, _sample(reference, MAX_ROWS),
                                                  cfg.distill.max_length), "reference")
             prod_emb = validate_embeddings(_embed(model, tokenizer, _sample(production, MAX_ROWS),
                                                   cfg.distill.max_length), "production")
-            embedding_html, embedding = build_embedding_drift_report(ref_emb, prod_emb, d.embedding_threshold)
+            embedding_run = run_embedding_drift_report(ref_emb, prod_emb, d.embedding_threshold)
+            embedding_html, embedding = embedding_run.html, embedding_run.results
         disagreement = _disagreement(h, mv, cfg, model, tokenizer, reference, production)
         verdict = combine_signals(decide_drift(columns, label, policy, len(ref_frame), len(prod_frame)), embedding,
                                   disagreement)
@@ -152,6 +162,13 @@ def run(
         kept_emb = h.reports / f"{stem}-embeddings.html"
         verdict.update(report_html=str(kept_html), verdict_json=str(kept_json),
                        embedding_report_html=str(kept_emb) if embedding_html else None)
+        # Every run in the local Evidently workspace, one project per registered model: its UI shows
+        # drift over time (evidently ui --workspace <home>/evidently).
+        verdict["evidently_workspace"] = save_to_workspace(
+            str(h.evidently), mv.name, [(f"{stem} descriptors and labels", descriptors)]
+            + ([(f"{stem} embeddings", embedding_run)] if embedding_run is not None else []))
+        html = add_signals_section(descriptors.html, render_signals_section(
+            verdict, columns, label, policy.column_drift_share, policy.label_drift))
         tags = {"distillops.step": "monitor_drift", "drifted": str(verdict["drifted"]), "model": verdict["model"],
                 "reference_data_version": data_version, "signals": ",".join(verdict["signals"])}
         with start_run(h, "monitor_drift", tags=tags) as drift_run:

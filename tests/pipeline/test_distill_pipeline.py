@@ -108,6 +108,22 @@ def test_gate_report_says_every_check(world):
     assert report["context"]["data_version"] == mv.tags["data_version"]
     assert report["signature"].startswith("hmac-sha256:")
     assert signing.verify_report(report, SIGNING_KEY.encode()) == []
+    # Latency spread, compression and the student-vs-teacher disagreement matrix (issue 17)
+    student = report["models"]["student"]
+    assert student["latency_p50_ms"] <= student["latency_p90_ms"] <= student["latency_p99_ms"]
+    assert 0 < report["compression"]["parameter_ratio"] <= 0.9
+    vs_teacher = report["confusion_matrix"]["student_vs_teacher"]
+    assert sum(map(sum, vs_teacher)) == report["context"]["test_rows"]
+    # ... also as KFP artifacts: ClassificationMetrics with a file at the URI (kfp.local's cache needs it)
+    root = world["home"].pipeline_root
+    for name, matrix in (("gate_confusion", report["confusion_matrix"]["student"]), ("gate_disagreement", vs_teacher)):
+        files = sorted(root.glob(f"*/benchmark-gate/{name}"), key=lambda f: f.stat().st_mtime)
+        assert files, name
+        logged = json.loads(files[0].read_text())["confusionMatrix"]
+        assert [r["row"] for r in logged["rows"]] == matrix, name
+    page = Path(report["context"]["report_location"]).name == "report.html"
+    html_pages = list(world["home"].reports.glob("gate-*.html"))
+    assert page and html_pages and all('<span class="verdict pass">PASS</span>' in p.read_text() for p in html_pages)
 
 
 def test_second_run_with_nothing_changed_recomputes_nothing(world):
@@ -168,3 +184,12 @@ def test_drift_monitor_reports_and_detects_a_shift(world):
     assert verdict["drifted"] is True
     assert verdict["reasons"] and verdict["model"] == "distillops-student/v1"
     assert json.loads(Path(verdict["verdict_json"]).read_text())["drifted"] is True
+    # Every signal on the page, and every run in the local Evidently workspace (drift over time)
+    page = Path(verdict["report_html"]).read_text()
+    assert 'id="distillops-signals"' in page and '<span class="verdict drift">DRIFT</span>' in page
+    assert "teacher-student disagreement" in page and "embeddings (domain classifier)" in page
+    ws = verdict["evidently_workspace"]
+    assert ws["path"] == str(world["home"].evidently) and ws["project"] == "distillops-student"
+    from evidently.ui.workspace import Workspace
+
+    assert len(Workspace(ws["path"]).list_runs(ws["project_id"])) == 4  # 2 runs x (descriptors, embeddings)

@@ -69,6 +69,23 @@ def test_perturbations_are_deterministic_and_change_the_text():
 def test_html_report_is_self_contained_with_plots():
     result = evaluate_gate(student(), TEACHER, student(accuracy=0.95), GateConfig())
     page = render_html(result, {"data_version": "abc"}, [[3, 1], [0, 4]], ["a", "b"])
-    assert page.startswith("<!doctype html>") and "FAILED" in page
-    assert page.count("data:image/png;base64,") == 5  # quality, robustness, latency, throughput, confusion
+    assert page.startswith("<!doctype html>") and '<span class="verdict fail">FAIL</span>' in page
+    # check gauges, trade-off, quality, speed, robustness, per-label F1, confusion matrices
+    assert page.count("data:image/png;base64,") == 7
+    assert "<pre>" not in page and "✅" not in page and "❌" not in page  # real tables, no emoji
+    assert page.count("<table") >= 4  # checks, models, labels, confusion
+    # the headline says how much smaller and faster: 400 / 1000 parameters, 300 / 100 rows/s
+    assert "2.5x fewer" in page and "3.00x faster" in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch
+
+
+def test_html_report_escapes_every_value():
+    nasty = "<script>alert(1)</script>"
+    # a label matplotlib would parse as (invalid) mathtext must not break the plots
+    labels = {nasty: {"support": 3, "recall": 1.0, "f1": 1.0},
+              r"$\oops$ refund": {"support": 1, "recall": 1.0, "f1": 1.0}}
+    result = evaluate_gate(student(labels=labels), {**TEACHER, "labels": labels}, None, GateConfig())
+    page = render_html(result, {"data_version": nasty}, [[3, 0], [0, 1]], [nasty, r"$\oops$ refund"],
+                       {"student_vs_teacher": [[3, 0], [0, 1]]})
+    assert nasty not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert '<span class="verdict pass">PASS</span>' in page
