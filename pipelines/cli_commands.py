@@ -89,9 +89,11 @@ def add_export_command(sub) -> None:
 
 def cmd_export(args) -> int:
     from components.common.export import export_model
+    from components.common.home import Home
 
     ref = args.model if args.model is not None else f"models:/{config_of(args).student.registered_name}@champion"
-    result = export_model(home_of(args), ref, args.out, force=args.force)
+    # the home is created only once the reference and --out passed their checks
+    result = export_model(Home.resolve(args.home), ref, args.out, force=args.force)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -57,7 +57,11 @@ def gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
 
 
 def _x(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:g}x"
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
+def _num(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def _pct(v: float | None) -> str:
@@ -110,8 +114,8 @@ def render_card(name: str, gate: dict[str, Any], lineage: dict[str, Any], labels
         f"- gate report: `{ctx.get('report_location', '?')}`; compared against champion "
         f"`{ctx.get('champion_version', 'none')}` on {ctx.get('test_rows', '?')} test rows", "",
         "## Gate results", "",
-        f"Verdict: **{summary['verdict']}**. Student accuracy {summary['student_accuracy']}, teacher accuracy "
-        f"{summary['teacher_accuracy']}.", "",
+        f"Verdict: **{summary['verdict']}**. Student accuracy {_num(summary['student_accuracy'])}, teacher "
+        f"accuracy {_num(summary['teacher_accuracy'])} on the test split.", "",
         "| check | value | threshold | result |", "|---|---|---|---|", *rows, "",
         "## Labels", "", ", ".join(f"`{x}`" for x in labels) or "(none recorded)", "",
         "## How to use", "",

@@ -1,11 +1,12 @@
 """The one module that talks to MLflow: tracking runs, the model registry, aliases, downloads.
 
-Models are logged with the transformers flavor (safetensors + config + tokenizer, no pickle), so
-anyone can load a registered version with `transformers` alone::
+Models are logged with the transformers flavor (safetensors + config + tokenizer, no pickle), with
+a README.md model card and the base model's LICENSE.txt beside MLmodel. The flavor keeps the
+tokenizer apart from the weights (``model/``, ``components/tokenizer/``); ``_flatten`` makes them one
+Hugging Face folder (what ``distillops export`` writes, common/export.py)::
 
-    path = mlflow.artifacts.download_artifacts("models:/distillops-student@champion")
-    AutoModelForSequenceClassification.from_pretrained(f"{path}/model")
-    AutoTokenizer.from_pretrained(f"{path}/components/tokenizer")
+    distillops export --model models:/distillops-student@champion --out ./student
+    transformers.pipeline("text-classification", model="./student")
 
 The same client code talks to the embedded sqlite store and to an ``mlflow server``.
 """
