@@ -118,13 +118,17 @@ def source_commit() -> str | None:
     `git rev-parse HEAD` of the checkout this package lies in; None outside a git checkout."""
     if os.environ.get("DISTILLOPS_GIT_COMMIT"):
         return os.environ["DISTILLOPS_GIT_COMMIT"]
+    here = Path(__file__).resolve()
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here.parent, capture_output=True,
                              text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = out.stdout.strip()
-    return commit if len(commit) == 40 else None
+    lines = out.stdout.split()
+    # installed into some other repository's tree (a venv inside a project): not this code's commit
+    if len(lines) != 2 or not (Path(lines[0]) / "components" / "common" / here.name).resolve() == here:
+        return None
+    return lines[1] if len(lines[1]) == 40 else None
 
 
 def log_model(home: Home, model_dir: str | Path, run_id: str | None = None, input_example: list[str] | None = None,

