@@ -34,10 +34,11 @@ from components.cache_teacher_outputs import runner as cache_step
 from components.common import registry
 from components.common.config import config_from_dict, config_hash
 from components.common.dataset import read_snapshot
+from components.common.export import export_model
 from components.common.home import Home
 from components.common.lineage import read_lineage
 from components.common.modeling import label_names, load_classifier, predict_logits
-from components.common.tracking import source_commit
+from components.common.tracking import log_model, source_commit
 from components.promote import runner as promote_step
 from components.train_student import runner as train_step
 from components.version_data import runner as version_step
@@ -222,3 +223,20 @@ def test_the_registered_version_describes_itself(champion, tmp_path):
     if commit:  # a git checkout (skipped silently otherwise)
         assert run.data.tags["mlflow.source.git.commit"] == commit
     assert registry.get_aliases(client, NAME) == {"champion": "1"}
+
+
+def test_a_version_logged_without_a_card_is_exported_with_one_from_its_tags(home, tmp_path, tiny_teacher):
+    """Versions registered before models carried a README.md still export a model card."""
+    h = Home.resolve(home)
+    client = registry.connect(h)
+    run = client.create_run(client.get_experiment_by_name(registry.EXPERIMENT).experiment_id).info.run_id
+    uri = log_model(h, tiny_teacher, run_id=run)
+    gate_checks = json.dumps([{"name": "speedup", "passed": True, "value": 3.2, "threshold": 3.0}])
+    registry.register(client, uri, "old-student", {"model_digest": "x", "teacher_ref": str(tiny_teacher),
+                                                   "data_version": "d" * 32, "gate_checks": gate_checks,
+                                                   "gate_passed": "True"})
+    result = export_model(h, "models:/old-student/1", tmp_path / "out")
+    assert "README.md" in result["files"] and result["labels"] == ["money", "sports", "weather"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| speedup | 3.2 | 3.0 | ok |" in card and "d" * 32 in card
+    assert yaml.safe_load(card.split("---")[1])["license"] == "apache-2.0"  # the shipped MiniLM's (fallback)

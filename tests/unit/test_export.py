@@ -156,3 +156,20 @@ def test_the_logged_dataset_source_is_the_remote_object_of_the_version(tmp_path)
     md5 = "0123456789abcdef0123456789abcdef"
     assert remote_object_url(str(tmp_path), md5) == str(tmp_path / "files" / "md5" / "01" / md5[2:])
     assert remote_object_url("s3://bucket/dvc/", md5) == f"s3://bucket/dvc/files/md5/01/{md5[2:]}"
+
+
+def test_a_folder_whose_tokenizer_lost_its_words_is_refused(tmp_path):
+    """The failure export exists to prevent: a 5-token tokenizer beside the weights ([UNK] everywhere)."""
+    from fakes import make_tiny_teacher
+    from transformers import BertTokenizerFast
+
+    from components.common.export import check_folder
+
+    folder = make_tiny_teacher(tmp_path / "m", layers=1, hidden=16)
+    assert check_folder(folder, "models:/m/1")["labels"] == ["money", "sports", "weather"]
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (folder / name).unlink(missing_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(specials)}).save_pretrained(folder)
+    with pytest.raises(ExportError, match=r"models:/m/1: .*tokenizer has 5 tokens for a vocabulary of \d+"):
+        check_folder(folder, "models:/m/1")
