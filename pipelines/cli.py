@@ -4,6 +4,7 @@
     distillops run --data my.jsonl --teacher models:/my-teacher@champion --config params.yaml
     distillops monitor --production batch.jsonl
     distillops compile --output-dir build/
+    distillops export --model models:/distillops-student@champion --out ./student   # a plain HF folder
     distillops submit --host http://localhost:8080 --data /var/lib/distillops/incoming/data.jsonl
     distillops schedule --host http://localhost:8080 --production /var/lib/distillops/production/batch.jsonl
 
@@ -20,9 +21,11 @@ import sys
 from pipelines.cli_commands import (
     add_audit_commands,
     add_cluster_commands,
+    add_export_command,
     add_image_options,
     add_step_commands,
     cmd_audit,
+    cmd_export,
     cmd_rollback,
     cmd_schedule,
     cmd_step,
@@ -109,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_step_commands(sub)
     add_audit_commands(sub)
+    add_export_command(sub)
     add_cluster_commands(sub)
     return parser
 
@@ -255,7 +259,7 @@ def cmd_cache(args) -> int:
 
 COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
 COMMANDS.update(watch=cmd_watch, cache=cmd_cache, submit=cmd_submit, schedule=cmd_schedule)
-COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback)
+COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback, export=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     from components.common.config import ConfigError
     from components.common.dataset import DatasetError
+    from components.common.export import ExportError
     from components.common.image import ImageError
     from components.common.lineage import LineageError
     from components.common.modeling import ModelError
@@ -289,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     except (AuditError, PromotionRefused, TeacherRefused) as exc:
         print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, DatasetError, ImageError, LineageError, ModelError, RegistryError, SigningKeyError,
-            UnsafeNameError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, ExportError, ImageError, LineageError, ModelError, RegistryError,
+            SigningKeyError, UnsafeNameError, FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # a failed kfp.local task: its log is above

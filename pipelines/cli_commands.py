@@ -69,6 +69,41 @@ def add_audit_commands(sub) -> None:
     p.add_argument("--reason", default="", help="why (recorded)")
 
 
+def add_export_command(sub) -> None:
+    p = sub.add_parser("export", help="write a registered model as a plain Hugging Face folder",
+                       description="Write a registered model version as one folder that transformers loads "
+                       "directly (transformers.pipeline('text-classification', model=OUT)): weights as safetensors, "
+                       "config with id2label/label2id, tokenizer, README.md model card and LICENSE.txt. MLflow's own "
+                       "layout keeps the tokenizer apart from the weights; loading its model/ folder alone gives "
+                       "wrong labels. The folder is written beside --out and renamed into place at the end.",
+                       epilog=EPILOG)
+    add_common(p)
+    p.add_argument("--model", default=None,
+                   help="registered model: models:/<name>@<alias> or models:/<name>/<version> "
+                   "(default: models:/<student.registered_name>@champion, i.e. models:/distillops-student@champion)")
+    p.add_argument("--out", required=True, help="folder to write; must be new or empty unless --force (required)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (whole, at the end of the export; default: refuse)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (default: text)")
+
+
+def cmd_export(args) -> int:
+    from components.common.export import export_model
+    from components.common.home import Home
+
+    ref = args.model if args.model is not None else f"models:/{config_of(args).student.registered_name}@champion"
+    # the home is created only once the reference and --out passed their checks
+    result = export_model(Home.resolve(args.home), ref, args.out, force=args.force)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(f"exported {result['model']} to {result['out']}")
+        print(f"  labels  {', '.join(result['labels'])}")
+        print(f"  files   {', '.join(result['files'])}")
+        print(f"  load    transformers.pipeline('text-classification', model={result['out']!r})")
+    return 0
+
+
 def _model_name(args) -> str:
     """--model (an empty one is refused like any other bad name, not replaced by the default)."""
     from components.common.paths import safe_name

@@ -16,9 +16,10 @@ def add_common(p: argparse.ArgumentParser, config: bool = True, home: bool = Tru
     if home:
         p.add_argument("--home", help="state directory (default: $DISTILLOPS_HOME or ./.distillops)")
     if config:
-        p.add_argument("--config", help="YAML config file with any subset of params.yaml's keys")
+        p.add_argument("--config", help="YAML config file with any subset of params.yaml's keys "
+                       "(default: none, the built-in defaults, which params.yaml lists)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config value, e.g. --set distill.epochs=2 (repeatable)")
+                       help="override one config value, e.g. --set distill.epochs=2 (repeatable; default: none)")
 
 
 def config_of(args):

@@ -75,6 +75,13 @@ def _object_path(root: Path, md5: str) -> Path:
     return root / "files" / "md5" / md5[:2] / md5[2:]
 
 
+def remote_object_url(remote_url: str, md5: str) -> str:
+    """Where the remote keeps data version `md5` (a path or a URL): the dataset's source as MLflow logs it."""
+    if _is_local(remote_url):
+        return str(_object_path(Path(remote_url).resolve(), md5))
+    return f"{remote_url.rstrip('/')}/files/md5/{md5[:2]}/{md5[2:]}"
+
+
 def add_and_push(repo_root: str | Path, remote_url: str, snapshot_file: str | Path) -> str:
     """Version `snapshot_file`: dvc add + dvc push. Returns DVC's md5 (the data_version).
 

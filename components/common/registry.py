@@ -1,11 +1,12 @@
 """The one module that talks to MLflow: tracking runs, the model registry, aliases, downloads.
 
-Models are logged with the transformers flavor (safetensors + config + tokenizer, no pickle), so
-anyone can load a registered version with `transformers` alone::
+Models are logged with the transformers flavor (safetensors + config + tokenizer, no pickle), with
+a README.md model card and the base model's LICENSE.txt beside MLmodel. The flavor keeps the
+tokenizer apart from the weights (``model/``, ``components/tokenizer/``); ``_flatten`` makes them one
+Hugging Face folder (what ``distillops export`` writes, common/export.py)::
 
-    path = mlflow.artifacts.download_artifacts("models:/distillops-student@champion")
-    AutoModelForSequenceClassification.from_pretrained(f"{path}/model")
-    AutoTokenizer.from_pretrained(f"{path}/components/tokenizer")
+    distillops export --model models:/distillops-student@champion --out ./student
+    transformers.pipeline("text-classification", model="./student")
 
 The same client code talks to the embedded sqlite store and to an ``mlflow server``.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from components.common.home import Home
 from components.common.io import atomic_dir
+from components.common.model_card import CARD_FILE, LICENSE_FILE
 from components.common.paths import UnsafeNameError, safe_name, within
 
 EXPERIMENT = "distillops"
@@ -123,12 +125,19 @@ def download_model(client, home: Home, ref: ModelRef) -> tuple[Path, Any]:
     return dest, mv
 
 
+# What a logged model says about itself (tracking.log_model writes them beside MLmodel); a flattened
+# model directory carries them too, so it is a complete Hugging Face folder.
+DESCRIBING_FILES = (CARD_FILE, LICENSE_FILE)
+
+
 def _flatten(src: Path, dest: Path, uri: str) -> Path:
-    """The transformers flavor's layout (model/, components/tokenizer/) as one model directory.
+    """The transformers flavor's layout (model/, components/tokenizer/) and the logged model's card
+    and license (DESCRIBING_FILES) as one model directory.
 
     A symlink among the artifacts (to /etc/passwd, a key file) would be copied as its target: refused
     before anything is copied; each copied name is checked as one safe path segment."""
     members = [f for sub in ("model", "components/tokenizer") for f in sorted((src / sub).glob("*"))]
+    members += [src / n for n in DESCRIBING_FILES if (src / n).exists() or (src / n).is_symlink()]
     linked = [str(f.relative_to(src)) for f in members if f.is_symlink()]
     if linked:
         raise RegistryError(f"{uri}: the downloaded artifacts hold symlink member(s) "
@@ -259,7 +268,8 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(0.5 * 2 ** attempt, 8.0))
 
 
-def register(client, model_uri: str, name: str, tags: dict[str, str], key: str = "model_digest"):
+def register(client, model_uri: str, name: str, tags: dict[str, str], key: str = "model_digest",
+             description: str | None = None):
     """Create a registry version with its lineage tags; the tags are set before it is returned.
 
     `model_uri` is a logged model (``models:/m-<id>``, what ``tracking.log_model`` returns): the
@@ -290,7 +300,8 @@ def register(client, model_uri: str, name: str, tags: dict[str, str], key: str =
     for attempt in range(_CREATE_ATTEMPTS):
         try:
             with _sent_once():
-                return client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
+                return client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id,
+                                                   description=description)
         except MlflowException as exc:
             last = exc
             found = find_versions(client, name, key, tags[key]) if tags.get(key) else []

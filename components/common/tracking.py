@@ -11,6 +11,10 @@ existing one (the gate into the training run) with :func:`attach`::
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +62,20 @@ class Run:
     def log_dict(self, obj: dict, artifact_file: str) -> None:
         self.client.log_dict(self.run_id, obj, safe_relpath(artifact_file))
 
+    def log_dataset(self, frame, name: str, digest: str, source: str, targets: str | None = None,
+                    context: str = "training") -> None:
+        """Log a dataset as the run's input (the run page's "Datasets"), with `digest` as its identity
+        (a data version: DVC's md5) rather than MLflow's hash of a sample of rows."""
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # a local path matches two equivalent source resolvers
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest, targets=targets)
+        # the entity mlflow.log_input builds from a Dataset, here for a run that need not be active
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                          [InputTag("mlflow.data.context", context)])])
+
     def metric_logger(self) -> Callable[[dict[str, float], int], None]:
         """A callback(metrics, step) for the trainer's per-step metrics."""
         return lambda metrics, step: self.log_metrics(metrics, step)
@@ -78,6 +96,9 @@ def start_run(home: Home, name: str, tags: dict[str, Any] | None = None,
     client = connect(home)
     with mlflow.start_run(run_name=name, nested=mlflow.active_run() is not None) as active:
         run = Run(client, active.info.run_id)
+        commit = source_commit()
+        if commit:
+            run.set_tags({"mlflow.source.git.commit": commit})
         if tags:
             run.set_tags(tags)
         if params:
@@ -92,21 +113,53 @@ def attach(home: Home, run_id: str) -> Run:
     return Run(connect(home), run_id)
 
 
-def log_model(home: Home, model_dir: str | Path, run_id: str | None = None) -> str:
-    """Log a saved classifier (transformers flavor) into a run; returns the logged model's URI."""
+def source_commit() -> str | None:
+    """The git commit of the code that is running: $DISTILLOPS_GIT_COMMIT (set in the image), else
+    `git rev-parse HEAD` of the checkout this package lies in; None outside a git checkout."""
+    if os.environ.get("DISTILLOPS_GIT_COMMIT"):
+        return os.environ["DISTILLOPS_GIT_COMMIT"]
+    here = Path(__file__).resolve()
+    try:
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here.parent, capture_output=True,
+                             text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.split()
+    # installed into some other repository's tree (a venv inside a project): not this code's commit
+    if len(lines) != 2 or not (Path(lines[0]) / "components" / "common" / here.name).resolve() == here:
+        return None
+    return lines[1] if len(lines[1]) == 40 else None
+
+
+def log_model(home: Home, model_dir: str | Path, run_id: str | None = None, input_example: list[str] | None = None,
+              card: str | None = None, license_text: str | None = None) -> str:
+    """Log a saved classifier (transformers flavor) into a run; returns the logged model's URI.
+
+    `input_example`: a few texts, logged with the model (and its signature inferred from them).
+    `card` and `license_text` become the logged model's README.md and LICENSE.txt: MLflow writes a
+    placeholder LICENSE.txt naming the temporary directory the model was saved from, so the base
+    model's license would be lost."""
     import mlflow
     import mlflow.transformers
 
+    from components.common.model_card import CARD_FILE, LICENSE_FILE
     from components.common.modeling import load_classifier
     from components.common.registry import MODEL_REQUIREMENTS, connect
 
-    connect(home)
+    client = connect(home)
     model, tokenizer = load_classifier(model_dir)
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         info = mlflow.transformers.log_model(
             {"model": model, "tokenizer": tokenizer}, name="model", task="text-classification",
-            pip_requirements=MODEL_REQUIREMENTS,
+            pip_requirements=MODEL_REQUIREMENTS, input_example=list(input_example) if input_example else None,
         )
+    extra = {CARD_FILE: card, LICENSE_FILE: license_text}
+    if any(extra.values()):
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in extra.items():
+                if text:
+                    Path(tmp, name).write_text(text, encoding="utf-8")
+            client.log_model_artifacts(info.model_id, tmp)
     return info.model_uri
 
 

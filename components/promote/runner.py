@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +19,13 @@ from pathlib import Path
 
 from components.common import registry, signing
 from components.common.config import Config
+from components.common.export import inherited_license
 from components.common.hashing import digest_dir
 from components.common.home import Home
 from components.common.lineage import bound_context, read_lineage
+from components.common.model_card import gate_summary, license_text, render_card, version_description
 from components.common.steplog import record_step
-from components.common.tracking import log_model
+from components.common.tracking import log_model, source_commit
 from components.promote.core import binding_problems, plan_promotion
 
 log = logging.getLogger(__name__)
@@ -91,14 +91,18 @@ def _check_registered(h: Home, name: str, version: str, staged: Path) -> None:
 
 
 def git_commit() -> str:
-    if os.environ.get("DISTILLOPS_GIT_COMMIT"):
-        return os.environ["DISTILLOPS_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return source_commit() or "unknown"
+
+
+def describe(client, name: str, gate: dict, lineage: dict, staged: Path) -> tuple[str, str, str]:
+    """(version description, model card, LICENSE.txt) of the student in `staged`."""
+    license_ = inherited_license(client, str(lineage.get("teacher_ref", "")), str(lineage.get("teacher_version", "")))
+    id2label = json.loads((staged / "config.json").read_text()).get("id2label", {})
+    labels = [id2label[k] for k in sorted(id2label, key=int)]
+    card = render_card(name, gate, lineage, labels, license_, list(lineage.get("input_example", [])))
+    teacher_dir = Path(str(lineage.get("teacher_ref", "")))
+    return (version_description(gate_summary(gate), lineage, license_), card,
+            license_text(license_, teacher_dir if teacher_dir.is_dir() else None))
 
 
 def gate_metrics(gate: dict) -> str:
@@ -164,8 +168,12 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
                                            for c in gate.get("checks", [])])[:4900],
                 "student_accuracy": f"{gate['models']['student']['accuracy']:.4f}",
             }
-            model_uri = log_model(h, staged, run_id=lineage["mlflow_run_id"])
-            created = str(registry.register(client, model_uri, name, {**tags, **gate_tags}).version)
+            description, card, license_file = describe(client, name, gate, lineage, staged)
+            model_uri = log_model(h, staged, run_id=lineage["mlflow_run_id"],
+                                  input_example=lineage.get("input_example") or None, card=card,
+                                  license_text=license_file)
+            created = str(registry.register(client, model_uri, name, {**tags, **gate_tags},
+                                            description=description).version)
             version = _deduplicate(client, name, digest, created)
             try:
                 _check_registered(h, name, version, staged)

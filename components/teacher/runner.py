@@ -14,6 +14,7 @@ from components.common import registry
 from components.common.config import Config, config_hash
 from components.common.dataset import snapshot_from_config
 from components.common.home import Home
+from components.common.model_card import base_license, license_text
 from components.common.modeling import ModelError, default_base_model, predict_logits
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
@@ -110,15 +111,19 @@ def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = 
         run_.log_dict({"sweep": sweep}, "teacher/learning_rate_sweep.json")
         floors = check_better_than_majority(snapshot, result, test_acc)
         chosen = next(e for e in sweep if e["chosen"])
+        # the base model's license travels with the teacher (and on to every student distilled from it)
+        license_ = base_license(base, teacher_dir=base)
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            model_uri = log_model(home, Path(tmp), run_id=run_.run_id)
+            model_uri = log_model(home, Path(tmp), run_id=run_.run_id, input_example=snapshot.split("train")[0][:3],
+                                  license_text=license_text(license_, base if Path(base).is_dir() else None))
         mv = registry.register(client, model_uri, cfg.teacher.registered_name, {
             "base_model": base, "data_source": str(data_path), "config_hash": config_hash(cfg),
             "test_accuracy": f"{test_acc:.4f}", "mlflow_run_id": run_.run_id,
             "learning_rate": str(chosen["learning_rate"]), "best_epoch": str(chosen["best_epoch"]),
-            "validation_accuracy": f"{chosen['best_validation_accuracy']:.4f}"}, key="mlflow_run_id")
+            "validation_accuracy": f"{chosen['best_validation_accuracy']:.4f}", "license": license_.spdx,
+            "license_source": license_.source}, key="mlflow_run_id")
         registry.set_alias(client, cfg.teacher.registered_name, alias, mv.version)
         counters.update(version=mv.version, test_accuracy=test_acc, truncated_rows=data_report["truncated_rows"])
     log.info("teacher %s v%s: test accuracy %.4f; alias %s", mv.name, mv.version, test_acc, alias)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from components.common import dvc_store
 from components.common.config import Config, config_to_dict, layer_pairs
 from components.common.dataset import check_labels, read_snapshot
 from components.common.hashing import sha256_text
@@ -42,6 +43,7 @@ from components.distillation.trainer import TrainSettings, device_for_training, 
 from components.distillation.transfer import augment_record
 
 log = logging.getLogger(__name__)
+EXAMPLE_ROWS = 3
 
 
 def checkpoint_dir(h: Home, config_hash: str, data_version: str, teacher_versions: list[str]) -> Path:
@@ -111,6 +113,16 @@ def settings_from(d, checkpoint: Path) -> TrainSettings:
                          checkpoint_dir=str(checkpoint), checkpoint_every=d.checkpoint_every, log_every=d.log_every)
 
 
+def log_snapshot(mlrun, h: Home, snapshot, data_version: str) -> None:
+    """The run's training data on its MLflow page: the snapshot, identified by its DVC md5 (the
+    data version) and sourced at the DVC remote's object of that version."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": snapshot.texts, "label": snapshot.labels, "split": snapshot.splits})
+    mlrun.log_dataset(frame, name=f"distillops-data-{data_version[:12]}", digest=data_version,
+                      source=dvc_store.remote_object_url(h.dvc_remote, data_version), targets="label")
+
+
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: str, cfg: Config,
         data_version: str, model_out: str, config_hash: str, teacher_version: str = "") -> dict:
     """`config_hash` is the hash of the whole resolved config (this step sees only its sections).
@@ -167,6 +179,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         settings = settings_from(d, ckpt)
         train_texts = [snapshot.texts[i] for i in train_idx]
         train_labels = [label_id[snapshot.labels[i]] for i in train_idx]
+        input_example = train_texts[:EXAMPLE_ROWS]  # logged with the registered model
         shape = None
         if shaped_to_budget(cfg.student):
             shape = probe_shape(h, outputs.teacher_version, data_version, teacher_model, tokenizer, train_texts,
@@ -211,6 +224,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
             tags["extra_teacher_versions"] = ",".join(e["teacher_version"] for e in outputs.extra_teachers)
         with start_run(h, f"train_student {config_hash}", tags=tags,
                        params={"student": plain["student"], "distill": plain["distill"]}) as mlrun:
+            log_snapshot(mlrun, h, snapshot, data_version)
             result = fit(mlrun.metric_logger())
             student.to("cpu")
             if hasattr(student, "merge_and_unload"):  # LoRA: fold the adapters into plain weights
@@ -228,6 +242,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    "resumed_from_step": result.resumed_from_step, "stopped_early": result.stopped_early,
                    "train_rows": len(train_texts), "augment": outputs.augment_meta if d.augment_copies else {},
                    "teacher_ref": teacher_ref, "config_hash": config_hash, "mlflow_run_id": mlrun.run_id,
+                   "input_example": input_example,
                    "config": plain, "parameters": params, "best_epoch": result.best_epoch,
                    "best_validation_accuracy": result.best_validation_accuracy, "train_seconds": result.seconds,
                    "shape": shape.to_dict() if shape else {"mode": "manual", "init": cfg.student.init},

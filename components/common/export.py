@@ -1,0 +1,122 @@
+"""`distillops export`: a registered model as a plain Hugging Face folder, loadable anywhere::
+
+    distillops export --model models:/distillops-student@champion --out ./student
+    python -c 'from transformers import pipeline; print(pipeline("text-classification", model="./student")("hi"))'
+
+MLflow's transformers flavor keeps the tokenizer apart from the weights (``model/`` and
+``components/tokenizer/``); pointed at ``model/`` alone, transformers 5 builds a tokenizer of the
+five special tokens and nearly every word becomes [UNK], so predictions are silently wrong. The
+export puts weights (safetensors), config (with id2label / label2id), tokenizer, model card
+(README.md) and LICENSE.txt in one folder.
+
+The version is fetched through ``registry.fetch_version_files`` (the same checks as every download:
+no symlinks, no pickles, only the transformers flavor). The folder is written beside --out and
+renamed into place at the end: there is never a half-written export.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from components.common import registry
+from components.common.home import Home
+from components.common.io import atomic_dir
+from components.common.model_card import CARD_FILE, License, base_license, render_card
+from components.common.modeling import ModelError, check_model_dir
+from components.common.teachers import pinned_ref_for
+
+# A tokenizer with fewer tokens than this share of the model's vocabulary is the [UNK] failure above.
+MIN_TOKENIZER_SHARE = 0.9
+
+
+class ExportError(ValueError):
+    """An export that was refused (a non-empty --out without --force) or whose folder would not load."""
+
+
+def inherited_license(client, teacher_ref: str, teacher_version: str = "") -> License:
+    """The license a student inherits (model_card.base_license): a local teacher's card, a registered
+    teacher's tags (read, not downloaded), else the shipped base model's."""
+    if registry.is_registry_uri(teacher_ref):
+        try:
+            mv = registry.get_version(client, registry.ModelRef.parse(pinned_ref_for(teacher_ref, teacher_version)))
+        except registry.RegistryError:
+            mv = None
+        return base_license(teacher_ref, teacher_tags=dict(mv.tags) if mv is not None else None)
+    return base_license(teacher_ref, teacher_dir=teacher_ref or None)
+
+
+def check_destination(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out}: exists and is not a directory; refused")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(f"--out {out}: not empty ({len(list(out.iterdir()))} entries); refused. Pass --force to "
+                          "replace it, or choose an empty or new directory")
+
+
+def check_folder(folder: Path, uri: str) -> dict[str, Any]:
+    """Refuse a folder `transformers.pipeline` would load wrongly: no safetensors, no labels, or a
+    tokenizer far smaller than the model's vocabulary. Returns its labels and sizes."""
+    from transformers import AutoTokenizer
+
+    try:
+        check_model_dir(folder)
+    except ModelError as exc:
+        raise ExportError(f"{uri}: {exc}") from None
+    config = json.loads((folder / "config.json").read_text())
+    id2label, label2id = config.get("id2label") or {}, config.get("label2id") or {}
+    problems = []
+    if not id2label or {v: int(k) for k, v in id2label.items()} != {k: int(v) for k, v in label2id.items()}:
+        problems.append(f"config.json's id2label {id2label} and label2id {label2id} are missing or disagree")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    vocab = int(config.get("vocab_size") or 0)
+    if len(tokenizer) < MIN_TOKENIZER_SHARE * vocab:
+        problems.append(f"its tokenizer has {len(tokenizer)} tokens for a vocabulary of {vocab}: words would "
+                        "become [UNK]")
+    if problems:
+        raise ExportError(f"{uri}: the exported folder would not predict correctly: {'; '.join(problems)}")
+    return {"labels": [id2label[k] for k in sorted(id2label, key=int)], "tokenizer_size": len(tokenizer),
+            "vocab_size": vocab}
+
+
+def card_from_tags(client, mv) -> str:
+    """A model card for a version logged before models carried one, from its lineage and gate tags."""
+    tags = dict(mv.tags)
+    try:
+        checks = json.loads(tags.get("gate_checks", "[]"))
+    except ValueError:
+        checks = []
+    gate = {"passed": tags.get("gate_passed") == "True", "reasons": [], "checks": checks,
+            "models": {"student": {"accuracy": tags.get("student_accuracy")}},
+            "context": {"model_digest": tags.get("model_digest", "?"), "report_location": tags.get("gate_report", "?"),
+                        "champion_version": tags.get("gate_champion", "none")}}
+    lineage = {k: tags.get(k, "?") for k in ("teacher_ref", "teacher_version", "data_version", "config_hash",
+                                             "mlflow_run_id")}
+    license_ = inherited_license(client, tags.get("teacher_ref", ""), tags.get("teacher_version", ""))
+    return render_card(mv.name, gate, lineage, [], license_, [])
+
+
+def export_model(home: Home, ref: str, out: str | Path, force: bool = False) -> dict[str, Any]:
+    """Write registered model `ref` (models:/<name>@<alias> or models:/<name>/<version>) to `out` as a
+    Hugging Face folder; refuses a non-empty `out` unless `force` (then replaces it whole)."""
+    model_ref = registry.ModelRef.parse(ref)  # a bad reference fails before anything is touched
+    out = Path(out).expanduser().absolute()
+    check_destination(out, force)
+    client = registry.connect(home)
+    mv = registry.get_version(client, model_ref)
+    if mv is None:
+        raise registry.RegistryError(f"{ref} is not in the registry at {home.tracking_uri}")
+    uri = f"models:/{mv.name}/{mv.version}"
+    with atomic_dir(out) as staging:
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".download", dir=out.parent) as tmp:
+            flat = registry.fetch_version_files(mv.name, str(mv.version), Path(tmp))
+            for f in sorted(flat.iterdir()):
+                shutil.move(str(f), staging / f.name)
+        if not (staging / CARD_FILE).is_file():
+            (staging / CARD_FILE).write_text(card_from_tags(client, mv), encoding="utf-8")
+        facts = check_folder(staging, uri)
+        files = sorted(f.name for f in staging.iterdir())
+    return {"model": uri, "ref": ref, "out": str(out), "files": files, **facts}
