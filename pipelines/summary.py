@@ -52,6 +52,10 @@ def reports_in_run(run_dir: Path) -> list[dict[str, Any]]:
     return sorted(unique.values(), key=lambda r: r["started"])
 
 
+def _gate_stem(data_version: str, config_hash: str) -> str:
+    return f"gate-{data_version[:8]}-{config_hash[:8]}"  # as benchmark_gate names its reports
+
+
 def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: float, config_hash: str,
               home_root: Path, reports_dir: Path) -> dict[str, Any]:
     gate = json.loads(Path(task_outputs["gate_report"].path).read_text())
@@ -81,6 +85,7 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
         "seconds_per_step": {r["step"]: r["seconds"] for r in executed},
         "seconds_total": round(time.time() - started, 1),
         "seconds_pipeline": round(time.time() - pipeline_started, 1),
-        "reports": {"gate_markdown": str(reports_dir / f"gate-{data_version[:8]}-{config_hash[:8]}.md")},
+        "reports": {"gate_markdown": str(reports_dir / f"{_gate_stem(data_version, config_hash)}.md"),
+                    "gate_html": str(reports_dir / f"{_gate_stem(data_version, config_hash)}.html")},
         "home": str(home_root),
     }

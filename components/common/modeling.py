@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from components.common.numerics import masked_mean
+from components.common.runtime import progress_bars_enabled
 
 
 class ModelError(ValueError):
@@ -82,7 +83,7 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int, batc
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc=desc, disable=desc is None, unit="batch"):
+    for start in tqdm(batches, desc=desc, disable=desc is None or not progress_bars_enabled(), unit="batch"):
         idx = order[start:start + batch_size]
         logits = model(**encode(tokenizer, [texts[i] for i in idx], max_length)).logits
         out[idx] = logits.float().numpy()
@@ -109,7 +110,7 @@ def teacher_features(model, tokenizer, texts: Sequence[str], max_length: int, po
     for layer in pooled_layers:
         out[f"pooled:{layer}"] = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc=desc, disable=desc is None, unit="batch"):
+    for start in tqdm(batches, desc=desc, disable=desc is None or not progress_bars_enabled(), unit="batch"):
         idx = order[start:start + batch_size]
         enc = encode(tokenizer, [texts[i] for i in idx], max_length)
         res = model(**enc, output_hidden_states=bool(pooled_layers))

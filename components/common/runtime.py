@@ -6,6 +6,24 @@ Called explicitly (by each step's runner and the CLI), never as a side effect of
 from __future__ import annotations
 
 import os
+import sys
+
+# What the CLI sets, unless already set, for a run without --verbose: the libraries' advisories,
+# info logs and progress bars, in this process and in every kfp.local task it starts (tasks inherit
+# the environment). Errors stay visible: tracebacks and error logs are not affected.
+QUIET_ENVIRONMENT = {
+    "TRANSFORMERS_VERBOSITY": "error",  # e.g. the LOAD REPORT table of a freshly initialised head
+    "MLFLOW_LOGGING_LEVEL": "ERROR",  # e.g. "the model card could not be retrieved from the hub"
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" / "Writing model shards"
+    "PYTHONWARNINGS": "ignore",  # tasks' DeprecationWarnings and the like (-v shows them)
+}
+
+
+def progress_bars_enabled() -> bool:
+    """tqdm bars draw only on a terminal (a log file or a kfp.local task's pipe gets none), and
+    never with DISTILLOPS_PROGRESS=0."""
+    return os.environ.get("DISTILLOPS_PROGRESS", "1") != "0" and sys.stderr.isatty()
 
 
 def offline_environment() -> None:

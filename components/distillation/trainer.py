@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from components.common.runtime import progress_bars_enabled
 from components.distillation import distributed as ddp
 from components.distillation.checkpoint import load_latest, save_checkpoint
 from components.distillation.preemption import Preempted, stop_on_sigterm
@@ -225,7 +226,7 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
 
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=state["step"], desc=desc, unit="step",
-               disable=os.environ.get("DISTILLOPS_PROGRESS", "1") == "0" or not main)
+               disable=not (main and progress_bars_enabled()))
     with stop_on_sigterm() as stop, contextlib.closing(bar):
         while state["epoch"] <= settings.epochs and not state["stopped_early"]:
             for mod in modules.values():
