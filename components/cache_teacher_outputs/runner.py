@@ -194,6 +194,41 @@ class GenerationFiller:
                 progress(self.computed, self.tokens_generated)
         return keys, [cached[k] for k in keys]
 
+    def check_fidelity(self, prompts: list[str], sample: int, atol: float = 0.05) -> int:
+        """Teacher-force a deterministic sample of cached generations through the live teacher and
+        compare its log-probs at the stored top-k ids with the stored ones (fp16: atol in nats).
+        Teacher forcing makes the check independent of how rows were batched when generated.
+        Returns the rows checked; raises CacheFidelityError naming the rows that differ."""
+        import torch
+
+        from components.distillation.lm_trainer import build_examples, token_batch
+
+        rendered, keys = self.teacher.generation_keys(prompts, self.version, self.decoding, self.k)
+        cached = self.store.get_generations(keys)
+        present = [i for i, key in enumerate(keys) if key in cached]
+        if sample <= 0 or not present:
+            return 0
+        picked = [present[j] for j in fidelity_sample([keys[i] for i in present], sample, self.version)]
+        bad = []
+        for i in picked:
+            g = cached[keys[i]]
+            if len(g.tokens) == 0:
+                continue
+            (ex,) = build_examples(self.teacher.tokenizer, [rendered[i]], [g], max_length=1 << 30)
+            with torch.inference_mode():
+                b = token_batch(self.teacher.model, [ex], self.teacher.tokenizer.pad_token_id)
+                live = torch.log_softmax(b.student_logits.float(), -1).gather(-1, b.topk_ids).numpy()
+            diff = float(np.abs(live - g.topk_logprobs.astype(np.float32)).max())
+            if diff > atol:
+                bad.append((i, diff))
+        if bad:
+            rows = "; ".join(f"prompt {i} ({prompts[i][:40]!r}): max |stored - live| = {d:.3g}" for i, d in bad[:5])
+            raise CacheFidelityError(
+                f"teacher cache {self.store.url}: {len(bad)} of {len(picked)} sampled cached generations differ from "
+                f"what the live teacher {self.version} computes (atol {atol} nats): {rows}. The cache is stale or has "
+                f"been tampered with; nothing was trained. Delete the store (or point cache.url elsewhere) and rerun.")
+        return len(picked)
+
 
 def _extra_teacher(ref: str, home: Home, main: LoadedTeacher) -> tuple[LoadedTeacher, str]:
     extra = resolve_teacher(ref, home)  # first use in the run: resolved here, its version travels on

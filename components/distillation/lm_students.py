@@ -78,3 +78,25 @@ def check_same_vocabulary(teacher_tokenizer, student_tokenizer, where: str = "st
 
 def parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def layers_for_budget(teacher, max_parameter_fraction: float) -> list[int]:
+    """The most teacher layers a layer-subset student can keep within `max_parameter_fraction` of the
+    teacher's parameters (embeddings, norm and head are kept whole), spread evenly from the first
+    layer to the last. An impossible budget (not even one layer fits) is an error naming the sizes."""
+    total = parameter_count(teacher)
+    layers = teacher.model.layers
+    per_layer = [sum(p.numel() for p in layer.parameters()) for layer in layers]
+    fixed = total - sum(per_layer)
+    budget = max_parameter_fraction * total
+    n = 0
+    while n < len(per_layer) and fixed + sum(sorted(per_layer)[:n + 1]) <= budget:
+        n += 1
+    if n == 0:
+        raise ModelError(f"student.max_parameter_fraction={max_parameter_fraction}: the teacher's embeddings, norm "
+                         f"and head alone are {fixed / total:.3f} of its {total:,} parameters; one layer more is "
+                         f"{(fixed + min(per_layer)) / total:.3f}. Raise the fraction or use a narrow student.")
+    if n == 1:
+        return [0]
+    last = len(per_layer) - 1
+    return sorted({round(i * last / (n - 1)) for i in range(n)})

@@ -183,3 +183,16 @@ def test_a_classifier_teacher_cannot_fill_generations(tmp_path, tiny_teacher):
 
     with pytest.raises(ModelError, match="causal-LM teacher"):
         GenerationFiller(TeacherOutputStore(tmp_path / "s"), load_teacher(tiny_teacher), "v", Decoding(), 4)
+
+
+def test_fidelity_check_catches_generations_of_another_teacher(tmp_path, teacher, tiny_lm):
+    from components.cache_teacher_outputs.runner import CacheFidelityError, GenerationFiller
+
+    store = TeacherOutputStore(tmp_path / "store")
+    d = Decoding(max_new_tokens=5)
+    GenerationFiller(store, teacher, "v1", d, k=4).outputs(PROMPTS)
+    assert GenerationFiller(store, teacher, "v1", d, k=4).check_fidelity(PROMPTS, sample=3) == 3
+    # the same version label, other weights: what a stale or tampered cache looks like
+    impostor = load_teacher(make_tiny_llama(tmp_path / "other", seed=5))
+    with pytest.raises(CacheFidelityError, match=r"sampled cached generations differ"):
+        GenerationFiller(store, impostor, "v1", d, k=4).check_fidelity(PROMPTS, sample=3)

@@ -164,3 +164,17 @@ def test_forced_fidelity_of_the_teacher_itself_is_perfect(teacher):
                              teacher.tokenizer, rendered, batch_size=2, new_tokens=4, repeats=1)
     assert set(speed) == {"teacher", "student"} and all(v["tokens_per_s"] > 0 and v["ttft_ms"] > 0
                                                          for v in speed.values())
+
+
+def test_layers_for_budget_spreads_the_most_layers_that_fit(teacher):
+    from components.distillation.lm_students import layers_for_budget
+
+    total = parameter_count(teacher.model)
+    for fraction in (0.5, 0.7, 1.0):
+        layers = layers_for_budget(teacher.model, fraction)
+        student = layer_subset_student(teacher.model, layers)
+        assert parameter_count(student) <= fraction * total
+        assert layers[0] == 0 and (len(layers) == 1 or layers[-1] == 3)
+    assert layers_for_budget(teacher.model, 1.0) == [0, 1, 2, 3]
+    with pytest.raises(ModelError, match="embeddings, norm and head alone"):
+        layers_for_budget(teacher.model, 0.01)
