@@ -65,9 +65,10 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # GGUF is a tensor container like safetensors (no pickle, no code): the one non-safetensors load.
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False)
     loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
-                                                  dtype=torch.float32)
+                                                  dtype=torch.float32, trust_remote_code=False)
     fresh = LlamaForCausalLM(loaded.config)
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     # Tied input/output embeddings are one tensor: the GGUF may list it once.
