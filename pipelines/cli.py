@@ -2,6 +2,8 @@
 
     distillops run                      # quickstart: embedded defaults, one command
     distillops run --data my.jsonl --teacher models:/my-teacher@champion --config params.yaml
+    distillops run --config params.yaml --metrics-out metrics/gate.json --plots-out plots   # for DVC
+    distillops quickstart               # the sample dataset and a drifted sample production batch
     distillops monitor --production batch.jsonl
     distillops compile --output-dir build/
     distillops submit --host http://localhost:8080 --data /var/lib/distillops/incoming/data.jsonl
