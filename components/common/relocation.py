@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from components.common.io import file_lock
@@ -70,12 +71,12 @@ def relocate_mlflow_store(root: Path, experiment: str) -> int:
     if not db_path.is_file():
         return 0
     new = root.as_uri()
-    with sqlite3.connect(db_path) as db:
+    with closing(sqlite3.connect(db_path, timeout=60)) as db:
         old = _recorded_root(db, experiment)
     if old is None or old == new:
         return 0
     with file_lock(root / ".relocate.lock"):
-        db = sqlite3.connect(db_path, isolation_level=None)
+        db = sqlite3.connect(db_path, timeout=60, isolation_level=None)  # waits for a writer
         try:
             db.execute("BEGIN IMMEDIATE")  # one transaction: all URIs move, or none
             old = _recorded_root(db, experiment)
