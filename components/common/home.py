@@ -24,7 +24,12 @@ class Home:
 
     @property
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.own_tracking_uri
+
+    @property
+    def own_tracking_uri(self) -> str:
+        """The embedded registry: a sqlite store in the home (see relocation.py for a moved home)."""
+        return f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts(self) -> Path:

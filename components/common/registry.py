@@ -28,6 +28,7 @@ from components.common.home import Home
 from components.common.io import atomic_dir
 from components.common.model_card import CARD_FILE, LICENSE_FILE
 from components.common.paths import UnsafeNameError, safe_name, within
+from components.common.relocation import relocate_mlflow_store
 
 EXPERIMENT = "distillops"
 # Requirements recorded with each logged model; the flavor's inference would add torchvision.
@@ -76,6 +77,8 @@ def connect(home: Home):
 
     home.ensure()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if home.tracking_uri == home.own_tracking_uri:  # the home's own sqlite store: it may have been moved
+        relocate_mlflow_store(home.root, EXPERIMENT)
     mlflow.set_tracking_uri(home.tracking_uri)
     client = mlflow.MlflowClient()
     if client.get_experiment_by_name(EXPERIMENT) is None:

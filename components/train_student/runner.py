@@ -245,6 +245,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    "input_example": input_example,
                    "config": plain, "parameters": params, "best_epoch": result.best_epoch,
                    "best_validation_accuracy": result.best_validation_accuracy, "train_seconds": result.seconds,
+                   # per epoch: train_loss, validation_score (the run summary's training curve, a DVC plot)
+                   "history": [{k: round(float(v), 6) for k, v in m.items()} for m in result.history],
                    "shape": shape.to_dict() if shape else {"mode": "manual", "init": cfg.student.init},
                    "parameter_fraction": round(params / count_parameters(teacher_model), 4)}
         write_lineage(out, lineage)

@@ -1,9 +1,9 @@
 """Reliability checklist A6, B13, B14 (docs/reliability.md) against real DVC and a local remote:
 a push killed midway, an object altered in DVC's cache or on the remote, and `dvc gc`.
 
-"A fresh clone" is a new DVC repository holding only the version's ``.dvc`` file (the data repo is
-``--no-scm``: the ``.dvc`` files are what a clone carries); its snapshot comes from the remote alone
-and is checked with an independent sha256.
+"A fresh clone" is a new DVC repository holding only the version's ``.dvc`` file (what a clone
+carries; `git clone` of the data repo itself is tested in test_dvc_store.py); its snapshot comes from
+the remote alone and is checked with an independent sha256.
 """
 
 import hashlib

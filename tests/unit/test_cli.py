@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.cli import main
 
-COMMANDS = ["run", "teacher", "monitor", "compile", "version-data", "cache-teacher-outputs", "train-student",
+COMMANDS = ["run", "quickstart", "teacher", "monitor", "compile", "version-data", "cache-teacher-outputs", "train-student",
             "benchmark-gate", "promote", "watch", "cache"]
 
 
