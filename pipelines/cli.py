@@ -71,10 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a one-object JSON summary on stdout")
     p.add_argument("--metrics-out", metavar="FILE",
                    help="also write the gate's numbers (retention, accuracy, macro-F1, agreement, speed-up, parameter "
-                   "fraction, passed as 1/0) as one JSON object: a DVC metrics file (dvc.yaml's distill stage)")
+                   "fraction, passed as 1/0) as one JSON object: a DVC metrics file (dvc.yaml's distill stage; default: not written)")
     p.add_argument("--plots-out", metavar="DIR",
                    help="also write DIR/label_f1.json (per-label F1 of the student) and DIR/training.json (train loss "
-                   "and validation accuracy per epoch): DVC plots")
+                   "and validation accuracy per epoch): DVC plots (default: not written)")
 
     p = sub.add_parser("quickstart", help="write the sample dataset and a drifted sample production batch",
                        description="Write the quickstart dataset (800 labelled support messages, what `distillops run` "
