@@ -137,3 +137,17 @@ def test_config_init_weights():
     assert pretrained_model_path(cfg) == "/b"
     assert pretrained_model_path(config_from_dict({"student": {"pretrained_model": "/p"}, "teacher": {"base": "/b"}})) == "/p"
     assert pretrained_model_path(config_from_dict({})).endswith("model")  # the shipped MiniLM
+
+
+def test_the_train_student_slice_carries_teacher_base_as_the_pretrained_model():
+    import json
+
+    from pipelines.parameters import step_config_json
+
+    cfg = config_from_dict({"student": {"init_weights": "pretrained"}, "teacher": {"base": "/models/base"}})
+    train = json.loads(step_config_json(cfg, "train_student"))
+    assert "teacher" not in train and train["student"]["pretrained_model"] == "/models/base"
+    own = config_from_dict({"student": {"init_weights": "pretrained", "pretrained_model": "/p"}, "teacher": {"base": "/b"}})
+    assert json.loads(step_config_json(own, "train_student"))["student"]["pretrained_model"] == "/p"
+    plain = config_from_dict({"teacher": {"base": "/b"}})
+    assert json.loads(step_config_json(plain, "train_student"))["student"]["pretrained_model"] == ""
