@@ -9,6 +9,14 @@ gate report gives the teacher's and the student's test accuracy, the speed-up an
     python -m benchmarks.pipeline_defaults --data ../shared/datasets/trec --seeds 0 1 2
 
 Prints one JSON object: per seed and mean / standard deviation over seeds.
+
+With --baselines, each seed also trains two labels-only students through the same pipeline: the
+same student shape with distill.alpha=0, distill.losses={} (cross-entropy on the labels alone) and
+no augmentation, started (a) from the fine-tuned teacher's layers (student.init_weights=teacher) and
+(b) from the pretrained, not fine-tuned, base model's (student.init_weights=pretrained). Each is
+registered under its own name, so neither can become the distilled student's champion. The JSON
+then carries per-seed and mean / standard deviation test accuracy of all three and
+`distillation_beats`: whether the distilled mean exceeds each baseline's mean.
 """
 
 from __future__ import annotations
@@ -51,6 +59,33 @@ def _run_seed(home, data: Path, overrides: list[str], seed: int) -> dict:
     return run
 
 
+# Labels-only baselines: the overrides that turn the distilled student into each (after the user's).
+LABELS_ONLY = ["distill.alpha=0", "distill.losses={}", "distill.augment_copies=0"]
+BASELINES = {
+    "baseline_finetuned_init": [*LABELS_ONLY, "student.init_weights=teacher",
+                                "student.registered_name=distillops-baseline-finetuned-init"],
+    "baseline_pretrained_init": [*LABELS_ONLY, "student.init_weights=pretrained",
+                                 "student.registered_name=distillops-baseline-pretrained-init"],
+}
+
+
+def spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def baseline_summary(runs: dict[str, list[dict]]) -> dict:
+    """Per-seed and mean / sd test accuracy of the distilled student and each baseline, and whether
+    distillation's mean beats each baseline's."""
+    out = {}
+    for name, rows in runs.items():
+        accuracies = [r["student_accuracy"] for r in rows]
+        out[name] = {"per_seed": {str(r["seed"]): r["student_accuracy"] for r in rows}, "accuracy": spread(accuracies)}
+    distilled = out["distilled"]["accuracy"]["mean"]
+    out["distillation_beats"] = {name.removeprefix("baseline_"): distilled > out[name]["accuracy"]["mean"]
+                                 for name in BASELINES}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl")
@@ -60,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override (default: none)")
     p.add_argument("--reuse-teacher", action="store_true",
                    help="use the teacher already registered in --home instead of preparing one")
+    p.add_argument("--baselines", action="store_true",
+                   help="per seed, also train the two labels-only baselines (fine-tuned and pretrained init)")
     args = p.parse_args(argv)
 
     from components.common.home import Home
@@ -75,19 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     teacher = {"reused": True} if args.reuse_teacher else prepare_teacher(home, str(data),
                                                                           resolve_config(None, args.overrides))
-    runs = []
+    runs, baselines = [], {name: [] for name in BASELINES}
     with stdout_to_stderr(True):  # kfp.local streams task logs to stdout; stdout carries the JSON alone
         for seed in args.seeds:
             runs.append(_run_seed(home, data, args.overrides, seed))
+            for name, extra in BASELINES.items() if args.baselines else ():
+                baselines[name].append({"variant": name, **_run_seed(home, data, [*args.overrides, *extra], seed)})
 
-    def spread(key):
-        values = [r[key] for r in runs]
-        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-    print(json.dumps({"data": str(args.data), "rows": sum(1 for _ in data.open()), "train_rows_cap": args.train_rows,
-                      "overrides": args.overrides, "teacher": teacher, "runs": runs,
-                      **{k: spread(k) for k in ("retention", "speedup", "parameter_fraction", "student_accuracy")},
-                      "seconds_total": round(time.time() - started, 1)}, indent=2, default=str))
+    result = {"data": str(args.data), "rows": sum(1 for _ in data.open()), "train_rows_cap": args.train_rows,
+              "overrides": args.overrides, "teacher": teacher, "runs": runs,
+              **{k: spread([r[k] for r in runs]) for k in ("retention", "speedup", "parameter_fraction",
+                                                           "student_accuracy")}}
+    if args.baselines:
+        result["baseline_runs"] = baselines
+        result["baselines"] = {"overrides": BASELINES, **baseline_summary({"distilled": runs, **baselines})}
+    print(json.dumps({**result, "seconds_total": round(time.time() - started, 1)}, indent=2, default=str))
     return 0
 
 

@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Callable
@@ -50,9 +51,19 @@ SLICE_PARAMETERS = {"version_data": "data_config", "cache_teacher_outputs": "tea
                     "train_student": "train_config", "benchmark_gate": "gate_config", "promote": "promote_config"}
 
 
+def _resolved_for_steps(cfg: Config) -> Config:
+    """What the slices must carry beyond their own sections: train_student does not read `teacher`,
+    so student.init_weights=pretrained with no student.pretrained_model gets teacher.base here
+    (when both are "", the step uses the shipped MiniLM)."""
+    s = cfg.student
+    if s.init_weights == "pretrained" and not s.pretrained_model and cfg.teacher.base:
+        return dataclasses.replace(cfg, student=dataclasses.replace(s, pretrained_model=cfg.teacher.base))
+    return cfg
+
+
 def step_config_json(cfg: Config, step: str) -> str:
     """The resolved config sections one step reads, as canonical JSON (a partial config)."""
-    d = config_to_dict(cfg)
+    d = config_to_dict(_resolved_for_steps(cfg))
     return json.dumps({k: d[k] for k in STEP_SECTIONS[step]}, sort_keys=True)
 
 

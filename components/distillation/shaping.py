@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from components.common.modeling import ModelError
 from components.distillation.measure import count_parameters, measure_speeds
 from components.distillation.students import (
+    build_student_from_pretrained,
     build_student_from_teacher_layers,
     prune_intermediate,
     trim_vocabulary_to_budget,
@@ -72,10 +73,21 @@ def candidate_shapes(num_layers: int, intermediate_size: int) -> list[Shape]:
     return list(dict.fromkeys(Shape(layers, width) for layers, width in order))
 
 
-def build_shaped(teacher, tokenizer, shape: Shape, texts: Sequence[str], max_length: int, max_parameters: int):
-    """(student, tokenizer) of `shape`, its vocabulary trimmed to `texts` within `max_parameters`."""
+def build_shaped(teacher, tokenizer, shape: Shape, texts: Sequence[str], max_length: int, max_parameters: int,
+                 pretrained=None, seed: int = 0):
+    """(student, tokenizer) of `shape`, its vocabulary trimmed to `texts` within `max_parameters`.
+
+    With `pretrained` (student.init_weights=pretrained): the very same architecture (layers, the
+    feed-forward neurons the teacher's weights rank highest, vocabulary) holding the pretrained
+    model's weights and a fresh classification head seeded by `seed`."""
+    pruned = shape.intermediate_size < teacher.config.intermediate_size
+    if pretrained is not None:
+        student = build_student_from_pretrained(teacher, pretrained, shape.layers,
+                                                shape.intermediate_size if pruned else 0, seed)
+        return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=max_length,
+                                         max_parameters=max_parameters)
     student = build_student_from_teacher_layers(teacher, shape.layers)
-    if shape.intermediate_size < teacher.config.intermediate_size:
+    if pruned:
         student = prune_intermediate(student, shape.intermediate_size)
     return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=max_length,
                                      max_parameters=max_parameters)

