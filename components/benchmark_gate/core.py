@@ -6,6 +6,7 @@ says all the reasons a student was refused, each with the numbers that failed.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -290,3 +291,31 @@ def perturb(texts: list[str], kind: str, seed: int) -> list[str]:
         raise ValueError(f"gate.robustness_perturbations: unknown perturbation {kind!r}; "
                          f"allowed: {', '.join(PERTURBATIONS)}")
     return [PERTURBATIONS[kind](t, random.Random(f"{seed}:{kind}:{i}")) for i, t in enumerate(texts)]
+
+
+# What the report keeps of each earlier champion (measured again on this run's test split).
+PAST_FIELDS = ("accuracy", "macro_f1", "latency_p50_ms", "latency_p99_ms", "parameters", "size_bytes")
+_CHAMPION_ACTIONS = ("promote", "rollback", "adopt")
+
+
+def past_champion_versions(ledger: list[tuple[int, dict, dict[str, str]]], current: str | None, n: int) -> list[str]:
+    """The `n` versions most recently made champion by an applied ledger entry, other than `current`
+    (oldest first). `ledger` is ``registry.read_ledger``'s list; an entry counts only once the
+    promotion history has tagged its outcome ``applied`` (a rejected compare-and-set never does)."""
+    if n <= 0:
+        return []
+    order: list[str] = []
+    for _, record, tags in ledger:
+        version = record.get("version")
+        if record.get("action") not in _CHAMPION_ACTIONS or version in (None, "", "none"):
+            continue
+        try:
+            applied = json.loads(tags.get("outcome", "{}")).get("status") == "applied"
+        except (ValueError, AttributeError):
+            applied = False
+        if applied:
+            version = str(version)
+            if version in order:
+                order.remove(version)
+            order.append(version)
+    return [v for v in order if v != str(current)][-n:]

@@ -222,9 +222,9 @@ def _quality_dots(models: dict, context: dict) -> str:
     return _png(fig, "quality per model, zoomed")
 
 
-def _tradeoff(result: GateResult, context: dict) -> str:
-    """Accuracy against batch-1 latency, parameters and size: where each model sits, with the
-    gate's floors and budgets drawn."""
+def _tradeoff(result: GateResult, context: dict, past: list[dict[str, Any]] = ()) -> str:
+    """Accuracy against batch-1 latency, parameters and size: where each model sits (earlier
+    champions, measured again on this test split, in grey), with the gate's floors and budgets drawn."""
     models = result.models
     fig, axes = _figure(12, 3.8, ncols=3)
     teacher_acc = float(models["teacher"]["accuracy"])
@@ -246,6 +246,14 @@ def _tradeoff(result: GateResult, context: dict) -> str:
             ax.plot([x], [y], marker=_MARKERS.get(name, "o"), markersize=10, linestyle="",
                     color=_COLORS.get(name, "#777"), label=_model_label(name, context))
             ax.annotate(_model_label(name, context), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7)
+        for i, p in enumerate(past):
+            if not isinstance(p.get(key), int | float) or not isinstance(p.get("accuracy"), int | float):
+                continue
+            x, y = float(p[key]) / scale, float(p["accuracy"])
+            ax.plot([x], [y], marker="v", markersize=8, linestyle="", color="#999999",
+                    label="earlier champions" if i == 0 else None)
+            ax.annotate(f"v{p['version']}", (x, y), xytext=(5, -9), textcoords="offset points", fontsize=7,
+                        color="#666666")
         if retention is not None:
             ax.axhline(teacher_acc * retention.threshold, color=_FAIL, linestyle=":", linewidth=1)
             ax.annotate(f"retention floor {teacher_acc * retention.threshold:.4f}", (0.01, teacher_acc *
@@ -267,6 +275,21 @@ def _tradeoff(result: GateResult, context: dict) -> str:
     fig.suptitle("trade-off: accuracy against latency, parameters and size (up and left is better)", fontsize=9)
     fig.tight_layout()
     return _png(fig, "accuracy vs latency, parameters and size")
+
+
+def _past_table(past: list[dict[str, Any]]) -> str:
+    """The earlier champions of the trade-off plot, as numbers (measured again on this test split)."""
+    if not past:
+        return ""
+    def cell(v, fmt):
+        return html.escape(format(v, fmt)) if isinstance(v, int | float) else "&ndash;"
+    rows = "".join(
+        f"<tr><td>champion v{html.escape(str(p.get('version')))}</td><td>{cell(p.get('accuracy'), '.4f')}</td>"
+        f"<td>{cell(p.get('macro_f1'), '.4f')}</td><td>{cell(p.get('latency_p50_ms'), '.2f')}</td>"
+        f"<td>{cell(p.get('parameters'), ',')}</td><td>{cell(p.get('size_bytes'), ',')}</td></tr>" for p in past)
+    return ("<p>Earlier champions, measured again on this run's test split (not gated):</p><table><thead><tr>"
+            "<th>model</th><th>accuracy</th><th>macro-F1</th><th>p50 latency (ms)</th><th>parameters</th>"
+            f"<th>size (bytes)</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _speed(result: GateResult, context: dict) -> str:
@@ -487,17 +510,20 @@ dl.context dt{font-weight:600} dl.context dd{margin:0;word-break:break-all}
 
 def render_html(result: GateResult, context: dict[str, Any], confusion: list[list[int]] | None = None,
                 label_names: list[str] | None = None,
-                matrices: dict[str, list[list[int]]] | None = None) -> str:
+                matrices: dict[str, list[list[int]]] | None = None,
+                past_champions: list[dict[str, Any]] | None = None) -> str:
     """The page. ``confusion``: student vs gold (rows gold); ``matrices`` may add
-    ``student_vs_teacher`` (rows: the teacher's prediction, columns: the student's)."""
+    ``student_vs_teacher`` (rows: the teacher's prediction, columns: the student's);
+    ``past_champions``: earlier champions measured on this test split (``version`` and PAST_FIELDS),
+    drawn in the trade-off plot."""
     import matplotlib
 
     # Label names are data: "$5 refund" must print as it is, not be parsed as mathtext.
     with matplotlib.rc_context({"text.parse_math": False}):
-        return _render(result, context, confusion, label_names, matrices)
+        return _render(result, context, confusion, label_names, matrices, past_champions or [])
 
 
-def _render(result: GateResult, context: dict[str, Any], confusion, label_names, matrices) -> str:
+def _render(result: GateResult, context: dict[str, Any], confusion, label_names, matrices, past) -> str:
     models = result.models
     verdict, cls = ("PASS", "pass") if result.passed else ("FAIL", "fail")
     all_matrices = {**({"student": confusion} if confusion is not None else {}), **(matrices or {})}
@@ -509,7 +535,7 @@ def _render(result: GateResult, context: dict[str, Any], confusion, label_names,
         f'<ul class="reasons">{reasons}</ul>' if reasons else "",
         _headline(result, context),
         "<h2>Checks</h2>", _checks_table(result), _gauges(result),
-        "<h2>Trade-off</h2>", _tradeoff(result, context),
+        "<h2>Trade-off</h2>", _tradeoff(result, context, past), _past_table(past),
         "<h2>Models (test split)</h2>", _models_table(models, context), _quality_dots(models, context),
         "<h2>Speed</h2>", _speed(result, context),
     ]

@@ -12,6 +12,7 @@ key is configured (``common/signing.py``); promote accepts nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,12 +20,14 @@ import time
 import numpy as np
 
 from components.benchmark_gate.core import (
+    PAST_FIELDS,
     agreement,
     classification_metrics,
     compression,
     confusion_matrix,
     evaluate_gate,
     mean_kl,
+    past_champion_versions,
     per_label_metrics,
     perturb,
     render_markdown,
@@ -182,6 +185,21 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
             champion_version = str(mv.version)
             timed["champion"] = (c_model, c_tok, max_len)
 
+        # Earlier champions, measured again on this test split, for the trade-off plot (never gated).
+        past_cards = {}
+        for version in past_champion_versions(registry.read_ledger(client, cfg.student.registered_name),
+                                              champion_version, cfg.gate.past_champions):
+            try:
+                p_path, _ = registry.download_model(
+                    client, h, registry.ModelRef(cfg.student.registered_name, version=version))
+            except Exception as exc:  # deleted since, or refused by the registry checks: left out
+                log.warning("earlier champion v%s left out of the trade-off plot: %s", version, exc)
+                continue
+            p_model, p_tok = load_classifier(p_path)
+            past_cards[version], _ = _model_card(p_model, p_tok, p_path, texts, gold, max_len,
+                                                 dataclasses.replace(cfg.gate, robustness_perturbations=()), names)
+            timed[f"past_v{version}"] = (p_model, p_tok, max_len)
+
         # What a user could have for free: the same models quantized to int8, timed with the others.
         int8_cards = {}
         if cfg.gate.quantized_teacher:
@@ -197,6 +215,8 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                            *int8_cards.items()):
             if card is not None:
                 card.update(speeds[name])
+        for version, card in past_cards.items():
+            card.update(speeds[f"past_v{version}"])
         del timed
 
         result = evaluate_gate(student_card, teacher_card, champion_card, cfg.gate,
@@ -214,12 +234,15 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                   "compression": compression(student_card, teacher_card, int8_cards.get("teacher_int8")),
                   "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names)),
                                        "student_vs_teacher": confusion_matrix(student_pred, teacher_pred,
-                                                                              len(names))}}
+                                                                              len(names))},
+                  "past_champions": [{"version": v, **{k: c[k] for k in PAST_FIELDS if k in c}}
+                                     for v, c in past_cards.items()]}
         if key is not None:
             report = signing.sign_report(report, key)
         markdown = render_markdown(result, context)
         page = render_html(result, context, report["confusion_matrix"]["student"], names,
-                           {"student_vs_teacher": report["confusion_matrix"]["student_vs_teacher"]})
+                           {"student_vs_teacher": report["confusion_matrix"]["student_vs_teacher"]},
+                           past_champions=report["past_champions"])
         _publish(h, lineage, report, markdown, page,
                  [(report_json, json.dumps(report, indent=2)), (report_md, markdown), (report_html, page)])
         timing_rows = 2 + cfg.gate.latency_samples + 32 * cfg.gate.throughput_batches

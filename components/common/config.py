@@ -162,6 +162,9 @@ class GateConfig:
     min_agreement: float = 0.0
     latency_samples: int = 32
     throughput_batches: int = 3
+    # Earlier champions drawn in the report's trade-off plot beside this run's models, each measured
+    # again on this test split (accuracy, latency, size; never gated). 0 = none.
+    past_champions: int = 2
     # Absolute floors on the student's test metrics (0 = reported, not gated).
     min_accuracy: float = 0.0
     min_macro_f1: float = 0.0
@@ -330,6 +333,8 @@ def _validate(cfg: Config) -> None:
     if cfg.student.init == "model" and not cfg.student.model:
         problems.append("student.model: init=model needs a model path or id")
     problems.extend(_validate_distill(cfg.distill))
+    if not 0 <= cfg.gate.past_champions <= 10:
+        problems.append(f"gate.past_champions: expected 0..10, got {cfg.gate.past_champions}")
     problems.extend(_validate_generation(cfg.generation))
     if cfg.student.init == "teacher_layers" and not cfg.student.layers:
         problems.append("student.layers: at least one teacher layer is needed")
