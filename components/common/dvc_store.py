@@ -98,6 +98,7 @@ def _open_repo(repo_root: Path, remote_url: str):
     from dvc.repo import Repo
 
     if not (repo_root / ".dvc").is_dir():
+        repo_root.mkdir(parents=True, exist_ok=True)
         _git(repo_root, "init", "-q")
         Repo.init(str(repo_root))
     elif not (repo_root / ".git").exists():
