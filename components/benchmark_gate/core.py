@@ -69,26 +69,40 @@ def _check(name: str, value: float, threshold: float, at_least: bool, what: str)
 
 def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion: dict[str, float] | None,
                   policy: GateConfig, teacher_int8: dict[str, float] | None = None,
-                  student_int8: dict[str, float] | None = None) -> GateResult:
+                  student_int8: dict[str, float] | None = None, provenance: dict[str, Any] | None = None,
+                  trigger: dict[str, Any] | None = None) -> GateResult:
     """Decide whether `student` may replace `champion`. Each dict holds accuracy, macro_f1,
     throughput_rows_per_s, latency_p50_ms, parameters, size_bytes; the student's also agreement.
     `teacher_int8` / `student_int8`: the same models quantized to dynamic int8, measured beside them
-    (`_quantized_checks`); they are reported as model cards too."""
-    checks = [
-        _check("accuracy_retention", student["accuracy"] / max(teacher["accuracy"], 1e-12),
-               policy.min_accuracy_retention, True,
-               f"student accuracy {student['accuracy']:.4f} / teacher {teacher['accuracy']:.4f} retention"),
+    (`_quantized_checks`); they are reported as model cards too.
+
+    `provenance` (label_provenance): ``gold_rows`` and ``teacher_labelled_rows`` of the test split;
+    the cards' accuracy and F1 figures are on the gold rows only. With fewer gold rows than
+    ``gate.min_gold_test_rows`` every gold-based check is left out and one failing ``gold_test_rows``
+    check says why (never a silent pass). `trigger` (trigger_batch): the drift-triggered run's
+    disagreements on the triggering batch (trigger_check); None for a run started by hand."""
+    gold_ok = provenance is None or provenance["gold_rows"] >= policy.min_gold_test_rows
+    checks = []
+    if gold_ok:
+        checks.append(_check("accuracy_retention", student["accuracy"] / max(teacher["accuracy"], 1e-12),
+                             policy.min_accuracy_retention, True,
+                             f"student accuracy {student['accuracy']:.4f} / teacher {teacher['accuracy']:.4f} "
+                             f"retention{_on_gold(provenance)}"))
+    checks += [
         _check("speedup", student["throughput_rows_per_s"] / max(teacher["throughput_rows_per_s"], 1e-12),
                policy.min_speedup, True, "batch-32 throughput speed-up over the teacher"),
         _check("agreement", student["agreement"], policy.min_agreement, True, "agreement with the teacher"),
     ]
-    if champion is not None:
+    if champion is not None and gold_ok:
         drop = champion["accuracy"] - student["accuracy"]
         checks.append(_check("champion_regression", drop, policy.max_champion_regression, False,
                              f"accuracy drop against the champion ({champion['accuracy']:.4f} -> "
-                             f"{student['accuracy']:.4f})"))
-    checks += _extended_checks(student, teacher, champion, policy)
-    checks += _quantized_checks(student, teacher, teacher_int8, student_int8, policy)
+                             f"{student['accuracy']:.4f}){_on_gold(provenance)}"))
+    checks += provenance_checks(student, provenance, policy)
+    checks += _extended_checks(student, teacher, champion, policy, gold=gold_ok)
+    checks += _quantized_checks(student, teacher, teacher_int8, student_int8 if gold_ok else None, policy)
+    if trigger is not None:
+        checks.append(trigger_check(trigger, policy))
     models = {"student": student, "teacher": teacher}
     if champion is not None:
         models["champion"] = champion
@@ -96,6 +110,60 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
         if card is not None:
             models[name] = card
     return GateResult(all(c.passed for c in checks if not c.informational), checks, models)
+
+
+def _on_gold(provenance: dict | None) -> str:
+    if not provenance or not provenance.get("teacher_labelled_rows"):
+        return ""
+    return f" on the {provenance['gold_rows']} gold-labelled test rows"
+
+
+def provenance_checks(student: dict, provenance: dict | None, policy: GateConfig) -> list[Check]:
+    """Label provenance of the test split. Teacher-labelled rows are scored by the student's
+    agreement with the teacher (fidelity), never as accuracy; too few gold rows refuse, since
+    accuracy against ground truth then cannot be measured. Nothing for an all-gold split that has
+    enough rows (a normal run's report is unchanged)."""
+    if provenance is None:
+        return []
+    gold, taught = provenance["gold_rows"], provenance["teacher_labelled_rows"]
+    checks = []
+    if gold < policy.min_gold_test_rows:
+        checks.append(Check("gold_test_rows", False, float(gold), float(policy.min_gold_test_rows),
+                            f"gold-labelled test rows: {gold} of {gold + taught} (required >= "
+                            f"{policy.min_gold_test_rows}) FAILED: accuracy, retention and the champion's "
+                            f"regressions need ground truth and were not measured; the {taught} "
+                            f"teacher-labelled rows only measure agreement with the teacher"))
+    elif taught:
+        checks.append(Check("gold_test_rows", True, float(gold), float(policy.min_gold_test_rows),
+                            f"gold-labelled test rows: {gold} of {gold + taught} (required >= "
+                            f"{policy.min_gold_test_rows}) ok: accuracy checks use these only"))
+    if taught:
+        checks.append(_check("teacher_labelled_agreement", student["agreement_teacher_labelled"],
+                             policy.min_agreement, True,
+                             f"agreement with the teacher on the {taught} teacher-labelled test rows (fidelity, "
+                             f"not accuracy)"))
+    return checks
+
+
+def trigger_check(trigger: dict[str, Any], policy: GateConfig) -> Check:
+    """Prove the redistillation helped where drift was seen: on the triggering production batch the
+    new student's disagreement with the teacher must be at most gate.max_trigger_disagreement and
+    below the champion's (the model that drifted). When the champion already agrees everywhere
+    (0), the student must too. No champion: the threshold alone, said in the message.
+    gate.max_trigger_disagreement = 0: measured and reported, not gated."""
+    s, c, limit = trigger["student_disagreement"], trigger.get("champion_disagreement"), \
+        policy.max_trigger_disagreement
+    what = (f"disagreement with the teacher on the triggering production batch ({trigger['rows']} rows): "
+            f"student {s:.4f}, " + (f"champion {c:.4f}" if c is not None else "no champion to compare"))
+    if limit == 0:
+        return Check("trigger_disagreement", True, round(s, 6), 0.0, f"{what} (reported, not gated)",
+                     informational=True)
+    under = s <= limit
+    beats = c is None or s < c or (c == 0 and s == 0)
+    failed = ([] if under else [f"above {limit:g}"]) + ([] if beats else ["not below the champion's"])
+    required = f"required <= {limit:g}" + (" and below the champion's" if c is not None else "")
+    verdict = "ok" if not failed else "FAILED: " + " and ".join(failed)
+    return Check("trigger_disagreement", not failed, round(s, 6), limit, f"{what} ({required}) {verdict}")
 
 
 def _quantized_checks(student: dict, teacher: dict, teacher_int8: dict | None, student_int8: dict | None,
@@ -176,12 +244,39 @@ def render_markdown(result: GateResult, context: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _extended_checks(student: dict, teacher: dict, champion: dict | None, policy: GateConfig) -> list[Check]:
+def _extended_checks(student: dict, teacher: dict, champion: dict | None, policy: GateConfig,
+                     gold: bool = True) -> list[Check]:
     """Absolute floors, F1 retention and regression, fidelity, robustness, budgets and slices.
 
     A threshold of 0 means "measured and reported, not gated" for every check here except the
     champion's macro-F1 regression (0 there would forbid any drop at all, a legitimate policy).
+    `gold` False (too few gold test rows): the checks against gold labels are left out (the failing
+    gold_test_rows check says why); fidelity and budgets remain.
     """
+    checks = []
+    if gold:
+        checks += _gold_checks(student, teacher, champion, policy)
+    if policy.max_kl_to_teacher > 0 and "kl_to_teacher" in student:
+        checks.append(_check("kl_to_teacher", student["kl_to_teacher"], policy.max_kl_to_teacher, False,
+                             "mean KL(teacher || student) on the test split"))
+    if policy.max_latency_p50_ms > 0:
+        checks.append(_check("latency_budget", student["latency_p50_ms"], policy.max_latency_p50_ms, False,
+                             "batch-1 p50 latency (ms) on this machine"))
+    if policy.max_size_mb > 0:
+        checks.append(_check("size_budget", student["size_bytes"] / 1e6, policy.max_size_mb, False,
+                             "size on disk (MB)"))
+    if policy.max_parameters > 0:
+        checks.append(_check("parameter_budget", float(student["parameters"]), float(policy.max_parameters),
+                             False, "parameters"))
+    if gold and policy.min_label_f1 > 0:
+        for label, stats in student.get("labels", {}).items():
+            checks.append(_check(f"label_f1[{label}]", stats["f1"], policy.min_label_f1, True,
+                                 f"F1 on label {label!r} ({stats['support']} test rows)"))
+    return checks
+
+
+def _gold_checks(student: dict, teacher: dict, champion: dict | None, policy: GateConfig) -> list[Check]:
+    """Floors, F1 retention and regression, robustness: measured against gold labels."""
     checks = []
     if policy.min_accuracy > 0:
         checks.append(_check("min_accuracy", student["accuracy"], policy.min_accuracy, True, "student accuracy"))
@@ -197,27 +292,11 @@ def _extended_checks(student: dict, teacher: dict, champion: dict | None, policy
                              policy.max_champion_f1_regression, False,
                              f"macro-F1 drop against the champion ({champion['macro_f1']:.4f} -> "
                              f"{student['macro_f1']:.4f})"))
-    if policy.max_kl_to_teacher > 0 and "kl_to_teacher" in student:
-        checks.append(_check("kl_to_teacher", student["kl_to_teacher"], policy.max_kl_to_teacher, False,
-                             "mean KL(teacher || student) on the test split"))
     if policy.min_robust_accuracy_ratio > 0:
         for name, acc in student.get("robustness", {}).items():
             checks.append(_check(f"robustness_{name}", acc / max(student["accuracy"], 1e-12),
                                  policy.min_robust_accuracy_ratio, True,
                                  f"accuracy on {name}-perturbed inputs {acc:.4f} / clean {student['accuracy']:.4f}"))
-    if policy.max_latency_p50_ms > 0:
-        checks.append(_check("latency_budget", student["latency_p50_ms"], policy.max_latency_p50_ms, False,
-                             "batch-1 p50 latency (ms) on this machine"))
-    if policy.max_size_mb > 0:
-        checks.append(_check("size_budget", student["size_bytes"] / 1e6, policy.max_size_mb, False,
-                             "size on disk (MB)"))
-    if policy.max_parameters > 0:
-        checks.append(_check("parameter_budget", float(student["parameters"]), float(policy.max_parameters),
-                             False, "parameters"))
-    if policy.min_label_f1 > 0:
-        for label, stats in student.get("labels", {}).items():
-            checks.append(_check(f"label_f1[{label}]", stats["f1"], policy.min_label_f1, True,
-                                 f"F1 on label {label!r} ({stats['support']} test rows)"))
     return checks
 
 

@@ -195,6 +195,15 @@ class GateConfig:
     # Also measure the int8-quantized student and report whether it keeps min_accuracy_retention
     # (informational: it never refuses, and no quantized model is registered).
     quantized_student: bool = False
+    # Label provenance: accuracy, retention, F1 and the champion's regressions are measured on the
+    # test split's gold rows only (teacher-labelled rows score 1.0 for the teacher by construction).
+    # Fewer gold test rows than this refuses the student: those checks cannot be measured.
+    min_gold_test_rows: int = 1
+    # A drift-triggered run is also gated on the production batch that triggered it: the student's
+    # disagreement with the teacher there must be at most this AND below the champion's
+    # (0 = reported, not gated). At most trigger_sample distinct texts of the batch are scored.
+    max_trigger_disagreement: float = 0.10
+    trigger_sample: int = 500
 
 
 @dataclass(frozen=True)
@@ -355,6 +364,14 @@ def _validate(cfg: Config) -> None:
     for section, name in ((cfg.distill, "distill"), (cfg.teacher, "teacher")):
         if section.epochs < 1:
             problems.append(f"{name}.epochs: must be >= 1, got {section.epochs}")
+    if cfg.gate.min_gold_test_rows < 1:
+        problems.append(f"gate.min_gold_test_rows: must be >= 1 (accuracy needs gold rows), got "
+                        f"{cfg.gate.min_gold_test_rows}")
+    if not 0 <= cfg.gate.max_trigger_disagreement <= 1:
+        problems.append(f"gate.max_trigger_disagreement: expected a share in [0, 1] (0 = not gated), got "
+                        f"{cfg.gate.max_trigger_disagreement}")
+    if cfg.gate.trigger_sample < 1:
+        problems.append(f"gate.trigger_sample: must be >= 1, got {cfg.gate.trigger_sample}")
     if cfg.gate.min_speedup_over_int8_teacher < 0:
         problems.append(f"gate.min_speedup_over_int8_teacher: must be >= 0, got "
                         f"{cfg.gate.min_speedup_over_int8_teacher}")

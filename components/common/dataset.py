@@ -1,5 +1,12 @@
 """Datasets: reading JSONL/CSV/Parquet with validation, the deterministic hash split, and the
-canonical snapshot every step reads (one JSONL file of {"text", "label", "split"}).
+canonical snapshot every step reads (one JSONL file of {"text", "label", "split"}, and
+"label_source" when some labels came from the teacher).
+
+Label provenance: a data file may carry a ``label_source`` column, "gold" (a human / ground-truth
+label) or "teacher" (the teacher's prediction, as prepare_redistill labels production inputs). The
+gate measures accuracy against gold rows only and scores teacher-labelled rows by agreement with
+the teacher. No column means every label is gold; a snapshot whose labels are all gold is written
+without the field, so its data version is the one it had before provenance existed.
 
 `version_data` builds the snapshot (and DVC versions it); watch and the teacher step build the same
 one to compare or fine-tune; every other step only reads it through here. Every error names the
@@ -35,6 +42,9 @@ SPLITS = ("train", "validation", "test")
 MAX_TEXT_CHARS = 20_000  # data.max_text_chars's default
 LONG_TEXT_POLICIES = ("truncate", "error")
 CONFLICT_POLICIES = ("error", "drop", "majority")
+LABEL_SOURCE_COLUMN = "label_source"
+GOLD, TEACHER = "gold", "teacher"
+LABEL_SOURCES = (GOLD, TEACHER)
 
 
 class DatasetError(ValueError):
@@ -46,6 +56,8 @@ class Snapshot:
     texts: list[str]
     labels: list[str]
     splits: list[str]
+    # Each label's provenance ("gold" / "teacher"); None: every label is gold.
+    label_sources: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -64,19 +76,29 @@ class Snapshot:
     def indices(self, name: str) -> list[int]:
         return [i for i, s in enumerate(self.splits) if s == name]
 
+    def label_source(self, i: int) -> str:
+        return GOLD if self.label_sources is None else self.label_sources[i]
+
+    def is_gold(self, indices: list[int]) -> list[bool]:
+        """Whether each of the rows `indices` carries a gold label (not the teacher's)."""
+        return [self.label_source(i) == GOLD for i in indices]
+
 
 def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
     """Write atomically: a reader never sees half a snapshot."""
+    sources = snapshot.label_sources or [GOLD] * len(snapshot)
+    provenance = any(source != GOLD for source in sources)  # all gold: the pre-provenance format
     with atomic_writer(path) as f:
-        for t, y, s in zip(snapshot.texts, snapshot.labels, snapshot.splits, strict=True):
-            f.write(json.dumps({"text": t, "label": y, "split": s}, ensure_ascii=False, sort_keys=True) + "\n")
+        for t, y, s, src in zip(snapshot.texts, snapshot.labels, snapshot.splits, sources, strict=True):
+            row = {"text": t, "label": y, "split": s, **({LABEL_SOURCE_COLUMN: src} if provenance else {})}
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: dataset snapshot not found")
-    texts, labels, splits = [], [], []
+    texts, labels, splits, sources = [], [], [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             try:
@@ -84,11 +106,15 @@ def read_snapshot(path: str | Path) -> Snapshot:
                 texts.append(row["text"])
                 labels.append(row["label"])
                 splits.append(row["split"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                sources.append(row.get(LABEL_SOURCE_COLUMN, GOLD))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                 raise DatasetError(f"{path} line {n}: not a snapshot row ({exc})") from exc
+            if sources[-1] not in LABEL_SOURCES:
+                raise DatasetError(f"{path} line {n}: {LABEL_SOURCE_COLUMN} {sources[-1]!r}; expected one of "
+                                   f"{', '.join(LABEL_SOURCES)}")
     if not texts:
         raise DatasetError(f"{path}: dataset snapshot is empty")
-    return Snapshot(texts, labels, splits)
+    return Snapshot(texts, labels, splits, sources if any(s != GOLD for s in sources) else None)
 
 
 def read_texts(path: str | Path, text_column: str = "text", max_text_chars: int = MAX_TEXT_CHARS,
@@ -371,9 +397,11 @@ def build_snapshot_with_report(
                 )
     longest = max(len(r[text_column]) for r in rows)
     truncated = cap_texts(rows, text_column, max_text_chars, long_texts, path)
+    has_sources = _check_label_sources(rows, path)
     rows, conflicts = _resolve_conflicts(rows, text_column, label_column, conflicting_labels, path)
     texts = [r[text_column] for r in rows]
     labels = [r[label_column] for r in rows]
+    sources = [r[LABEL_SOURCE_COLUMN] for r in rows] if has_sources else None
     splits = [assign_split(t, salt, validation_fraction, test_fraction) for t in texts]
     if "train" not in splits or "test" not in splits:
         raise DatasetError(
@@ -384,8 +412,26 @@ def build_snapshot_with_report(
         raise DatasetError(f"{path}: a classifier needs at least 2 labels, found only {sorted(set(labels))}")
     report = {"max_text_chars": max_text_chars, "long_texts": long_texts, "truncated_rows": truncated,
               "longest_text_chars": longest, "conflicting_labels": conflicts,
-              "overlap": overlap_report(texts, splits)}
-    return Snapshot(texts, labels, splits), report
+              "overlap": overlap_report(texts, splits),
+              "label_sources": dict(Counter(sources or [GOLD] * len(texts)))}
+    if sources is not None and all(s == GOLD for s in sources):
+        sources = None
+    return Snapshot(texts, labels, splits, sources), report
+
+
+def _check_label_sources(rows: list[dict[str, Any]], path: str | Path) -> bool:
+    """Whether the rows carry label provenance; if any row has the column, every row must say
+    "gold" or "teacher" (a row without it would be guessed gold, and scored as ground truth)."""
+    if not any(LABEL_SOURCE_COLUMN in row for row in rows):
+        return False
+    for row in rows:
+        value = row.get(LABEL_SOURCE_COLUMN)
+        if value not in LABEL_SOURCES:
+            shown = "missing" if LABEL_SOURCE_COLUMN not in row else repr(value)
+            raise DatasetError(f"{path} {row['__row__']}: column {LABEL_SOURCE_COLUMN!r} is {shown}; expected one "
+                               f"of {', '.join(LABEL_SOURCES)} (the label's provenance: a ground-truth label or "
+                               f"the teacher's prediction)")
+    return True
 
 
 class TextBatchError(DatasetError):

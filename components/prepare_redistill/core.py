@@ -1,7 +1,9 @@
 """Pure logic of prepare_redistill: merge the champion's data with teacher-labelled production inputs.
 
-Rows already in the data keep their human labels; a production text seen for the first time is
-added with the teacher's predicted label (its soft targets come from the teacher-output cache,
+Rows already in the data keep their labels and those labels' provenance (``label_source``: "gold"
+for a human label, "teacher" for a row an earlier redistillation added); a production text seen for
+the first time is added with the teacher's predicted label, marked "teacher" (so the gate scores it
+by agreement with the teacher, never as ground truth) (its soft targets come from the teacher-output cache,
 as for every row, when the distillation DAG runs cache_teacher_outputs on the new version).
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.common.dataset import normalize_text
+from components.common.dataset import GOLD, LABEL_SOURCE_COLUMN, LABEL_SOURCES, TEACHER, normalize_text
 
 
 @dataclass(frozen=True)
@@ -21,23 +23,33 @@ class MergedData:
 
 
 def merge_rows(reference: list[tuple[str, str]], production: list[tuple[str, str]], max_added: int,
-               text_column: str = "text", label_column: str = "label") -> MergedData:
+               text_column: str = "text", label_column: str = "label",
+               reference_sources: list[str] | None = None) -> MergedData:
     """Reference (text, label) rows, then new production (text, teacher label) rows, deduplicated by
     text, in input order, at most `max_added` of them (deterministic: no sampling here).
 
     A production text counts as present when its normalised text (dataset.normalize_text) is:
     the teacher's label must not contradict a human label, or an earlier production row's, on a
-    near-duplicate (version_data refuses conflicting labels)."""
+    near-duplicate (version_data refuses conflicting labels).
+
+    Every row carries ``label_source``: the reference rows' `reference_sources` (None: all gold),
+    "teacher" for the production rows."""
     if max_added < 0:
         raise ValueError(f"drift.redistill_max_rows must be >= 0, got {max_added}")
+    sources = [GOLD] * len(reference) if reference_sources is None else list(reference_sources)
+    if len(sources) != len(reference):
+        raise ValueError(f"reference_sources: {len(sources)} provenances for {len(reference)} reference rows")
+    bad = sorted({s for s in sources if s not in LABEL_SOURCES})
+    if bad:
+        raise ValueError(f"reference_sources: unknown label source(s) {bad}; expected one of {LABEL_SOURCES}")
     seen: set[str] = set()
     keys: set[str] = set()
     rows = []
-    for text, label in reference:
+    for (text, label), source in zip(reference, sources, strict=True):
         if text not in seen:
             seen.add(text)
             keys.add(normalize_text(text))
-            rows.append({text_column: text, label_column: label})
+            rows.append({text_column: text, label_column: label, LABEL_SOURCE_COLUMN: source})
     added = present = 0
     for text, label in production:
         key = normalize_text(text)
@@ -47,6 +59,6 @@ def merge_rows(reference: list[tuple[str, str]], production: list[tuple[str, str
         if added >= max_added:
             break
         keys.add(key)
-        rows.append({text_column: text, label_column: label})
+        rows.append({text_column: text, label_column: label, LABEL_SOURCE_COLUMN: TEACHER})
         added += 1
     return MergedData(rows, len(rows) - added, added, present)

@@ -43,7 +43,8 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
                                 desc="teacher labels")["logits"]
         merged = merge_rows(list(zip(snap.texts, snap.labels, strict=True)),
                             [(t, names[i]) for t, i in zip(todo, logits.argmax(-1), strict=True)],
-                            cfg.drift.redistill_max_rows, cfg.data.text_column, cfg.data.label_column)
+                            cfg.drift.redistill_max_rows, cfg.data.text_column, cfg.data.label_column,
+                            snap.label_sources)
         out_dir = h.root / "redistill"
         out_dir.mkdir(parents=True, exist_ok=True)
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged.rows).encode("utf-8")
@@ -53,6 +54,7 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
         trigger = {"kind": "drift", "drift_report": verdict.get("report_location", verdict.get("report_html")),
                    "drift_run_id": verdict.get("mlflow_run_id", ""), "drift_verdict": verdict.get("verdict_json", ""),
                    "signals": ",".join(verdict.get("signals", [])), "production": str(production_path),
+                   "text_column": text_column,
                    "reference_data_version": verdict["reference_data_version"], "rows_added": merged.added,
                    "teacher_version": teacher.version}
         counters.update(rows_added=merged.added, rows_kept=merged.kept, teacher_forward_passes=len(todo))

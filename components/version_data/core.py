@@ -18,4 +18,5 @@ def input_summary(report: dict) -> str:
             f"row(s) dropped); across splits {overlap['exact_across_splits']} exact and "
             f"{overlap['normalised_across_splits']} normalised duplicate(s); within splits "
             f"{overlap['exact_duplicates_within_splits']} exact and "
-            f"{overlap['normalised_duplicates_within_splits']} normalised")
+            f"{overlap['normalised_duplicates_within_splits']} normalised; label sources "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(report.get('label_sources', {}).items())) or 'none'}")

@@ -33,7 +33,8 @@ def run(home: str, data_path: str, cfg: Config, snapshot_out: str) -> dict:
         counters.update(data_version=data_version, rows=len(snapshot), **counts,
                         truncated_rows=report["truncated_rows"],
                         conflicting_rows_dropped=report["conflicting_labels"]["rows_dropped"],
-                        overlap_across_splits=report["overlap"]["normalised_across_splits"])
+                        overlap_across_splits=report["overlap"]["normalised_across_splits"],
+                        teacher_labelled_rows=report["label_sources"].get("teacher", 0))
     log.info("data_version %s: %d rows (%s), labels %s; %s", data_version, len(snapshot), counts,
              snapshot.label_names, input_summary(report))
     return {"data_version": data_version, "rows": len(snapshot), "splits": counts,
