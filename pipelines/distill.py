@@ -70,7 +70,7 @@ def distill_pipeline(
     gate = benchmark_gate(home=home, dataset=data.outputs["dataset"],
                           teacher_outputs=teacher.outputs["teacher_outputs"], student=train.outputs["student"],
                           teacher_ref=teacher_ref, teacher_version=teacher.outputs["Output"],
-                          config_json=gate_config)
+                          config_json=gate_config, trigger=trigger)
     configure(gate, "benchmark_gate")
     # kfp.local resolves a condition on a task's single return value ("Output"), not on named outputs.
     with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (a KFP expression)

@@ -4,7 +4,8 @@
 - ``drift_redistill_pipeline``: the closed loop: monitor_drift, and if the batch drifted,
   prepare_redistill (the champion's data plus the production inputs labelled by the teacher) and
   then the distillation DAG itself, nested as a sub-DAG (version_data -> ... -> gate -> promote),
-  with the drift report's lineage handed to promote.
+  with the drift report's lineage handed to the gate (which also gates on the triggering batch) and
+  to promote.
 
 `production_fingerprint` (sha256 of the batch) makes KFP's cache key follow the batch's content.
 """

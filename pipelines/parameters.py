@@ -157,7 +157,8 @@ PARAMETER_HELP = {
     "config_hash": "hash of the training-relevant config (data, student, distill, teacher.max_length) the slices "
                    "come from: the student's lineage records it (`distillops submit` computes it); the default "
                    "is the hash of params.yaml's defaults",
-    "trigger": "why the run started (JSON; the drift loop sets it); empty for a run started by hand",
+    "trigger": "why the run started (JSON; the drift loop sets it): the gate then also gates the student on the "
+               "triggering production batch; empty for a run started by hand",
     "production_path": "the batch of production inputs (JSONL, CSV or Parquet with the text column), as the tasks see it",
     "production_fingerprint": "sha256 of the production batch, part of KFP's cache key (monitor_drift itself never "
                               "caches, so any value will do)",

@@ -11,8 +11,12 @@ def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Ar
                    teacher_ref: str, teacher_version: str, config_json: str, gate_report: Output[Artifact],
                    gate_markdown: Output[Markdown], gate_metrics: Output[Metrics], gate_html: Output[HTML],
                    gate_confusion: Output[ClassificationMetrics],
-                   gate_disagreement: Output[ClassificationMetrics]) -> bool:
+                   gate_disagreement: Output[ClassificationMetrics], trigger: str = "") -> bool:
     """Student vs teacher vs champion on the test split; returns whether the student passed.
+
+    `trigger`: the drift loop's trigger lineage (prepare_redistill's JSON); when set, the student is
+    also gated on the triggering production batch (check trigger_disagreement). Empty: a run
+    started by hand, no such check.
 
     Every reason is in `gate_report` (JSON); `gate_markdown` and `gate_html` (the self-contained
     report with plots) are KFP visualization artifacts, shown in the run's UI, as are `gate_metrics`
@@ -30,13 +34,13 @@ def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Ar
     report = run(home=home, snapshot_path=dataset.path, teacher_outputs_path=teacher_outputs.path,
                  student_path=student.path, teacher_ref=teacher_ref, cfg=config_from_json(config_json),
                  report_json=gate_report.path, report_md=gate_markdown.path, report_html=gate_html.path,
-                 teacher_version=teacher_version)
+                 teacher_version=teacher_version, trigger=trigger)
     gate_report.metadata.update({"passed": report["passed"], "reasons": report["reasons"],
                                  "step_report": report["step_report"]})
     for name, card in report["models"].items():
         for key in ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "throughput_rows_per_s", "latency_p50_ms",
                     "latency_p90_ms", "latency_p99_ms", "parameters", "size_bytes"):
-            if key in card:
+            if key in card and math.isfinite(float(card[key])):  # nan: no gold test rows to measure on
                 gate_metrics.log_metric(f"{name}_{key}", float(card[key]))
     for key, value in report["compression"].items():
         if value is not None:

@@ -112,6 +112,27 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
     return GateResult(all(c.passed for c in checks if not c.informational), checks, models)
 
 
+def label_provenance(is_gold: np.ndarray, teacher: dict, student: dict, champion: dict | None) -> dict[str, Any]:
+    """The test split's gold and teacher-labelled rows apart: counts, accuracy on the gold rows
+    (teacher, student, champion) and agreement with the teacher on the teacher-labelled rows
+    (None where a figure has no rows to be measured on)."""
+    is_gold = np.asarray(is_gold, dtype=bool)
+    gold, taught = int(is_gold.sum()), int((~is_gold).sum())
+
+    def figure(card: dict | None, key: str, rows: int) -> float | None:
+        return None if card is None or not rows or key not in card else float(card[key])
+
+    out = {"gold_rows": gold, "teacher_labelled_rows": taught,
+           "teacher_accuracy_gold": figure(teacher, "accuracy", gold),
+           "student_accuracy_gold": figure(student, "accuracy", gold),
+           "student_teacher_agreement_teacher_labelled": figure(student, "agreement_teacher_labelled", taught)}
+    if champion is not None:
+        out.update(champion_accuracy_gold=figure(champion, "accuracy", gold),
+                   champion_teacher_agreement_teacher_labelled=figure(champion, "agreement_teacher_labelled",
+                                                                       taught))
+    return out
+
+
 def _on_gold(provenance: dict | None) -> str:
     if not provenance or not provenance.get("teacher_labelled_rows"):
         return ""
@@ -213,7 +234,8 @@ _ROWS = [("accuracy", "{:.4f}"), ("macro_f1", "{:.4f}"), ("agreement", "{:.4f}")
          ("size_bytes", "{:,}")]
 
 
-def render_markdown(result: GateResult, context: dict[str, Any]) -> str:
+def render_markdown(result: GateResult, context: dict[str, Any], provenance: dict[str, Any] | None = None,
+                    trigger_batch: dict[str, Any] | None = None) -> str:
     """A report people can read: the decision, every reason, and the side-by-side numbers."""
     lines = [f"# Benchmark gate: {'PASSED' if result.passed else 'FAILED'}", ""]
     c = compression(result.models["student"], result.models["teacher"])
@@ -237,11 +259,41 @@ def render_markdown(result: GateResult, context: dict[str, Any]) -> str:
         cells = [f"{result.models[n]['robustness'][key]:.4f}" if key in result.models[n].get("robustness", {})
                  else "–" for n in names]
         lines.append(f"| accuracy ({key}) | " + " | ".join(cells) + " |")
+    lines += provenance_lines(provenance, trigger_batch)
     labels = result.models["student"].get("labels", {})
     if labels:
         lines += ["", "## Per-label slices (student)", "", "| label | support | recall | F1 |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['support']} | {v['recall']:.4f} | {v['f1']:.4f} |" for k, v in labels.items()]
     return "\n".join(lines) + "\n"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.4f}"
+
+
+def provenance_lines(provenance: dict[str, Any] | None, trigger_batch: dict[str, Any] | None) -> list[str]:
+    """Markdown: gold and teacher-labelled test rows apart, and the triggering batch of a drift run."""
+    lines = []
+    if provenance is not None:
+        p = provenance
+        lines += ["", "## Label provenance (test split)", "",
+                  "| rows | count | measured |", "|---|---|---|",
+                  f"| gold | {p['gold_rows']} | accuracy: teacher {_share(p['teacher_accuracy_gold'])}, student "
+                  f"{_share(p['student_accuracy_gold'])}"
+                  + (f", champion {_share(p['champion_accuracy_gold'])}" if "champion_accuracy_gold" in p else "")
+                  + " |",
+                  f"| teacher-labelled | {p['teacher_labelled_rows']} | agreement with the teacher: student "
+                  f"{_share(p['student_teacher_agreement_teacher_labelled'])}"
+                  + (f", champion {_share(p['champion_teacher_agreement_teacher_labelled'])}"
+                     if "champion_teacher_agreement_teacher_labelled" in p else "")
+                  + " (not accuracy: the teacher labelled them) |"]
+    if trigger_batch is not None:
+        t = trigger_batch
+        lines += ["", "## Triggering production batch", "",
+                  f"`{t['production']}`: {t['rows']} distinct texts scored (of {t['batch_rows']} rows); "
+                  f"disagreement with the teacher: student {_share(t['student_disagreement'])}, champion "
+                  f"{_share(t['champion_disagreement'])}."]
+    return lines
 
 
 def _extended_checks(student: dict, teacher: dict, champion: dict | None, policy: GateConfig,

@@ -192,6 +192,11 @@ def _models_table(models: dict, context: dict) -> str:
             "</tbody></table>")
 
 
+def _finite(value: Any) -> bool:
+    # No gold test rows: accuracy is nan (not measured), and has no place on an axis.
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def _check_value(result: GateResult, name: str):
     return next((c for c in result.checks if c.name == name), None)
 
@@ -200,10 +205,10 @@ def _quality_dots(models: dict, context: dict) -> str:
     """Accuracy, macro-F1 and agreement per model on axes zoomed to the values, not 0-1."""
     keys = [(k, label) for k, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
                                         ("agreement", "agreement with the teacher"))
-            if any(isinstance(m.get(k), int | float) for m in models.values())]
+            if any(_finite(m.get(k)) for m in models.values())]
     fig, axes = _figure(9, 0.9 * len(keys) + 0.6, nrows=len(keys))
     for ax, (key, label) in zip(axes[:, 0], keys, strict=True):
-        values = {n: float(m[key]) for n, m in models.items() if isinstance(m.get(key), int | float)}
+        values = {n: float(m[key]) for n, m in models.items() if _finite(m.get(key))}
         lo, hi = min(values.values()), max(values.values())
         pad = max((hi - lo) * 0.25, 0.005)
         for i, (name, v) in enumerate(values.items()):
@@ -237,7 +242,7 @@ def _tradeoff(result: GateResult, context: dict, past: list[dict[str, Any]] = ()
               ("parameters", "parameters (millions)", 1e6), ("size_bytes", "size on disk (MB)", 1e6)]
     for ax, (key, xlabel, scale) in zip(axes[0], panels, strict=True):
         for name, m in models.items():
-            if not isinstance(m.get(key), int | float) or not isinstance(m.get("accuracy"), int | float):
+            if not isinstance(m.get(key), int | float) or not _finite(m.get("accuracy")):
                 continue
             x, y = float(m[key]) / scale, float(m["accuracy"])
             if key == "latency_p50_ms" and isinstance(m.get("latency_p99_ms"), int | float):
@@ -247,7 +252,7 @@ def _tradeoff(result: GateResult, context: dict, past: list[dict[str, Any]] = ()
                     color=_COLORS.get(name, "#777"), label=_model_label(name, context))
             ax.annotate(_model_label(name, context), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7)
         for i, p in enumerate(past):
-            if not isinstance(p.get(key), int | float) or not isinstance(p.get("accuracy"), int | float):
+            if not isinstance(p.get(key), int | float) or not _finite(p.get("accuracy")):
                 continue
             x, y = float(p[key]) / scale, float(p["accuracy"])
             ax.plot([x], [y], marker="v", markersize=8, linestyle="", color="#999999",
@@ -511,19 +516,48 @@ dl.context dt{font-weight:600} dl.context dd{margin:0;word-break:break-all}
 def render_html(result: GateResult, context: dict[str, Any], confusion: list[list[int]] | None = None,
                 label_names: list[str] | None = None,
                 matrices: dict[str, list[list[int]]] | None = None,
-                past_champions: list[dict[str, Any]] | None = None) -> str:
+                past_champions: list[dict[str, Any]] | None = None, provenance: dict[str, Any] | None = None,
+                trigger_batch: dict[str, Any] | None = None) -> str:
     """The page. ``confusion``: student vs gold (rows gold); ``matrices`` may add
     ``student_vs_teacher`` (rows: the teacher's prediction, columns: the student's);
     ``past_champions``: earlier champions measured on this test split (``version`` and PAST_FIELDS),
-    drawn in the trade-off plot."""
+    drawn in the trade-off plot; ``provenance``: the test split's gold and teacher-labelled rows
+    apart (core.label_provenance); ``trigger_batch``: a drift-triggered run's triggering batch."""
     import matplotlib
 
     # Label names are data: "$5 refund" must print as it is, not be parsed as mathtext.
     with matplotlib.rc_context({"text.parse_math": False}):
-        return _render(result, context, confusion, label_names, matrices, past_champions or [])
+        return _render(result, context, confusion, label_names, matrices, past_champions or [], provenance,
+                       trigger_batch)
 
 
-def _render(result: GateResult, context: dict[str, Any], confusion, label_names, matrices, past) -> str:
+def _provenance(p: dict[str, Any]) -> str:
+    """Gold rows measure accuracy; teacher-labelled rows only agreement with the teacher."""
+    champ = "champion_accuracy_gold" in p
+    head = "<th>rows</th><th>count</th><th>teacher</th><th>student</th>" + ("<th>champion</th>" if champ else "")
+    gold = (f"<tr><th>gold (accuracy)</th><td class=\"num\">{p['gold_rows']:,}</td>"
+            f"<td class=\"num\">{_fmt(p['teacher_accuracy_gold'], '{:.4f}')}</td>"
+            f"<td class=\"num\">{_fmt(p['student_accuracy_gold'], '{:.4f}')}</td>"
+            + (f"<td class=\"num\">{_fmt(p['champion_accuracy_gold'], '{:.4f}')}</td>" if champ else "") + "</tr>")
+    taught = (f"<tr><th>teacher-labelled (agreement with the teacher)</th>"
+              f"<td class=\"num\">{p['teacher_labelled_rows']:,}</td><td class=\"num\">– (its own labels)</td>"
+              f"<td class=\"num\">{_fmt(p['student_teacher_agreement_teacher_labelled'], '{:.4f}')}</td>"
+              + (f"<td class=\"num\">{_fmt(p.get('champion_teacher_agreement_teacher_labelled'), '{:.4f}')}</td>"
+                 if champ else "") + "</tr>")
+    note = ("<p>Accuracy, retention and the champion's regressions are measured on the gold rows only: on "
+            "teacher-labelled rows the teacher is right by construction.</p>")
+    return (f'{note}<table class="models"><thead><tr>{head}</tr></thead><tbody>{gold}{taught}</tbody></table>')
+
+
+def _trigger(t: dict[str, Any]) -> str:
+    return (f"<p>The drift that started this run was seen on <code>{_e(t['production'])}</code>; "
+            f"{t['rows']:,} distinct texts of its {t['batch_rows']:,} rows were scored. Disagreement with the "
+            f"teacher: student <b>{_fmt(t['student_disagreement'], '{:.4f}')}</b>, champion "
+            f"<b>{_fmt(t['champion_disagreement'], '{:.4f}')}</b> (check <code>trigger_disagreement</code>).</p>")
+
+
+def _render(result: GateResult, context: dict[str, Any], confusion, label_names, matrices, past,
+            provenance=None, trigger_batch=None) -> str:
     models = result.models
     verdict, cls = ("PASS", "pass") if result.passed else ("FAIL", "fail")
     all_matrices = {**({"student": confusion} if confusion is not None else {}), **(matrices or {})}
@@ -539,6 +573,10 @@ def _render(result: GateResult, context: dict[str, Any], confusion, label_names,
         "<h2>Models (test split)</h2>", _models_table(models, context), _quality_dots(models, context),
         "<h2>Speed</h2>", _speed(result, context),
     ]
+    if provenance is not None:
+        sections += ["<h2>Label provenance (test split)</h2>", _provenance(provenance)]
+    if trigger_batch is not None:
+        sections += ["<h2>Triggering production batch</h2>", _trigger(trigger_batch)]
     robust = _robustness(models, context)
     if robust:
         sections += ["<h2>Robustness</h2>", robust]

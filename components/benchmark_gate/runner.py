@@ -26,6 +26,7 @@ from components.benchmark_gate.core import (
     compression,
     confusion_matrix,
     evaluate_gate,
+    label_provenance,
     mean_kl,
     past_champion_versions,
     per_label_metrics,
@@ -35,7 +36,7 @@ from components.benchmark_gate.core import (
 from components.benchmark_gate.report_html import render_html
 from components.common import registry, signing
 from components.common.config import Config
-from components.common.dataset import read_snapshot
+from components.common.dataset import read_snapshot, read_texts, validate_texts
 from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.io import atomic_write_text
@@ -65,35 +66,79 @@ def _predict(model, tokenizer, texts, max_length, names) -> tuple[np.ndarray, np
     return aligned, pred
 
 
-def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names,
+def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names, is_gold,
                 teacher_logits=None) -> tuple[dict, np.ndarray]:
-    """Quality, fidelity, robustness, speed and size of one model on the test texts."""
+    """Quality, fidelity, robustness, speed and size of one model on the test texts. Accuracy,
+    F1, the slices and robustness are measured on the gold rows (`is_gold`) only; KL on every row.
+    Returns the predictions of every row."""
     logits, pred = _predict(model, tokenizer, texts, max_length, names)
-    card = classification_metrics(pred, gold, len(names))
-    card["labels"] = per_label_metrics(pred, gold, names)
+    card = classification_metrics(pred[is_gold], gold[is_gold], len(names))
+    card["labels"] = per_label_metrics(pred[is_gold], gold[is_gold], names)
     if teacher_logits is not None:
         card["kl_to_teacher"] = mean_kl(teacher_logits, logits)
     card["robustness"] = {}
-    for kind in gate_cfg.robustness_perturbations:
-        _, p_pred = _predict(model, tokenizer, perturb(texts, kind, gate_cfg.robustness_seed), max_length, names)
-        card["robustness"][kind] = classification_metrics(p_pred, gold, len(names))["accuracy"]
+    gold_texts = [t for t, g in zip(texts, is_gold, strict=True) if g]
+    for kind in gate_cfg.robustness_perturbations if gold_texts else ():
+        _, p_pred = _predict(model, tokenizer, perturb(gold_texts, kind, gate_cfg.robustness_seed), max_length,
+                             names)
+        card["robustness"][kind] = classification_metrics(p_pred, gold[is_gold], len(names))["accuracy"]
     # Speed is measured later for all models side by side (measure_speeds).
     card.update(parameters=count_parameters(model), size_bytes=size_on_disk(path))
     return card, pred
 
 
 def _int8_card(model, tokenizer, texts, gold, max_length, names, teacher_pred, teacher_logits,
-               parameters: int) -> tuple[dict, tuple]:
+               parameters: int, is_gold) -> tuple[dict, tuple]:
     """`model` quantized to dynamic int8: its accuracy on the test texts measured live (it can differ
     a little from fp32), agreement with and KL to the fp32 teacher; and its entry for measure_speeds.
     `parameters` is the fp32 model's count: quantization stores the same weights in int8 (packed, so
     they are not module parameters any more); nothing is written to disk, so there is no size."""
     quantized = quantize_dynamic_int8(model)
     logits, pred = _predict(quantized, tokenizer, texts, max_length, names)
-    card = classification_metrics(pred, gold, len(names))
+    card = classification_metrics(pred[is_gold], gold[is_gold], len(names))
     card.update(agreement=agreement(pred, teacher_pred), kl_to_teacher=mean_kl(teacher_logits, logits),
                 parameters=parameters, quantization="dynamic int8 (nn.Linear), CPU")
     return card, (quantized, tokenizer, max_length)
+
+
+def _teacher_labelled_agreement(card: dict, pred: np.ndarray, teacher_pred: np.ndarray, is_gold: np.ndarray) -> None:
+    """Fidelity on the teacher-labelled rows (their label is the teacher's prediction)."""
+    if (~is_gold).any():
+        card["agreement_teacher_labelled"] = agreement(pred[~is_gold], teacher_pred[~is_gold])
+
+
+def _parse_trigger(trigger: str) -> dict | None:
+    """The drift loop's trigger lineage, or None for a run started by hand (empty)."""
+    if not trigger.strip():
+        return None
+    try:
+        parsed = json.loads(trigger)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"trigger: not JSON ({exc.msg}): {trigger[:200]!r}") from None
+    if not isinstance(parsed, dict) or not parsed.get("production"):
+        raise ValueError(f"trigger: expected prepare_redistill's lineage, a JSON object with \"production\" (the "
+                         f"triggering batch's path), got {trigger[:200]!r}")
+    return parsed
+
+
+def _trigger_batch(trigger: dict, teacher, names: list[str], timed: dict, cfg: Config) -> dict:
+    """Teacher, student and champion labels on (a bounded sample of) the triggering batch: the
+    first gate.trigger_sample distinct texts, in batch order (deterministic, like prepare_redistill's)."""
+    path = trigger["production"]
+    column = trigger.get("text_column") or cfg.data.text_column
+    texts = validate_texts(read_texts(path, column, cfg.data.max_text_chars, cfg.data.long_texts),
+                           f"triggering production batch {path}")
+    sample = list(dict.fromkeys(texts))[: cfg.gate.trigger_sample]
+    logits = teacher.compute(sample, ["logits"], cfg.teacher.max_length, cfg.teacher.batch_size,
+                             desc="teacher on the triggering batch")["logits"]
+    teacher_pred = np.array([names.index(teacher.label_names[i]) if teacher.label_names[i] in names else -1
+                             for i in logits.argmax(-1)])
+    preds = {name: _predict(model, tok, sample, max_length, names)[1]
+             for name, (model, tok, max_length) in timed.items() if name in ("student", "champion")}
+    disagreement = {name: round(1.0 - agreement(pred, teacher_pred), 6) for name, pred in preds.items()}
+    return {"production": str(path), "drift_verdict": trigger.get("drift_verdict", ""), "rows": len(sample),
+            "batch_rows": len(texts), "student_disagreement": disagreement["student"],
+            "champion_disagreement": disagreement.get("champion")}
 
 
 def _shape_summary(lineage: dict) -> str:
@@ -136,10 +181,14 @@ def _publish(h: Home, lineage: dict, report: dict, markdown: str, page: str,
 
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: str, teacher_ref: str,
         cfg: Config, report_json: str, report_md: str, report_html: str | None = None,
-        teacher_version: str = "") -> dict:
+        teacher_version: str = "", trigger: str = "") -> dict:
+    """Measure and decide. `trigger`: the drift loop's trigger lineage (JSON, prepare_redistill's);
+    when set, the student is also gated on the triggering production batch (trigger_check);
+    empty for a run started by hand (no such check)."""
     h = Home.resolve(home).ensure()
     prepare_process()
     with record_step(h, "benchmark_gate") as counters:
+        drift_trigger = _parse_trigger(trigger)  # before any measuring: a bad value fails fast
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
         check_aligned(outputs, snapshot.texts, teacher_outputs_path)
@@ -154,12 +203,14 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         test_idx = snapshot.indices("test")
         texts = [snapshot.texts[i] for i in test_idx]
         gold = np.array([names.index(snapshot.labels[i]) for i in test_idx])
+        # Teacher-labelled rows are not gold: the teacher scores 1.0 on them by construction.
+        is_gold = np.array(snapshot.is_gold(test_idx), dtype=bool)
         max_len = cfg.distill.max_length
 
         # Teacher quality comes from the cached logits: no forward pass; only its speed is measured live.
         teacher_pred = outputs.logits[test_idx].argmax(-1)
-        teacher_card = classification_metrics(teacher_pred, gold, len(names))
-        teacher_card["labels"] = per_label_metrics(teacher_pred, gold, names)
+        teacher_card = classification_metrics(teacher_pred[is_gold], gold[is_gold], len(names))
+        teacher_card["labels"] = per_label_metrics(teacher_pred[is_gold], gold[is_gold], names)
         teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
         t_loaded = load_teacher(teacher)
         teacher_card.update(parameters=count_parameters(t_loaded.model), size_bytes=size_on_disk(teacher.path),
@@ -169,8 +220,9 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         s_model, s_tok = load_classifier(student_path)
         test_logits = outputs.logits[test_idx]
         student_card, student_pred = _model_card(s_model, s_tok, student_path, texts, gold, max_len, cfg.gate,
-                                                 names, test_logits)
+                                                 names, is_gold, test_logits)
         student_card["agreement"] = agreement(student_pred, teacher_pred)
+        _teacher_labelled_agreement(student_card, student_pred, teacher_pred, is_gold)
         timed["student"] = (s_model, s_tok, max_len)
 
         client = registry.connect(h)
@@ -180,8 +232,9 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
             c_path, mv = registry.download_model(client, h, ref)
             c_model, c_tok = load_classifier(c_path)
             champion_card, champion_pred = _model_card(c_model, c_tok, c_path, texts, gold, max_len, cfg.gate, names,
-                                                       test_logits)
+                                                       is_gold, test_logits)
             champion_card["agreement"] = agreement(champion_pred, teacher_pred)
+            _teacher_labelled_agreement(champion_card, champion_pred, teacher_pred, is_gold)
             champion_version = str(mv.version)
             timed["champion"] = (c_model, c_tok, max_len)
 
@@ -197,7 +250,8 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                 continue
             p_model, p_tok = load_classifier(p_path)
             past_cards[version], _ = _model_card(p_model, p_tok, p_path, texts, gold, max_len,
-                                                 dataclasses.replace(cfg.gate, robustness_perturbations=()), names)
+                                                 dataclasses.replace(cfg.gate, robustness_perturbations=()), names,
+                                                 is_gold)
             timed[f"past_v{version}"] = (p_model, p_tok, max_len)
 
         # What a user could have for free: the same models quantized to int8, timed with the others.
@@ -205,10 +259,14 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         if cfg.gate.quantized_teacher:
             int8_cards["teacher_int8"], timed["teacher_int8"] = _int8_card(
                 t_loaded.model, t_loaded.tokenizer, texts, gold, cfg.teacher.max_length, names, teacher_pred,
-                test_logits, teacher_card["parameters"])
+                test_logits, teacher_card["parameters"], is_gold)
         if cfg.gate.quantized_student:
             int8_cards["student_int8"], timed["student_int8"] = _int8_card(
-                s_model, s_tok, texts, gold, max_len, names, teacher_pred, test_logits, student_card["parameters"])
+                s_model, s_tok, texts, gold, max_len, names, teacher_pred, test_logits, student_card["parameters"],
+                is_gold)
+
+        # A drift-triggered run: did the new student learn the batch that drifted?
+        trigger_batch = _trigger_batch(drift_trigger, t_loaded, names, timed, cfg) if drift_trigger else None
 
         speeds = measure_speeds(timed, texts, cfg.gate.latency_samples, cfg.gate.throughput_batches)
         for name, card in (("teacher", teacher_card), ("student", student_card), ("champion", champion_card),
@@ -219,11 +277,15 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
             card.update(speeds[f"past_v{version}"])
         del timed
 
+        provenance = label_provenance(is_gold, teacher_card, student_card, champion_card)
         result = evaluate_gate(student_card, teacher_card, champion_card, cfg.gate,
-                               int8_cards.get("teacher_int8"), int8_cards.get("student_int8"))
+                               int8_cards.get("teacher_int8"), int8_cards.get("student_int8"), provenance,
+                               trigger_batch)
         context = {"data_version": lineage["data_version"], "teacher_version": outputs.teacher_version,
                    "config_hash": lineage["config_hash"], "champion_version": champion_version or "none",
-                   "test_rows": len(texts), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "test_rows": len(texts), "gold_test_rows": provenance["gold_rows"],
+                   "teacher_labelled_test_rows": provenance["teacher_labelled_rows"],
+                   "trigger": "drift" if trigger_batch else "none", "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    # The teacher-cache key of this run: the digest of the cached teacher outputs it used.
                    "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
                    "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html",
@@ -232,20 +294,29 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         # the student's predictions. Off the diagonal of the second: where the student disagrees.
         report = {**result.to_dict(), "context": context,
                   "compression": compression(student_card, teacher_card, int8_cards.get("teacher_int8")),
-                  "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred, gold, len(names)),
+                  "label_provenance": provenance,
+                  # Rows "gold" only: teacher-labelled rows are in "student_vs_teacher".
+                  "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred[is_gold],
+                                                                                    gold[is_gold], len(names)),
                                        "student_vs_teacher": confusion_matrix(student_pred, teacher_pred,
                                                                               len(names))},
                   "past_champions": [{"version": v, **{k: c[k] for k in PAST_FIELDS if k in c}}
                                      for v, c in past_cards.items()]}
+        if trigger_batch is not None:
+            report["trigger_batch"] = trigger_batch
         if key is not None:
             report = signing.sign_report(report, key)
-        markdown = render_markdown(result, context)
+        markdown = render_markdown(result, context, provenance, trigger_batch)
         page = render_html(result, context, report["confusion_matrix"]["student"], names,
                            {"student_vs_teacher": report["confusion_matrix"]["student_vs_teacher"]},
-                           past_champions=report["past_champions"])
+                           past_champions=report["past_champions"], provenance=provenance,
+                           trigger_batch=trigger_batch)
         _publish(h, lineage, report, markdown, page,
                  [(report_json, json.dumps(report, indent=2)), (report_md, markdown), (report_html, page)])
         timing_rows = 2 + cfg.gate.latency_samples + 32 * cfg.gate.throughput_batches
-        counters.update(passed=result.passed, teacher_timing_passes=timing_rows, reasons=result.reasons)
+        counters.update(passed=result.passed, teacher_timing_passes=timing_rows, reasons=result.reasons,
+                        gold_test_rows=provenance["gold_rows"],
+                        teacher_labelled_test_rows=provenance["teacher_labelled_rows"],
+                        **({"trigger_rows": trigger_batch["rows"]} if trigger_batch else {}))
     log.info("gate %s: %s", "PASSED" if result.passed else "FAILED", "; ".join(result.reasons) or "all checks ok")
     return {**report, "step_report": counters}
