@@ -112,6 +112,22 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
     return GateResult(all(c.passed for c in checks if not c.informational), checks, models)
 
 
+def provenance_scores(pred: np.ndarray, teacher_pred: np.ndarray, gold: np.ndarray, is_gold: np.ndarray,
+                      names: list[str]) -> dict[str, Any]:
+    """One model's test-split figures by label provenance: accuracy, macro-F1 and the per-label
+    slices against the gold rows only; agreement with the teacher on every row; and on the
+    teacher-labelled rows (whose label *is* the teacher's prediction) agreement only, as
+    ``agreement_teacher_labelled`` (absent when there are none)."""
+    pred, teacher_pred, gold = np.asarray(pred), np.asarray(teacher_pred), np.asarray(gold)
+    is_gold = np.asarray(is_gold, dtype=bool)
+    card: dict[str, Any] = classification_metrics(pred[is_gold], gold[is_gold], len(names))
+    card["labels"] = per_label_metrics(pred[is_gold], gold[is_gold], names)
+    card["agreement"] = agreement(pred, teacher_pred) if len(pred) else float("nan")
+    if (~is_gold).any():
+        card["agreement_teacher_labelled"] = agreement(pred[~is_gold], teacher_pred[~is_gold])
+    return card
+
+
 def label_provenance(is_gold: np.ndarray, teacher: dict, student: dict, champion: dict | None) -> dict[str, Any]:
     """The test split's gold and teacher-labelled rows apart: counts, accuracy on the gold rows
     (teacher, student, champion) and agreement with the teacher on the teacher-labelled rows

@@ -29,8 +29,8 @@ from components.benchmark_gate.core import (
     label_provenance,
     mean_kl,
     past_champion_versions,
-    per_label_metrics,
     perturb,
+    provenance_scores,
     render_markdown,
 )
 from components.benchmark_gate.report_html import render_html
@@ -66,14 +66,13 @@ def _predict(model, tokenizer, texts, max_length, names) -> tuple[np.ndarray, np
     return aligned, pred
 
 
-def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names, is_gold,
+def _model_card(model, tokenizer, path, texts, gold, max_length, gate_cfg, names, is_gold, teacher_pred,
                 teacher_logits=None) -> tuple[dict, np.ndarray]:
     """Quality, fidelity, robustness, speed and size of one model on the test texts. Accuracy,
-    F1, the slices and robustness are measured on the gold rows (`is_gold`) only; KL on every row.
-    Returns the predictions of every row."""
+    F1, the slices and robustness are measured on the gold rows (`is_gold`) only; agreement and KL
+    on every row (core.provenance_scores). Returns the predictions of every row."""
     logits, pred = _predict(model, tokenizer, texts, max_length, names)
-    card = classification_metrics(pred[is_gold], gold[is_gold], len(names))
-    card["labels"] = per_label_metrics(pred[is_gold], gold[is_gold], names)
+    card = provenance_scores(pred, teacher_pred, gold, is_gold, names)
     if teacher_logits is not None:
         card["kl_to_teacher"] = mean_kl(teacher_logits, logits)
     card["robustness"] = {}
@@ -99,12 +98,6 @@ def _int8_card(model, tokenizer, texts, gold, max_length, names, teacher_pred, t
     card.update(agreement=agreement(pred, teacher_pred), kl_to_teacher=mean_kl(teacher_logits, logits),
                 parameters=parameters, quantization="dynamic int8 (nn.Linear), CPU")
     return card, (quantized, tokenizer, max_length)
-
-
-def _teacher_labelled_agreement(card: dict, pred: np.ndarray, teacher_pred: np.ndarray, is_gold: np.ndarray) -> None:
-    """Fidelity on the teacher-labelled rows (their label is the teacher's prediction)."""
-    if (~is_gold).any():
-        card["agreement_teacher_labelled"] = agreement(pred[~is_gold], teacher_pred[~is_gold])
 
 
 def _parse_trigger(trigger: str) -> dict | None:
@@ -209,8 +202,8 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
 
         # Teacher quality comes from the cached logits: no forward pass; only its speed is measured live.
         teacher_pred = outputs.logits[test_idx].argmax(-1)
-        teacher_card = classification_metrics(teacher_pred[is_gold], gold[is_gold], len(names))
-        teacher_card["labels"] = per_label_metrics(teacher_pred[is_gold], gold[is_gold], names)
+        teacher_card = provenance_scores(teacher_pred, teacher_pred, gold, is_gold, names)
+        teacher_card.pop("agreement_teacher_labelled", None)  # 1.0: its own labels
         teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
         t_loaded = load_teacher(teacher)
         teacher_card.update(parameters=count_parameters(t_loaded.model), size_bytes=size_on_disk(teacher.path),
@@ -220,9 +213,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         s_model, s_tok = load_classifier(student_path)
         test_logits = outputs.logits[test_idx]
         student_card, student_pred = _model_card(s_model, s_tok, student_path, texts, gold, max_len, cfg.gate,
-                                                 names, is_gold, test_logits)
-        student_card["agreement"] = agreement(student_pred, teacher_pred)
-        _teacher_labelled_agreement(student_card, student_pred, teacher_pred, is_gold)
+                                                 names, is_gold, teacher_pred, test_logits)
         timed["student"] = (s_model, s_tok, max_len)
 
         client = registry.connect(h)
@@ -232,9 +223,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
             c_path, mv = registry.download_model(client, h, ref)
             c_model, c_tok = load_classifier(c_path)
             champion_card, champion_pred = _model_card(c_model, c_tok, c_path, texts, gold, max_len, cfg.gate, names,
-                                                       is_gold, test_logits)
-            champion_card["agreement"] = agreement(champion_pred, teacher_pred)
-            _teacher_labelled_agreement(champion_card, champion_pred, teacher_pred, is_gold)
+                                                       is_gold, teacher_pred, test_logits)
             champion_version = str(mv.version)
             timed["champion"] = (c_model, c_tok, max_len)
 
@@ -251,7 +240,7 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
             p_model, p_tok = load_classifier(p_path)
             past_cards[version], _ = _model_card(p_model, p_tok, p_path, texts, gold, max_len,
                                                  dataclasses.replace(cfg.gate, robustness_perturbations=()), names,
-                                                 is_gold)
+                                                 is_gold, teacher_pred)
             timed[f"past_v{version}"] = (p_model, p_tok, max_len)
 
         # What a user could have for free: the same models quantized to int8, timed with the others.

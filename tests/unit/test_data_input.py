@@ -315,8 +315,9 @@ def test_redistill_merge_treats_near_duplicates_as_already_present():
 
     merged = merge_rows([("Hello there", "x"), ("b", "y")], [("hello   THERE!", "z"), ("New one", "x"),
                                                               ("new one.", "y")], max_added=5)
-    assert merged.rows == [{"text": "Hello there", "label": "x"}, {"text": "b", "label": "y"},
-                           {"text": "New one", "label": "x"}]
+    assert merged.rows == [{"text": "Hello there", "label": "x", "label_source": "gold"},
+                           {"text": "b", "label": "y", "label_source": "gold"},
+                           {"text": "New one", "label": "x", "label_source": "teacher"}]
     assert (merged.kept, merged.added, merged.already_present) == (2, 1, 2)
 
 

@@ -49,8 +49,10 @@ def test_degenerate_embeddings_fail_closed():
 def test_merge_keeps_human_labels_and_adds_teacher_labelled_rows():
     merged = merge_rows([("a", "x"), ("b", "y")], [("b", "z"), ("c", "x"), ("c", "x"), ("d", "y"), ("e", "y")],
                         max_added=2)
-    assert merged.rows == [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}, {"text": "c", "label": "x"},
-                           {"text": "d", "label": "y"}]
+    assert merged.rows == [{"text": "a", "label": "x", "label_source": "gold"},
+                           {"text": "b", "label": "y", "label_source": "gold"},
+                           {"text": "c", "label": "x", "label_source": "teacher"},
+                           {"text": "d", "label": "y", "label_source": "teacher"}]
     assert (merged.kept, merged.added, merged.already_present) == (2, 2, 2)
     with pytest.raises(ValueError, match="redistill_max_rows"):
         merge_rows([], [], -1)
