@@ -114,14 +114,19 @@ def _parse_trigger(trigger: str) -> dict | None:
     return parsed
 
 
-def _trigger_batch(trigger: dict, teacher, names: list[str], timed: dict, cfg: Config) -> dict:
-    """Teacher, student and champion labels on (a bounded sample of) the triggering batch: the
-    first gate.trigger_sample distinct texts, in batch order (deterministic, like prepare_redistill's)."""
+def _trigger_texts(trigger: dict, cfg: Config) -> tuple[list[str], int]:
+    """(the sample, the batch's row count): the first gate.trigger_sample distinct texts of the
+    triggering batch, in batch order (deterministic, like prepare_redistill's)."""
     path = trigger["production"]
     column = trigger.get("text_column") or cfg.data.text_column
     texts = validate_texts(read_texts(path, column, cfg.data.max_text_chars, cfg.data.long_texts),
                            f"triggering production batch {path}")
-    sample = list(dict.fromkeys(texts))[: cfg.gate.trigger_sample]
+    return list(dict.fromkeys(texts))[: cfg.gate.trigger_sample], len(texts)
+
+
+def _trigger_batch(trigger: dict, sample: list[str], batch_rows: int, teacher, names: list[str], timed: dict,
+                   cfg: Config) -> dict:
+    """Disagreement with the teacher of the student and the champion on the triggering batch's sample."""
     logits = teacher.compute(sample, ["logits"], cfg.teacher.max_length, cfg.teacher.batch_size,
                              desc="teacher on the triggering batch")["logits"]
     teacher_pred = np.array([names.index(teacher.label_names[i]) if teacher.label_names[i] in names else -1
@@ -129,8 +134,8 @@ def _trigger_batch(trigger: dict, teacher, names: list[str], timed: dict, cfg: C
     preds = {name: _predict(model, tok, sample, max_length, names)[1]
              for name, (model, tok, max_length) in timed.items() if name in ("student", "champion")}
     disagreement = {name: round(1.0 - agreement(pred, teacher_pred), 6) for name, pred in preds.items()}
-    return {"production": str(path), "drift_verdict": trigger.get("drift_verdict", ""), "rows": len(sample),
-            "batch_rows": len(texts), "student_disagreement": disagreement["student"],
+    return {"production": str(trigger["production"]), "drift_verdict": trigger.get("drift_verdict", ""),
+            "rows": len(sample), "batch_rows": batch_rows, "student_disagreement": disagreement["student"],
             "champion_disagreement": disagreement.get("champion")}
 
 
@@ -181,7 +186,9 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
     h = Home.resolve(home).ensure()
     prepare_process()
     with record_step(h, "benchmark_gate") as counters:
-        drift_trigger = _parse_trigger(trigger)  # before any measuring: a bad value fails fast
+        # Before any measuring: a bad trigger or an unreadable batch fails fast.
+        drift_trigger = _parse_trigger(trigger)
+        trigger_sample, trigger_rows = _trigger_texts(drift_trigger, cfg) if drift_trigger else ([], 0)
         snapshot = read_snapshot(snapshot_path)
         outputs = read_teacher_outputs(teacher_outputs_path)
         check_aligned(outputs, snapshot.texts, teacher_outputs_path)
@@ -255,7 +262,8 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                 is_gold)
 
         # A drift-triggered run: did the new student learn the batch that drifted?
-        trigger_batch = _trigger_batch(drift_trigger, t_loaded, names, timed, cfg) if drift_trigger else None
+        trigger_batch = (_trigger_batch(drift_trigger, trigger_sample, trigger_rows, t_loaded, names, timed, cfg)
+                         if drift_trigger else None)
 
         speeds = measure_speeds(timed, texts, cfg.gate.latency_samples, cfg.gate.throughput_batches)
         for name, card in (("teacher", teacher_card), ("student", student_card), ("champion", champion_card),

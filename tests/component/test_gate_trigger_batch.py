@@ -11,12 +11,13 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from fakes import TOPICS, make_rows, make_tiny_teacher, write_jsonl
 
 from components.benchmark_gate import runner as gate_step
 from components.cache_teacher_outputs import runner as cache_step
 from components.common.config import config_from_dict, config_hash
-from components.common.dataset import read_snapshot
+from components.common.dataset import DatasetError, read_snapshot
 from components.common.lineage import bound_context
 from components.common.teacher_outputs import read_teacher_outputs
 from components.promote import runner as promote_step
@@ -101,3 +102,12 @@ def test_gate_scores_gold_rows_and_gates_on_the_triggering_batch(home, tmp_path,
     assert check["message"] in report["reasons"]
     assert "student 1.0000, champion 1.0000" in check["message"]
     assert check["message"].endswith("FAILED: above 0.1 and not below the champion's")
+
+    # A trigger that cannot be read fails the step, naming what is wrong: never a pass without the check.
+    with pytest.raises(ValueError, match=r"trigger: not JSON"):
+        _gate(home, tmp_path, "bad", snap, outputs, agrees, tiny_teacher, cfg, "{production: x")
+    with pytest.raises(ValueError, match=r"a JSON object with \"production\""):
+        _gate(home, tmp_path, "bad", snap, outputs, agrees, tiny_teacher, cfg, json.dumps({"kind": "drift"}))
+    gone = json.dumps({"kind": "drift", "production": str(tmp_path / "gone.jsonl")})
+    with pytest.raises(DatasetError, match=r"gone\.jsonl: data file not found"):
+        _gate(home, tmp_path, "bad", snap, outputs, agrees, tiny_teacher, cfg, gone)

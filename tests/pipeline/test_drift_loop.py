@@ -72,6 +72,19 @@ def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, tin
     assert verdict["disagreement"]["n_production"] == 60 and verdict["embedding"]["method"]
     gate_pages = list(home.reports.glob("gate-*.html"))
     assert len(gate_pages) == 2 and all("data:image/png;base64," in p.read_text() for p in gate_pages)
+    # Issue 18: the redistilled student's accuracy counts gold rows only, and it was gated on the
+    # triggering batch; the first run (no trigger) has no such check.
+    reports = [json.loads(p.read_text()) for p in home.reports.glob("gate-*.json")]
+    triggered = [r for r in reports if "trigger_batch" in r]
+    assert len(triggered) == 1 and len(reports) == 2
+    redistilled, first = triggered[0], next(r for r in reports if "trigger_batch" not in r)
+    checks = {c["name"]: c for c in redistilled["checks"]}
+    assert checks["trigger_disagreement"]["passed"], checks["trigger_disagreement"]["message"]
+    assert redistilled["trigger_batch"]["production"].endswith("production.jsonl")
+    assert redistilled["trigger_batch"]["rows"] == 80 and redistilled["trigger_batch"]["champion_disagreement"] is not None
+    assert redistilled["label_provenance"]["teacher_labelled_rows"] > 0 and checks["gold_test_rows"]["passed"]
+    assert "trigger_disagreement" not in {c["name"] for c in first["checks"]}
+    assert first["label_provenance"]["teacher_labelled_rows"] == 0
     entries = audit.show(home, "distillops-student")
     assert [e["record"]["action"] for e in entries] == ["promote", "promote"]
     assert entries[1]["record"]["lineage"]["trigger_drift_run_id"] == loop["drift_run_id"]
