@@ -174,7 +174,8 @@ def _publish(h: Home, lineage: dict, report: dict, markdown: str, page: str,
                      "gate_student_kl_to_teacher": student["kl_to_teacher"],
                      **{f"gate_student_robust_{k}": v for k, v in student["robustness"].items()},
                      **{f"gate_{c['name']}": c["value"] for c in report["checks"]
-                        if c["name"] in ("student_speedup_over_int8_teacher", "student_int8_accuracy_retention")}})
+                        if c["name"] in ("student_speedup_over_int8_teacher", "student_int8_accuracy_retention",
+                                         "trigger_disagreement")}})
 
 
 def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: str, teacher_ref: str,
