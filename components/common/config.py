@@ -226,10 +226,9 @@ class DriftConfig:
     max_redistills: int = 3
     budget_period_hours: float = 24.0
     # The moving reference: the champion's training data plus up to this many of the most recent
-    # production rows it was redistilled on (0 = training data only), weighted to make up at most
-    # this share of the reference sample, so a learned shift is not swamped by the original rows.
+    # production rows it was redistilled on (0 = training data only), tested as a reference of their
+    # own: input drift counts for persistent_input only when the batch drifted from both.
     reference_window_rows: int = 1000
-    reference_window_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -427,8 +426,6 @@ def _validate_drift(d: DriftConfig) -> list[str]:
         problems.append(f"drift.cooldown_minutes: must be >= 0, got {d.cooldown_minutes}")
     if d.budget_period_hours <= 0:
         problems.append(f"drift.budget_period_hours: must be > 0, got {d.budget_period_hours}")
-    if not 0 < d.reference_window_share < 1:
-        problems.append(f"drift.reference_window_share: must be in (0, 1), got {d.reference_window_share}")
     return problems
 
 

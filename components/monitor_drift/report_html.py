@@ -175,6 +175,10 @@ def render_signals_section(verdict: dict, columns: dict[str, dict], label: dict 
         action_html = (f'<h2>Action: <span class="verdict {a_cls}">{_e(action.upper().replace("_", " "))}</span></h2>'
                        + "<ul>" + "".join(f"<li>{_e(r)}</li>" for r in verdict.get("action_reasons") or [])
                        + "</ul>")
+        moving = verdict.get("moving_reference") or {}
+        if moving.get("reasons"):
+            action_html += ("<details><summary>The moving reference (what persistent_input reads)</summary><ul>"
+                            + "".join(f"<li>{_e(r)}</li>" for r in moving["reasons"]) + "</ul></details>")
     facts = [("model", verdict.get("model")), ("reference data version", verdict.get("reference_data_version")),
              ("production", verdict.get("production")), ("rows compared",
                                                          f"{verdict.get('n_reference')} reference, "

@@ -50,8 +50,8 @@ from components.monitor_drift.policy import (
     ActionPolicy,
     decide_action,
     history_entry,
+    moving_input_drift,
     production_window,
-    reference_sample,
 )
 from components.monitor_drift.report_html import (
     add_signals_section,
@@ -60,6 +60,8 @@ from components.monitor_drift.report_html import (
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 2000  # per batch: descriptors and predictions of a sample are enough to see drift
+# A production window smaller than this is not tested as a reference (too few rows for the tests).
+MIN_WINDOW_ROWS = 20
 
 
 def _sample(texts: list[str], n: int, seed: int = 0) -> list[str]:
@@ -137,6 +139,35 @@ def _window(h: Home, mv, rows: list[dict], cfg: Config, tmp: str) -> list[str]:
     return [t[:cfg.data.max_text_chars] for t in window]
 
 
+def _moving_reference(verdict: dict, window: list[str], model, tokenizer, prod_frame, prod_emb, policy: DriftPolicy,
+                      cfg: Config) -> dict:
+    """Input drift against the moving reference: the same input tests with the production window the
+    champion was redistilled on as the reference; the batch counts as input-drifted when it drifted
+    from the training data and from this window (policy.moving_input_drift)."""
+    from components.monitor_drift.evidently_report import run_drift_report, run_embedding_drift_report
+
+    if len(window) < MIN_WINDOW_ROWS:
+        why = (f"no production window ({len(window)} rows, at least {MIN_WINDOW_ROWS} needed): the reference is "
+               f"the training data alone")
+        return {"window_rows": 0, "input_drifted": moving_input_drift(verdict["signals"], None),
+                "window_signals": None, "reasons": [why]}
+    sample = _sample(window, MAX_ROWS)
+    win_frame = _frame(model, tokenizer, sample, cfg.distill.max_length)
+    report = run_drift_report(win_frame, prod_frame, "predicted_label", policy)
+    embedding = None
+    if prod_emb is not None:
+        win_emb = validate_embeddings(_embed(model, tokenizer, sample, cfg.distill.max_length), "production window")
+        embedding = run_embedding_drift_report(win_emb, prod_emb, cfg.drift.embedding_threshold).results
+    against = combine_signals(decide_drift(report.results["columns"], report.results["label"], policy,
+                                           len(win_frame), len(prod_frame)), embedding, None)
+    drifted = moving_input_drift(verdict["signals"], against["signals"])
+    lead = (f"moving reference: {len(sample)} recent production rows the champion was redistilled on; against "
+            f"them the batch {'drifted too' if against['drifted'] else 'did not drift'}")
+    return {"window_rows": len(sample), "input_drifted": drifted, "window_signals": against["signals"],
+            "window_embedding_score": (embedding or {}).get("score"),
+            "reasons": [lead] + [f"against the window: {r}" for r in against["reasons"]]}
+
+
 def run(
     home: str,
     production_path: str,
@@ -170,10 +201,8 @@ def run(
             window = _window(h, mv, _snapshot_rows(snap_path), cfg, tmp)
         # A snapshot versioned before data.max_text_chars existed may hold longer texts.
         reference = [t[:cfg.data.max_text_chars] for t in validate_texts(snap.split("train")[0], "reference")]
-        # The moving reference: training data plus the recent production window, weighted.
-        ref_texts, n_window = reference_sample(reference, window, MAX_ROWS, cfg.drift.reference_window_share)
         model, tokenizer = load_classifier(model_path)
-        ref_frame = _frame(model, tokenizer, ref_texts, cfg.distill.max_length)
+        ref_frame = _frame(model, tokenizer, _sample(reference, MAX_ROWS), cfg.distill.max_length)
         prod_frame = _frame(model, tokenizer, _sample(production, MAX_ROWS), cfg.distill.max_length)
         d = cfg.drift
         policy = DriftPolicy(
@@ -183,17 +212,17 @@ def run(
         )
         descriptors = run_drift_report(ref_frame, prod_frame, "predicted_label", policy)
         columns, label = descriptors.results["columns"], descriptors.results["label"]
-        embedding, embedding_html, embedding_run = None, "", None
+        embedding, embedding_html, embedding_run, prod_emb = None, "", None, None
         if d.embedding_drift:
             from components.monitor_drift.evidently_report import run_embedding_drift_report
 
-            ref_emb = validate_embeddings(_embed(model, tokenizer, ref_texts,
+            ref_emb = validate_embeddings(_embed(model, tokenizer, _sample(reference, MAX_ROWS),
                                                  cfg.distill.max_length), "reference")
             prod_emb = validate_embeddings(_embed(model, tokenizer, _sample(production, MAX_ROWS),
                                                   cfg.distill.max_length), "production")
             embedding_run = run_embedding_drift_report(ref_emb, prod_emb, d.embedding_threshold)
             embedding_html, embedding = embedding_run.html, embedding_run.results
-        disagreement = _disagreement(h, mv, cfg, model, tokenizer, ref_texts if window else reference, production)
+        disagreement = _disagreement(h, mv, cfg, model, tokenizer, reference, production)
         verdict = combine_signals(decide_drift(columns, label, policy, len(ref_frame), len(prod_frame)), embedding,
                                   disagreement)
         verdict.update(
@@ -203,11 +232,10 @@ def run(
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             production_label_share=_shares(prod_frame["predicted_label"]),
             reference_label_share=_shares(ref_frame["predicted_label"]),
-            reference_window_rows=n_window,
         )
-        if n_window:
-            verdict["reasons"].append(f"moving reference: {len(ref_texts) - n_window} training rows and {n_window} "
-                                      f"recent production rows the champion was redistilled on")
+        verdict["moving_reference"] = _moving_reference(verdict, window, model, tokenizer, prod_frame,
+                                                        prod_emb, policy, cfg)
+
         stem = safe_name(f"drift-{time.strftime('%Y%m%d-%H%M%S')}-{mv.name}-v{mv.version}", "drift report name")
         kept_html, kept_json = h.reports / f"{stem}.html", h.reports / f"{stem}.json"
         kept_emb = h.reports / f"{stem}-embeddings.html"
