@@ -50,6 +50,7 @@ from components.monitor_drift.policy import (
     ActionPolicy,
     decide_action,
     history_entry,
+    input_drifted,
     moving_input_drift,
     production_window,
 )
@@ -146,6 +147,9 @@ def _moving_reference(verdict: dict, window: list[str], model, tokenizer, prod_f
     from the training data and from this window (policy.moving_input_drift)."""
     from components.monitor_drift.evidently_report import run_drift_report, run_embedding_drift_report
 
+    if not input_drifted(verdict["signals"]):
+        return {"window_rows": 0, "input_drifted": False, "window_signals": None,
+                "reasons": ["no input drift against the training data: the production window was not tested"]}
     if len(window) < MIN_WINDOW_ROWS:
         why = (f"no production window ({len(window)} rows, at least {MIN_WINDOW_ROWS} needed): the reference is "
                f"the training data alone")
