@@ -96,6 +96,8 @@ def _champion_disagreement(home, cfg, texts: list[str]) -> float:
 
 def _ensure_champion(home, cfg, base: str | None, data_rows: int) -> dict:
     """The quickstart champion: teacher fine-tuned on the quickstart data, student distilled and promoted."""
+    from mlflow.exceptions import MlflowException
+
     from components.common import registry
     from components.teacher.runner import prepare_teacher
     from pipelines.local import run_distill
@@ -105,7 +107,7 @@ def _ensure_champion(home, cfg, base: str | None, data_rows: int) -> dict:
     try:
         mv = client.get_model_version_by_alias(cfg.student.registered_name, "champion")
         return {"reused": True, "champion": str(mv.version)}
-    except Exception:  # noqa: BLE001 (MLflow raises its own error for a missing alias)
+    except MlflowException:  # no such model or alias yet: train it
         pass
     t0 = time.perf_counter()
     data = write_quickstart(home.root / "quickstart" / "support_tickets.jsonl", rows=data_rows)
