@@ -16,7 +16,7 @@ stands in for it. --policy legacy: drift.trigger_on=[any] with no cooldown, no b
 production window: every drifted batch redistils, as before the policy existed. --set overrides any
 config key on top of either (e.g. --set distill.epochs=2 for a quicker run).
 
-Prints one JSON line per batch: the drift signals, what was seen (drifted), the action, whether it
+Prints (on stdout; task logs go to stderr) one JSON line per batch: the drift signals, what was seen (drifted), the action, whether it
 redistilled and the promoted version, the teacher-student disagreement on that batch before (the
 champion that was monitored) and after (the champion after the batch: re-measured on the same rows
 when it changed), and seconds. Then one summary JSON object: redistillations per shift, whether the
@@ -121,13 +121,15 @@ def _ensure_champion(home, cfg, base: str | None, data_rows: int) -> dict:
 
 def replay(args) -> dict:
     from components.common.home import Home
+    from pipelines.cli_common import stdout_to_stderr
     from pipelines.local import run_drift_loop
     from pipelines.parameters import resolve_config
 
     overrides = [*(LEGACY if args.policy == "legacy" else NEW), *args.overrides]
     cfg = resolve_config(args.config, overrides)
     home = Home.resolve(args.home or tempfile.mkdtemp(prefix="drift-replay-")).ensure()
-    setup = _ensure_champion(home, cfg, args.base, args.data_rows)
+    with stdout_to_stderr(True):  # kfp.local streams task logs to stdout: it carries the JSON alone
+        setup = _ensure_champion(home, cfg, args.base, args.data_rows)
     print(json.dumps({"home": str(home.root), "policy": args.policy, "overrides": overrides, **setup}), flush=True)
     stream = batches(_texts(Path(args.first_shift)), _texts(Path(args.second_shift)), args.batches, args.batch_rows,
                      args.second_shift_at, args.seed)
@@ -138,7 +140,8 @@ def replay(args) -> dict:
         path = batch_dir / f"batch-{i:03d}.jsonl"
         path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
         t0 = time.perf_counter()
-        loop = run_drift_loop(home, cfg, str(path))
+        with stdout_to_stderr(True):
+            loop = run_drift_loop(home, cfg, str(path))
         seconds = round(time.perf_counter() - t0, 1)
         dis = loop.get("disagreement") or {}
         promoted = (loop.get("promotion") or {}).get("action") in ("register", "alias_existing")
