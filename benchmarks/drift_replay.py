@@ -150,7 +150,8 @@ def replay(args) -> dict:
                "signals": loop["signals"], "action": loop["action"], "redistilled": loop["redistill"],
                "triggers": [r for r in loop.get("action_reasons", []) if r.startswith("trigger")],
                "promoted_version": (loop.get("promotion") or {}).get("version") if promoted else None,
-               "gate_passed": loop.get("gate_passed"), "window_rows": loop.get("reference_window_rows"),
+               "gate_passed": loop.get("gate_passed"), "window_rows": (loop.get("moving_reference") or {}).get("window_rows"),
+               "input_drift_vs_moving_reference": (loop.get("moving_reference") or {}).get("input_drifted"),
                "disagreement_before": dis.get("production"), "disagreement_reference": dis.get("reference"),
                "disagreement_threshold": dis.get("threshold"), "disagreement_after": after, "seconds": seconds}
         rows.append(row)

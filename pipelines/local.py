@@ -154,7 +154,7 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
     return {"drifted": verdict["drifted"], "action": verdict.get("action", "redistill" if verdict["drifted"] else "none"),
             "redistill": verdict.get("redistill", verdict["drifted"]), "action_reasons": verdict.get("action_reasons", []),
             "reasons": verdict["reasons"], "signals": verdict.get("signals", []),
-            "disagreement": verdict.get("disagreement"), "reference_window_rows": verdict.get("reference_window_rows", 0),
+            "disagreement": verdict.get("disagreement"), "moving_reference": verdict.get("moving_reference"),
             "verdict_json": verdict["verdict_json"], "drift_run_id": verdict.get("mlflow_run_id"),
             "executed_steps": [s["step"] for s in steps],
             "new_data_version": by_step.get("version_data", {}).get("data_version"),
