@@ -277,7 +277,7 @@ def history_svg(entries: list[dict[str, Any]]) -> str:
     ly = legend_y + 32
     parts.append(f'<line x1="{_L}" x2="{_L + 18}" y1="{ly}" y2="{ly}" stroke="#c62828" stroke-dasharray="4 3"/>'
                  f'<text x="{_L + 22}" y="{ly + 3}">redistillation; squares below the plot: each run\'s '
-                 f'action (red redistill, amber skipped, grey none)</text>')
+                 f'action (red redistill, amber skipped, purple would redistil, grey none)</text>')
     parts.append("</svg>")
     return "".join(parts)
 
