@@ -16,10 +16,10 @@ stands in for it. --policy legacy: drift.trigger_on=[any] with no cooldown, no b
 production window: every drifted batch redistils, as before the policy existed. --set overrides any
 config key on top of either (e.g. --set distill.epochs=2 for a quicker run).
 
-Prints (on stdout; task logs go to stderr) one JSON line per batch: the drift signals, what was seen (drifted), the action, whether it
-redistilled and the promoted version, the teacher-student disagreement on that batch before (the
-champion that was monitored) and after (the champion after the batch: re-measured on the same rows
-when it changed), and seconds. Then one summary JSON object: redistillations per shift, whether the
+Prints (on stdout; task logs go to stderr) one JSON line per batch: the drift signals, what was seen
+(drifted), the action, whether it redistilled and the promoted version, the teacher-student
+disagreement on that batch before (the champion that was monitored) and after (the champion after
+the batch: re-measured on the same rows when it changed), and seconds. Then one summary JSON object: redistillations per shift, whether the
 first shift settled (at most two redistillations, the last batch's disagreement increase under the
 threshold), whether the second shift redistilled again, and seconds per batch.
 """

@@ -136,7 +136,7 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
     task = drift_redistill_pipeline(**redistill_parameters(cfg, str(home.root), str(path), sha256_file(path),
                                                            teacher, model_ref, text_column))
     verdict = json.loads(Path(task.outputs["verdict"].path).read_text())
-    # The nested distillation DAG runs inside dsl.If(drifted), whose outputs cannot leave the branch
+    # The nested distillation DAG runs inside dsl.If(redistill), whose outputs cannot leave the branch
     # without a dsl.OneOf partner on an Else branch: its tasks' reports are read from the executor
     # outputs this run wrote under the pipeline root.
     steps = reports_in_run(_run_dir(home, "distillops-drift-redistill", started))
