@@ -109,15 +109,19 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("monitor", help="run the drift-monitor DAG on a batch of production inputs",
                        description="Compare production inputs with the champion's training data (Evidently "
                        "report of offline text descriptors and the predicted-label distribution). Exits 3 when "
-                       "it finds drift, so a scheduler or CI job can act on it.", epilog=EPILOG)
+                       "it finds drift, so a scheduler or CI job can act on it. With --redistill, the drift policy "
+                       "decides what is acted on (drift.trigger_on, cooldown, budget; every run is kept in "
+                       "<home>/drift/history.jsonl): it exits 0 when no trigger fired or the redistilled student "
+                       "was promoted, 3 when a redistillation was skipped or refused.", epilog=EPILOG)
     add_common(p)
     p.add_argument("--production", required=True, help="JSONL/CSV/Parquet file of production inputs")
     p.add_argument("--text-column", default=None, help="text column of the production file (default: data.text_column)")
     p.add_argument("--model", default=None, help="model to monitor (default: models:/<student>@champion)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON on stdout")
     p.add_argument("--redistill", action="store_true",
-                   help="close the loop: on drift, add the production inputs (labelled by the teacher) to a new data "
-                   "version and run the distillation DAG, gate and promotion (the drift_redistill pipeline)")
+                   help="close the loop: when the drift policy says so (drift.trigger_on, no cooldown, budget left), "
+                   "add the production inputs (labelled by the teacher) to a new data version and run the "
+                   "distillation DAG, gate and promotion (the drift_redistill pipeline)")
 
     p = sub.add_parser("compile", help="compile both DAGs to KFP IR YAML",
                        description="Write distill_pipeline.yaml and drift_pipeline.yaml for a Kubeflow cluster, "
@@ -253,6 +257,10 @@ def cmd_monitor(args) -> int:
         print(f"drifted  {verdict['drifted']}")
         for reason in verdict["reasons"]:
             print(f"  - {reason}")
+        if verdict.get("action"):
+            print(f"action   {verdict['action']} (watch only: `monitor --redistill` acts on it)")
+            for reason in verdict.get("action_reasons", []):
+                print(f"  - {reason}")
         print(f"report   {verdict['report_html']}")
     return monitor_exit_code(verdict)
 

@@ -19,13 +19,15 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: SIGTERM, a checkpoint was written; a retry r
 
 EXIT_CODES = """exit codes:
   0   done: run/watch promoted the student, or changed nothing because the champion already
-      has these weights (or nothing changed since it); monitor found no drift, or with
-      --redistill found drift and promoted the redistilled student
+      has these weights (or nothing changed since it); monitor found no drift; monitor
+      --redistill: nothing to act on (no drift, or drift seen that no configured trigger
+      counts, drift.trigger_on) or it redistilled and promoted the student
   1   failed: a step failed (its error is shown), the teacher was no better than the majority
       label, a promotion was rejected, the registry was unreachable, or any unexpected error
   2   bad input: a missing or malformed file, config, name or image, a forged gate report
-  3   run/watch: the gate refused the student (champion unchanged); monitor: drift detected
-      (with --redistill: and the redistilled student was refused, so the champion still drifts)
+  3   run/watch: the gate refused the student (champion unchanged); monitor: drift detected;
+      monitor --redistill: a trigger fired but the redistillation was skipped (cooldown or
+      budget) or the redistilled student was refused, so the champion still drifts
   75  preempted (SIGTERM): a checkpoint was written; rerun the same command to resume"""
 
 EPILOG = ("All state (MLflow registry, DVC remote, teacher cache, pipeline root, reports) lives under --home."
@@ -82,10 +84,14 @@ def monitor_exit_code(verdict: dict) -> int:
 
 
 def loop_exit_code(loop: dict) -> int:
-    """`monitor --redistill`: 0 no drift, or drift and the redistilled student was promoted (the
-    champion is current again); 3 drift and the redistilled student was not promoted."""
-    if not loop["drifted"]:
+    """`monitor --redistill`: 0 nothing to act on (no drift, or drift seen that no trigger counts:
+    action none), or the redistilled student was promoted (the champion is current again); 3 a
+    trigger fired but was skipped (cooldown, budget), or the redistilled student was not promoted."""
+    action = loop.get("action", "redistill" if loop["drifted"] else "none")
+    if action == "none":
         return EXIT_OK
+    if action != "redistill":
+        return EXIT_ATTENTION
     # promote never caches, so its report is there when it ran; a cached gate's may not be.
     promoted = (loop.get("promotion") or {}).get("action") in ("register", "alias_existing", "noop")
     return EXIT_OK if promoted or loop.get("gate_passed") is True else EXIT_ATTENTION

@@ -1,7 +1,8 @@
 """The drift DAGs. Wiring only.
 
 - ``drift_pipeline``: monitor_drift on a batch of production inputs (watch only).
-- ``drift_redistill_pipeline``: the closed loop: monitor_drift, and if the batch drifted,
+- ``drift_redistill_pipeline``: the closed loop: monitor_drift, and if the drift policy says so
+  (a configured trigger fired, no cooldown, budget left: the verdict's ``action``),
   prepare_redistill (the champion's data plus the production inputs labelled by the teacher) and
   then the distillation DAG itself, nested as a sub-DAG (version_data -> ... -> gate -> promote),
   with the drift report's lineage handed to the gate (which also gates on the triggering batch) and
@@ -25,7 +26,7 @@ PIPELINE_NAME = "distillops-drift"
 
 
 class Outputs(NamedTuple):
-    drifted: bool
+    redistill: bool  # the drift policy's "redistil now" (watch only: "would redistil"), not "drift seen"
     verdict: Artifact
 
 
@@ -37,11 +38,11 @@ def drift_pipeline(home: str = DEFAULTS["home"], production_path: str = DEFAULTS
                    drift_config: str = DEFAULTS["drift_config"]) -> Outputs:
     """The drift monitor (watch only)."""
     drift = monitor_drift(home=home, production_path=production_path, production_fingerprint=production_fingerprint,
-                          text_column=text_column, model_ref=model_ref, config_json=drift_config)
+                          text_column=text_column, model_ref=model_ref, config_json=drift_config, acts=False)
     # The champion may have changed since the last batch: always look again.
     drift.set_caching_options(False)
     configure(drift, "monitor_drift")
-    return Outputs(drifted=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])
+    return Outputs(redistill=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])
 
 
 REDISTILL_PIPELINE_NAME = "distillops-drift-redistill"
@@ -73,7 +74,7 @@ def drift_redistill_pipeline(
     drift.set_caching_options(False)
     configure(drift, "monitor_drift")
     # kfp.local resolves a condition on a task's single return value ("Output"), not on named outputs.
-    with dsl.If(drift.outputs["Output"] == True, name="drifted"):  # noqa: E712 (a KFP expression)
+    with dsl.If(drift.outputs["Output"] == True, name="redistill"):  # noqa: E712 (a KFP expression)
         data = prepare_redistill(home=home, drift_verdict=drift.outputs["drift_verdict"],
                                  production_path=production_path, text_column=text_column, teacher_ref=teacher_ref,
                                  teacher_version=teacher_version, config_json=redistill_config)
@@ -84,4 +85,4 @@ def drift_redistill_pipeline(
                          teacher_version=teacher_version, data_config=data_config, teacher_config=teacher_config,
                          train_config=train_config, gate_config=gate_config, promote_config=promote_config,
                          config_hash=config_hash, trigger=data.outputs["trigger"])
-    return Outputs(drifted=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])
+    return Outputs(redistill=drift.outputs["Output"], verdict=drift.outputs["drift_verdict"])

@@ -123,7 +123,8 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
                    model_ref: str | None = None, teacher_ref: str | None = None) -> dict[str, Any]:
     """Run the closed loop (drift -> redistil -> gate -> promote) on a production batch.
 
-    Returns the drift verdict, and, when it drifted, what the nested distillation DAG did.
+    Returns the drift verdict (what was seen: ``drifted``; what the policy did: ``action``), and,
+    when it redistilled, what the nested distillation DAG did (also recorded in the drift history).
     """
     from pipelines.drift import drift_redistill_pipeline
 
@@ -135,17 +136,29 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
     task = drift_redistill_pipeline(**redistill_parameters(cfg, str(home.root), str(path), sha256_file(path),
                                                            teacher, model_ref, text_column))
     verdict = json.loads(Path(task.outputs["verdict"].path).read_text())
-    # The nested distillation DAG runs inside dsl.If(drifted), whose outputs cannot leave the branch
+    # The nested distillation DAG runs inside dsl.If(redistill), whose outputs cannot leave the branch
     # without a dsl.OneOf partner on an Else branch: its tasks' reports are read from the executor
     # outputs this run wrote under the pipeline root.
     steps = reports_in_run(_run_dir(home, "distillops-drift-redistill", started))
     by_step = {s["step"]: s for s in steps}
-    return {"drifted": verdict["drifted"], "reasons": verdict["reasons"], "signals": verdict.get("signals", []),
+    promotion = {"action": by_step.get("promote", {}).get("action"),
+                 "version": by_step.get("promote", {}).get("version")}
+    if verdict.get("redistill") and verdict.get("mlflow_run_id"):
+        from components.monitor_drift import history
+
+        # The drift history names what the redistillation that this run started ended in.
+        history.record_result(home, verdict["mlflow_run_id"], {
+            "version": promotion["version"], "promotion": promotion["action"],
+            "gate_passed": by_step.get("benchmark_gate", {}).get("passed"),
+            "data_version": by_step.get("version_data", {}).get("data_version")})
+    return {"drifted": verdict["drifted"], "action": verdict.get("action", "redistill" if verdict["drifted"] else "none"),
+            "redistill": verdict.get("redistill", verdict["drifted"]), "action_reasons": verdict.get("action_reasons", []),
+            "reasons": verdict["reasons"], "signals": verdict.get("signals", []),
+            "disagreement": verdict.get("disagreement"), "moving_reference": verdict.get("moving_reference"),
             "verdict_json": verdict["verdict_json"], "drift_run_id": verdict.get("mlflow_run_id"),
             "executed_steps": [s["step"] for s in steps],
             "new_data_version": by_step.get("version_data", {}).get("data_version"),
             "rows_added": by_step.get("prepare_redistill", {}).get("rows_added"),
             "gate_passed": by_step.get("benchmark_gate", {}).get("passed"),
-            "promotion": {"action": by_step.get("promote", {}).get("action"),
-                          "version": by_step.get("promote", {}).get("version")},
+            "promotion": promotion,
             "seconds_total": round(time.time() - started, 1)}

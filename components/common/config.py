@@ -220,6 +220,24 @@ class DriftConfig:
     max_disagreement_increase: float = 0.10
     # Production rows added to the next data version when drift starts redistillation.
     redistill_max_rows: int = 5000
+    # What starts a redistillation (docs: "The drift policy"). "disagreement": the student no longer
+    # imitates its teacher on production inputs; "persistent_input": input drift (descriptors, labels,
+    # embeddings, or a signal not evaluated) against the moving reference in `persistent_runs`
+    # consecutive runs since the last redistillation; "any": any drift seen (the behaviour before
+    # issue 18: with cooldown, budget and the window off it redistils on every drifted batch).
+    trigger_on: tuple[str, ...] = ("disagreement", "persistent_input")
+    persistent_runs: int = 3
+    # Hysteresis: after a redistillation, no new one for this many minutes nor this many monitor runs
+    # (0 = none); a run that would have redistilled says "skipped_cooldown".
+    cooldown_minutes: float = 60.0
+    cooldown_runs: int = 1
+    # Budget: at most this many redistillations in any `budget_period_hours` window (0 = no budget).
+    max_redistills: int = 3
+    budget_period_hours: float = 24.0
+    # The moving reference: the champion's training data plus up to this many of the most recent
+    # production rows it was redistilled on (0 = training data only), tested as a reference of their
+    # own: input drift counts for persistent_input only when the batch drifted from both.
+    reference_window_rows: int = 1000
 
 
 @dataclass(frozen=True)
@@ -378,6 +396,7 @@ def _validate(cfg: Config) -> None:
     if cfg.gate.min_speedup_over_int8_teacher > 0 and not cfg.gate.quantized_teacher:
         problems.append("gate.min_speedup_over_int8_teacher: needs gate.quantized_teacher: true (the int8 "
                         "teacher is what it is measured against)")
+    problems.extend(_validate_drift(cfg.drift))
     if cfg.cache.fidelity_sample < 0:
         problems.append(f"cache.fidelity_sample: must be >= 0, got {cfg.cache.fidelity_sample}")
     if problems:
@@ -402,6 +421,28 @@ def _validate_distill(d: DistillConfig) -> list[str]:
     if d.teacher_weights and len(d.teacher_weights) != 1 + len(d.extra_teachers):
         problems.append(f"distill.teacher_weights: {len(d.teacher_weights)} weights for "
                         f"{1 + len(d.extra_teachers)} teachers (teacher.ref + distill.extra_teachers)")
+    return problems
+
+
+DRIFT_TRIGGERS = ("disagreement", "persistent_input", "any")
+
+
+def _validate_drift(d: DriftConfig) -> list[str]:
+    problems = []
+    unknown = [t for t in d.trigger_on if t not in DRIFT_TRIGGERS]
+    if unknown or not d.trigger_on:
+        problems.append(f"drift.trigger_on: expected one or more of {', '.join(DRIFT_TRIGGERS)}, "
+                        f"got {list(d.trigger_on)}")
+    elif "any" in d.trigger_on and len(d.trigger_on) > 1:
+        problems.append(f"drift.trigger_on: 'any' already covers every signal; list it alone, got {list(d.trigger_on)}")
+    for key in ("persistent_runs", "cooldown_runs", "max_redistills", "reference_window_rows"):
+        minimum = 1 if key == "persistent_runs" else 0
+        if getattr(d, key) < minimum:
+            problems.append(f"drift.{key}: must be >= {minimum}, got {getattr(d, key)}")
+    if d.cooldown_minutes < 0:
+        problems.append(f"drift.cooldown_minutes: must be >= 0, got {d.cooldown_minutes}")
+    if d.budget_period_hours <= 0:
+        problems.append(f"drift.budget_period_hours: must be > 0, got {d.budget_period_hours}")
     return problems
 
 

@@ -61,6 +61,11 @@ class Home:
         return self.root / "evidently"
 
     @property
+    def drift_history(self) -> Path:
+        """One JSON line per drift-monitor run: signals, verdict, action (``monitor_drift/history.py``)."""
+        return self.root / "drift" / "history.jsonl"
+
+    @property
     def step_log(self) -> Path:
         """One JSON line per executed step: what the CLI's run summary is built from."""
         return self.root / "logs" / "steps.jsonl"

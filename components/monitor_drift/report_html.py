@@ -151,8 +151,10 @@ def _draw(ref: dict, prod: dict, dis: dict | None, labels: list[str]) -> str:
 
 
 def render_signals_section(verdict: dict, columns: dict[str, dict], label: dict | None,
-                           column_drift_share: float, label_drift_counts: bool = True) -> str:
-    """The section (a <style> and a <div>) that ``add_signals_section`` puts at the top of the page."""
+                           column_drift_share: float, label_drift_counts: bool = True,
+                           history: list[dict[str, Any]] | None = None) -> str:
+    """The section (a <style> and a <div>) that ``add_signals_section`` puts at the top of the page;
+    with ``history`` (drift history entries, this run last), drift over time too."""
     drifted = bool(verdict.get("drifted"))
     rows = signal_rows(verdict, columns, label, column_drift_share, label_drift_counts)
     body = "".join(
@@ -166,6 +168,17 @@ def render_signals_section(verdict: dict, columns: dict[str, dict], label: dict 
         f'<td class="num">{_e(_n(prod.get(k, 0.0) - ref.get(k, 0.0), "{:+.1%}"))}</td></tr>'
         for k in sorted(set(ref) | set(prod)))
     reasons = "".join(f"<li>{_e(r)}</li>" for r in verdict.get("reasons") or [])
+    action = verdict.get("action")
+    action_html = ""
+    if action:
+        a_cls = {"redistill": "drift", "none": "ok"}.get(action, "na")
+        action_html = (f'<h2>Action: <span class="verdict {a_cls}">{_e(action.upper().replace("_", " "))}</span></h2>'
+                       + "<ul>" + "".join(f"<li>{_e(r)}</li>" for r in verdict.get("action_reasons") or [])
+                       + "</ul>")
+        moving = verdict.get("moving_reference") or {}
+        if moving.get("reasons"):
+            action_html += ("<details><summary>The moving reference (what persistent_input reads)</summary><ul>"
+                            + "".join(f"<li>{_e(r)}</li>" for r in moving["reasons"]) + "</ul></details>")
     facts = [("model", verdict.get("model")), ("reference data version", verdict.get("reference_data_version")),
              ("production", verdict.get("production")), ("rows compared",
                                                          f"{verdict.get('n_reference')} reference, "
@@ -180,12 +193,13 @@ def render_signals_section(verdict: dict, columns: dict[str, dict], label: dict 
     title, cls = ("DRIFT", "drift") if drifted else ("NO DRIFT", "ok")
     return (f"<style>{_CSS}</style>\n<div id=\"{_SECTION_ID}\">"
             f'<h1>Drift verdict: <span class="verdict {cls}">{title}</span></h1>'
-            f"<ul>{reasons}</ul>"
-            f"<h2>Signals</h2><table><thead><tr><th>signal</th><th>value</th><th>threshold</th><th>verdict</th>"
+            f"<ul>{reasons}</ul>" + action_html
+            + f"<h2>Signals</h2><table><thead><tr><th>signal</th><th>value</th><th>threshold</th><th>verdict</th>"
             f"<th>rule</th><th>detail</th></tr></thead><tbody>{body}</tbody></table>"
             + (f"<h2>Predicted labels</h2><table><thead><tr><th>label</th><th>reference</th><th>production</th>"
                f"<th>change</th></tr></thead><tbody>{shares}</tbody></table>" if shares else "")
             + _plot(verdict)
+            + render_history_section(history or [])
             + f"<h2>Run</h2><table>{fact_rows}</table>"
             "<p>Below: Evidently's report of the text descriptors and the predicted label.</p></div>\n")
 
@@ -197,3 +211,99 @@ def add_signals_section(evidently_html: str, section: str) -> str:
         raise RuntimeError("Evidently's report has no <body> tag: cannot add the signals section")
     at += len("<body>")
     return evidently_html[:at] + "\n" + section + evidently_html[at:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Drift over time: the history (history.py) as an inline SVG chart and a table
+# ---------------------------------------------------------------------------------------------
+
+# (score key, legend, colour): the lines of the chart, every one a number in [0, 1].
+_SERIES = (("disagreement_production", "teacher-student disagreement on production", "#c62828"),
+           ("disagreement_reference", "disagreement on the reference", "#4c72b0"),
+           ("embedding_auc", "embedding drift (domain classifier ROC AUC)", "#8c564b"),
+           ("drifted_descriptor_share", "share of drifted descriptors", "#dd8452"))
+_ACTION_COLOURS = {"redistill": "#c62828", "skipped_cooldown": "#b26a00", "skipped_budget": "#b26a00",
+                   "would_redistill": "#6f42c1", "none": "#57606a"}
+_W, _H, _L, _R, _T, _B = 760, 240, 44, 12, 12, 28  # size and margins of the plot, in px
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def history_svg(entries: list[dict[str, Any]]) -> str:
+    """Each signal's score per monitor run (x: run, oldest left; y: 0..1), a dashed vertical line at
+    every run that redistilled, and a marker per run coloured by its action. Pure SVG, no script."""
+    if not entries:
+        return ""
+    n = len(entries)
+    pw, ph = _W - _L - _R, _H - _T - _B
+
+    def x(i: int) -> float:
+        return _L + (pw * (i + 0.5) / n)
+
+    def y(v: float) -> float:
+        return _T + ph * (1 - max(0.0, min(1.0, v)))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H + 22 * 3}" role="img" '
+             f'aria-label="drift signals over time" font-family="sans-serif" font-size="10">',
+             f'<rect x="{_L}" y="{_T}" width="{pw}" height="{ph}" fill="#fff" stroke="#d0d7de"/>']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{_L}" x2="{_L + pw}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#eee"/>'
+                     f'<text x="{_L - 4}" y="{y(tick) + 3:.1f}" text-anchor="end">{tick:g}</text>')
+    for i, e in enumerate(entries):
+        if e.get("redistill"):
+            parts.append(f'<line class="redistill" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{_T}" y2="{_T + ph}" '
+                         f'stroke="#c62828" stroke-dasharray="4 3"><title>run {i + 1}: redistilled</title></line>')
+    for key, name, colour in _SERIES:
+        points = [(x(i), y(v)) for i, e in enumerate(entries)
+                  if (v := _finite((e.get("scores") or {}).get(key))) is not None]
+        if not points:
+            continue
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+        parts.append(f'<polyline class="series" data-signal="{_e(key)}" points="{path}" fill="none" '
+                     f'stroke="{colour}" stroke-width="1.5"><title>{_e(name)}</title></polyline>')
+        parts.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2" fill="{colour}"/>' for px, py in points)
+    for i, e in enumerate(entries):
+        action = str(e.get("action", "none"))
+        colour = _ACTION_COLOURS.get(action, "#57606a")
+        parts.append(f'<rect class="action" x="{x(i) - 4:.1f}" y="{_T + ph + 6}" width="8" height="8" fill="{colour}">'
+                     f'<title>run {i + 1} ({_e(e.get("time", ""))}): {_e(action)}</title></rect>')
+    legend_y = _H + 4
+    for j, (_key, name, colour) in enumerate(_SERIES):
+        lx, ly = _L + (j % 2) * 360, legend_y + (j // 2) * 16
+        parts.append(f'<line x1="{lx}" x2="{lx + 18}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/>'
+                     f'<text x="{lx + 22}" y="{ly + 3}">{_e(name)}</text>')
+    ly = legend_y + 32
+    parts.append(f'<line x1="{_L}" x2="{_L + 18}" y1="{ly}" y2="{ly}" stroke="#c62828" stroke-dasharray="4 3"/>'
+                 f'<text x="{_L + 22}" y="{ly + 3}">redistillation; squares below the plot: each run\'s '
+                 f'action (red redistill, amber skipped, purple would redistil, grey none)</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_history_section(entries: list[dict[str, Any]], last: int = 50) -> str:
+    """Drift over time: the last ``last`` monitor runs of this model as a chart and a table."""
+    entries = entries[-last:]
+    if not entries:
+        return ""
+    rows = []
+    for e in entries:
+        s = e.get("scores") or {}
+        result = e.get("result") or {}
+        cls = "drift" if e.get("redistill") else ""
+        rows.append(
+            f'<tr class="{cls}"><td>{_e(e.get("time", ""))}</td><td>{_e(e.get("model_version", ""))}</td>'
+            f'<td class="num">{_e(_n(s.get("disagreement_production"), "{:.1%}"))}</td>'
+            f'<td class="num">{_e(_n(s.get("disagreement_increase"), "{:+.1%}"))}</td>'
+            f'<td class="num">{_e(_n(s.get("embedding_auc"), "{:.3f}"))}</td>'
+            f'<td class="num">{_e(_n(s.get("drifted_descriptor_share"), "{:.0%}"))}</td>'
+            f'<td>{"yes" if e.get("drifted") else "no"}</td><td>{_e(e.get("action", ""))}</td>'
+            f'<td>{_e(", ".join(e.get("triggers") or []))}</td>'
+            f'<td>{_e(result.get("version") or "")}</td></tr>')
+    return (f'<div class="history"><h2>Drift over time (the last {len(entries)} runs of this model)</h2>'
+            + history_svg(entries)
+            + "<table><thead><tr><th>time</th><th>model version</th><th>disagreement</th><th>increase</th>"
+              "<th>embedding AUC</th><th>drifted descriptors</th><th>drift seen</th><th>action</th>"
+              "<th>triggers</th><th>resulting version</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>\n")

@@ -6,6 +6,11 @@ the verdict was decided on (descriptors, predicted labels, embeddings, teacher-s
 disagreement) with its value, threshold and verdict. Each run's Evidently snapshots are also kept
 in the local Evidently workspace ``<home>/evidently`` (one project per registered model), whose UI
 shows drift over time; the verdict records where (``evidently_workspace``).
+
+The drift policy (``policy``): the reference is the champion's training data plus the recent
+production rows it was redistilled on (the moving reference); the verdict keeps what was seen
+(``drifted``) and adds what to do (``action``, ``redistill``), decided on the drift history
+(``history``, ``<home>/drift/history.jsonl``), which gets this run's line and is drawn in the report.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teachers import load_pinned, load_teacher, pinned_ref_for
 from components.common.tracking import start_run
+from components.monitor_drift import history
 from components.monitor_drift.core import (
     DriftPolicy,
     combine_signals,
@@ -40,10 +46,23 @@ from components.monitor_drift.core import (
     validate_embeddings,
     validate_texts,
 )
-from components.monitor_drift.report_html import add_signals_section, render_signals_section
+from components.monitor_drift.policy import (
+    ActionPolicy,
+    decide_action,
+    history_entry,
+    input_drifted,
+    moving_input_drift,
+    production_window,
+)
+from components.monitor_drift.report_html import (
+    add_signals_section,
+    render_signals_section,
+)
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 2000  # per batch: descriptors and predictions of a sample are enough to see drift
+# A production window smaller than this is not tested as a reference (too few rows for the tests).
+MIN_WINDOW_ROWS = 20
 
 
 def _sample(texts: list[str], n: int, seed: int = 0) -> list[str]:
@@ -95,6 +114,64 @@ def _disagreement(h, mv, cfg, model, tokenizer, reference: list[str], production
     return result
 
 
+def _snapshot_rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _window(h: Home, mv, rows: list[dict], cfg: Config, tmp: str) -> list[str]:
+    """The recent production rows the champion was redistilled on (policy.production_window): rows
+    marked ``label_source: teacher``, else those its data version added to the one its redistillation
+    started from (the ``trigger`` tag promote wrote)."""
+    limit = cfg.drift.reference_window_rows
+    if limit <= 0:
+        return []
+    parent_texts = None
+    if not any("label_source" in r for r in rows):
+        try:
+            parent = json.loads(mv.tags.get("trigger") or "{}").get("reference_data_version")
+        except ValueError:
+            parent = None
+        if not parent:
+            return []
+        parent_texts = set(read_snapshot(dvc_store.materialize(h.data_repo, h.dvc_remote, parent,
+                                                               Path(tmp) / "parent.jsonl")).texts)
+    window = production_window(rows, parent_texts, limit)
+    return [t[:cfg.data.max_text_chars] for t in window]
+
+
+def _moving_reference(verdict: dict, window: list[str], model, tokenizer, prod_frame, prod_emb, policy: DriftPolicy,
+                      cfg: Config) -> dict:
+    """Input drift against the moving reference: the same input tests with the production window the
+    champion was redistilled on as the reference; the batch counts as input-drifted when it drifted
+    from the training data and from this window (policy.moving_input_drift)."""
+    from components.monitor_drift.evidently_report import run_drift_report, run_embedding_drift_report
+
+    if not input_drifted(verdict["signals"]):
+        return {"window_rows": 0, "input_drifted": False, "window_signals": None,
+                "reasons": ["no input drift against the training data: the production window was not tested"]}
+    if len(window) < MIN_WINDOW_ROWS:
+        why = (f"no production window ({len(window)} rows, at least {MIN_WINDOW_ROWS} needed): the reference is "
+               f"the training data alone")
+        return {"window_rows": 0, "input_drifted": moving_input_drift(verdict["signals"], None),
+                "window_signals": None, "reasons": [why]}
+    sample = _sample(window, MAX_ROWS)
+    win_frame = _frame(model, tokenizer, sample, cfg.distill.max_length)
+    report = run_drift_report(win_frame, prod_frame, "predicted_label", policy)
+    embedding = None
+    if prod_emb is not None:
+        win_emb = validate_embeddings(_embed(model, tokenizer, sample, cfg.distill.max_length), "production window")
+        embedding = run_embedding_drift_report(win_emb, prod_emb, cfg.drift.embedding_threshold).results
+    against = combine_signals(decide_drift(report.results["columns"], report.results["label"], policy,
+                                           len(win_frame), len(prod_frame)), embedding, None)
+    drifted = moving_input_drift(verdict["signals"], against["signals"])
+    lead = (f"moving reference: {len(sample)} recent production rows the champion was redistilled on; against "
+            f"them the batch {'drifted too' if against['drifted'] else 'did not drift'}")
+    return {"window_rows": len(sample), "input_drifted": drifted, "window_signals": against["signals"],
+            "window_embedding_score": (embedding or {}).get("score"),
+            "reasons": [lead] + [f"against the window: {r}" for r in against["reasons"]]}
+
+
 def run(
     home: str,
     production_path: str,
@@ -103,7 +180,10 @@ def run(
     cfg: Config,
     report_html: str,
     verdict_json: str,
+    acts: bool = True,
 ) -> dict:
+    """``acts``: whether this run may start a redistillation (the closed loop), or only says what
+    it would do (the watch-only DAG: ``would_redistill``, no budget spent)."""
     from components.monitor_drift.evidently_report import run_drift_report, save_to_workspace
 
     h = Home.resolve(home).ensure()
@@ -120,9 +200,9 @@ def run(
                 f"cannot find the data it was trained on"
             )
         with tempfile.TemporaryDirectory() as tmp:
-            snap = read_snapshot(
-                dvc_store.materialize(h.data_repo, h.dvc_remote, data_version, Path(tmp) / "reference.jsonl")
-            )
+            snap_path = dvc_store.materialize(h.data_repo, h.dvc_remote, data_version, Path(tmp) / "reference.jsonl")
+            snap = read_snapshot(snap_path)
+            window = _window(h, mv, _snapshot_rows(snap_path), cfg, tmp)
         # A snapshot versioned before data.max_text_chars existed may hold longer texts.
         reference = [t[:cfg.data.max_text_chars] for t in validate_texts(snap.split("train")[0], "reference")]
         model, tokenizer = load_classifier(model_path)
@@ -136,7 +216,7 @@ def run(
         )
         descriptors = run_drift_report(ref_frame, prod_frame, "predicted_label", policy)
         columns, label = descriptors.results["columns"], descriptors.results["label"]
-        embedding, embedding_html, embedding_run = None, "", None
+        embedding, embedding_html, embedding_run, prod_emb = None, "", None, None
         if d.embedding_drift:
             from components.monitor_drift.evidently_report import run_embedding_drift_report
 
@@ -157,6 +237,9 @@ def run(
             production_label_share=_shares(prod_frame["predicted_label"]),
             reference_label_share=_shares(ref_frame["predicted_label"]),
         )
+        verdict["moving_reference"] = _moving_reference(verdict, window, model, tokenizer, prod_frame,
+                                                        prod_emb, policy, cfg)
+
         stem = safe_name(f"drift-{time.strftime('%Y%m%d-%H%M%S')}-{mv.name}-v{mv.version}", "drift report name")
         kept_html, kept_json = h.reports / f"{stem}.html", h.reports / f"{stem}.json"
         kept_emb = h.reports / f"{stem}-embeddings.html"
@@ -167,30 +250,42 @@ def run(
         verdict["evidently_workspace"] = save_to_workspace(
             str(h.evidently), mv.name, [(f"{stem} descriptors and labels", descriptors)]
             + ([(f"{stem} embeddings", embedding_run)] if embedding_run is not None else []))
-        html = add_signals_section(descriptors.html, render_signals_section(
-            verdict, columns, label, policy.column_drift_share, policy.label_drift))
         tags = {"distillops.step": "monitor_drift", "drifted": str(verdict["drifted"]), "model": verdict["model"],
                 "reference_data_version": data_version, "signals": ",".join(verdict["signals"])}
-        with start_run(h, "monitor_drift", tags=tags) as drift_run:
-            verdict.update(mlflow_run_id=drift_run.run_id,
-                           report_location=f"{drift_run.location}/drift/report.html")
-            drift_run.log_text(html, "drift/report.html")
+        # Read, decide and append under the history's lock: two concurrent runs cannot both spend the
+        # last redistillation of a budget, and a run is recorded only once all its outputs are written.
+        with history.locked(h):
+            past = history.for_model(history.read(h), mv.name)
+            now = time.time()
+            decision = decide_action(verdict, past, ActionPolicy.from_config(d), now, acts=acts)
+            verdict.update(decision)
+            tags.update(action=decision["action"], redistill=str(decision["redistill"]))
+            with start_run(h, "monitor_drift", tags=tags) as drift_run:
+                verdict.update(mlflow_run_id=drift_run.run_id,
+                               report_location=f"{drift_run.location}/drift/report.html")
+                entry = history_entry(verdict, decision, now, mv.name, str(mv.version))
+                html = add_signals_section(descriptors.html, render_signals_section(
+                    verdict, columns, label, policy.column_drift_share, policy.label_drift, past + [entry]))
+                drift_run.log_text(html, "drift/report.html")
+                if embedding_html:
+                    drift_run.log_text(embedding_html, "drift/embeddings.html")
+                drift_run.log_dict(verdict, "drift/verdict.json")
+                drift_run.log_metrics({"drifted_columns": len(verdict["drifted_columns"]),
+                                       "disagreement_production": disagreement["production"],
+                                       "disagreement_reference": disagreement["reference"],
+                                       "redistill": float(decision["redistill"]),
+                                       **({"embedding_drift_score": embedding["score"]} if embedding else {})})
+            outputs = [((report_html, kept_html), html), ((verdict_json, kept_json), json.dumps(verdict, indent=2))]
             if embedding_html:
-                drift_run.log_text(embedding_html, "drift/embeddings.html")
-            drift_run.log_dict(verdict, "drift/verdict.json")
-            drift_run.log_metrics({"drifted_columns": len(verdict["drifted_columns"]),
-                                   "disagreement_production": disagreement["production"],
-                                   "disagreement_reference": disagreement["reference"],
-                                   **({"embedding_drift_score": embedding["score"]} if embedding else {})})
-        outputs = [((report_html, kept_html), html), ((verdict_json, kept_json), json.dumps(verdict, indent=2))]
-        if embedding_html:
-            outputs.append(((kept_emb,), embedding_html))
-        for paths, text in outputs:
-            for path in paths:
-                atomic_write_text(path, text)
-        counters.update(drifted=verdict["drifted"], production_rows=len(production))
+                outputs.append(((kept_emb,), embedding_html))
+            for paths, text in outputs:
+                for path in paths:
+                    atomic_write_text(path, text)
+            history.append(h, entry)
+        counters.update(drifted=verdict["drifted"], action=verdict["action"], production_rows=len(production))
     log.info(
-        "drift %s: %s", "DETECTED" if verdict["drifted"] else "not detected", "; ".join(verdict["reasons"])
+        "drift %s, action %s: %s", "DETECTED" if verdict["drifted"] else "not detected", verdict["action"],
+        "; ".join(verdict["reasons"] + verdict["action_reasons"])
     )
     return {**verdict, "step_report": counters}
 

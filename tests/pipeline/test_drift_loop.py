@@ -1,6 +1,7 @@
 """The loop closes, end to end with kfp.local: a shifted production batch -> drift -> a new data
 version with the production inputs labelled by the teacher -> the distillation DAG (nested in the
-drift DAG) -> gate -> promotion, with lineage from the drift report to the new champion."""
+drift DAG) -> gate -> promotion, with lineage from the drift report to the new champion; then the
+same batch again under the drift policy's defaults: the champion learned it, so it does not redistil."""
 
 import json
 
@@ -11,6 +12,7 @@ from fakes import make_rows, write_jsonl
 
 from components.common.config import config_from_dict
 from components.common.home import Home
+from components.monitor_drift import history
 from components.promote import audit
 from pipelines.cli import main
 from pipelines.local import run_distill, run_drift_loop
@@ -26,7 +28,10 @@ OVERRIDES = {
     # Tiny random models: this test is about the loop's mechanics, not about quality or speed.
     "gate": {"min_speedup": 0.0, "min_accuracy_retention": 0.0, "max_champion_regression": 1.0,
              "max_champion_f1_regression": 1.0, "latency_samples": 2, "throughput_batches": 1},
-    "drift": {"disagreement_sample": 60},
+    # Today's behaviour (every drifted batch redistils): this test is about the loop's mechanics; the
+    # second batch below runs the drift policy's defaults.
+    "drift": {"disagreement_sample": 60, "trigger_on": ["any"], "cooldown_minutes": 0, "cooldown_runs": 0,
+              "max_redistills": 0},
 }
 
 
@@ -90,3 +95,23 @@ def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, tin
     assert entries[1]["record"]["lineage"]["trigger_drift_run_id"] == loop["drift_run_id"]
     assert json.loads(entries[1]["record"]["lineage"]["trigger"])["rows_added"] == 80
     assert audit.verify(client, home, "distillops-student") == []
+
+    # The same batch again, with the policy's defaults: the new champion was redistilled on it, so the
+    # moving reference (its production window) explains the input drift, and the run after a
+    # redistillation is in cooldown anyway: drift may be seen, but nothing is redistilled.
+    policy_cfg = tmp_path / "policy.yaml"
+    policy_cfg.write_text(yaml.safe_dump({**OVERRIDES, "drift": {"disagreement_sample": 60}}))
+    code = main(["monitor", "--home", str(home.root), "--production", str(production), "--config", str(policy_cfg),
+                 "--redistill", "--json"])
+    again = json.loads(open(sorted(home.reports.glob("drift-*.json"))[-1]).read())
+    assert again["model"] == "distillops-student/v2" and not again["redistill"], again["action_reasons"]
+    assert again["action"] in ("none", "skipped_cooldown") and code == (0 if again["action"] == "none" else 3)
+    assert again["moving_reference"]["window_rows"] == 80, again["moving_reference"]
+    assert again["moving_reference"]["input_drifted"] is False, again["moving_reference"]["reasons"]
+    assert str(client.get_model_version_by_alias("distillops-student", "champion").version) == "2"
+    runs = history.read(home)
+    assert [(r["model_version"], r["action"], r["redistill"]) for r in runs] == [
+        ("1", "redistill", True), ("2", again["action"], False)]
+    assert runs[0]["result"]["version"] == "2" and runs[0]["scores"]["disagreement_production"] is not None
+    page = open(again["report_html"]).read()
+    assert "Drift over time (the last 2 runs of this model)" in page and page.count('class="redistill"') == 1

@@ -107,6 +107,12 @@ def test_monitor_exit_code():
     # the gate was served from KFP's cache (no report in this run); promote, never cached, found it done
     ({"drifted": True, "gate_passed": None, "promotion": {"action": "noop"}}, 0),
     ({"drifted": True, "gate_passed": False, "promotion": {"action": None}}, 3),
+    # the drift policy: drift seen that no trigger counts is nothing to act on; a skipped trigger needs attention
+    ({"drifted": True, "action": "none", "gate_passed": None, "promotion": {"action": None}}, 0),
+    ({"drifted": True, "action": "skipped_cooldown", "gate_passed": None, "promotion": {"action": None}}, 3),
+    ({"drifted": True, "action": "skipped_budget", "gate_passed": None, "promotion": {"action": None}}, 3),
+    ({"drifted": True, "action": "redistill", "gate_passed": True, "promotion": {"action": "register"}}, 0),
+    ({"drifted": True, "action": "redistill", "gate_passed": False, "promotion": {"action": None}}, 3),
 ])
 def test_redistill_exit_code(loop, code):
     assert loop_exit_code(loop) == code
