@@ -1,4 +1,4 @@
-"""The distillation DAG: version_data -> cache_teacher_outputs -> train_student -> benchmark_gate
+"""The distillation DAG: version_data -> cache_teacher_outputs (plan -> workers -> merge) -> train_student -> benchmark_gate
 -> promote if the gate passed, else record_refusal. Wiring only; each step's logic lives in
 components/. The DAG's outputs are every task's outputs (each carries its step's report), which is
 what the run summary is built from.
@@ -14,7 +14,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
 
 from components.benchmark_gate.component import benchmark_gate
-from components.cache_teacher_outputs.component import cache_teacher_outputs
+from components.cache_teacher_outputs.component import (
+    cache_teacher_outputs,
+    plan_teacher_shards,
+    teacher_shard_worker,
+)
 from components.promote.component import promote, record_refusal
 from components.train_student.component import train_student
 from components.version_data.component import version_data
@@ -58,9 +62,19 @@ def distill_pipeline(
                         config_json=data_config)
     data.set_display_name("version_data")
     configure(data, "version_data")
+    # The teacher's work fans out: plan (the rows the store lacks, in cache.shards shards) -> one worker
+    # per shard -> the merge (cache_teacher_outputs), which collects the workers' reports so it runs
+    # after them. The plan never returns an empty list (kfp.local fails a ParallelFor over one).
+    plan = plan_teacher_shards(home=home, dataset=data.outputs["dataset"], data_version=data.outputs["Output"],
+                               teacher_ref=teacher_ref, teacher_version=teacher_version, config_json=teacher_config)
+    configure(plan, "plan_teacher_shards")
+    with dsl.ParallelFor(plan.output, name="teacher-shards") as shard:
+        worker = teacher_shard_worker(home=home, shard=shard, teacher_ref=teacher_ref,
+                                      teacher_version=teacher_version, config_json=teacher_config)
+        configure(worker, "teacher_shard_worker")
     teacher = cache_teacher_outputs(home=home, dataset=data.outputs["dataset"], data_version=data.outputs["Output"],
                                     teacher_ref=teacher_ref, teacher_version=teacher_version,
-                                    config_json=teacher_config)
+                                    config_json=teacher_config, worker_reports=dsl.Collected(worker.output))
     configure(teacher, "cache_teacher_outputs")
     train = train_student(home=home, dataset=data.outputs["dataset"],
                           teacher_outputs=teacher.outputs["teacher_outputs"], data_version=data.outputs["Output"],
