@@ -41,6 +41,27 @@ class Outputs(NamedTuple):
     promotion: str
 
 
+def teacher_fan_out(home, dataset, data_version, teacher_ref, teacher_version, teacher_config):
+    """The cache step's tasks: plan (the rows the store lacks, in cache.shards shards) -> one teacher
+    worker per shard (dsl.ParallelFor) -> the merge (cache_teacher_outputs), which collects the
+    workers' reports so it runs after them; returns the merge task. The plan never returns an empty
+    list: kfp.local fails a ParallelFor over one, and a fan-in inside dsl.If cannot hand its artifact
+    out (kfp.local refuses dsl.OneOf of artifacts), so a store that holds every row gets one empty
+    shard, whose worker exits without loading the teacher."""
+    plan = plan_teacher_shards(home=home, dataset=dataset, data_version=data_version, teacher_ref=teacher_ref,
+                               teacher_version=teacher_version, config_json=teacher_config)
+    configure(plan, "plan_teacher_shards")
+    with dsl.ParallelFor(plan.output, name="teacher-shards") as shard:
+        worker = teacher_shard_worker(home=home, shard=shard, teacher_ref=teacher_ref,
+                                      teacher_version=teacher_version, config_json=teacher_config)
+        configure(worker, "teacher_shard_worker")
+    merge = cache_teacher_outputs(home=home, dataset=dataset, data_version=data_version, teacher_ref=teacher_ref,
+                                  teacher_version=teacher_version, config_json=teacher_config,
+                                  worker_reports=dsl.Collected(worker.output))
+    configure(merge, "cache_teacher_outputs")
+    return merge
+
+
 @dsl.pipeline(name=PIPELINE_NAME, description="Distil a student from a teacher, gate it, promote it.")
 @describe_parameters
 def distill_pipeline(
@@ -62,20 +83,8 @@ def distill_pipeline(
                         config_json=data_config)
     data.set_display_name("version_data")
     configure(data, "version_data")
-    # The teacher's work fans out: plan (the rows the store lacks, in cache.shards shards) -> one worker
-    # per shard -> the merge (cache_teacher_outputs), which collects the workers' reports so it runs
-    # after them. The plan never returns an empty list (kfp.local fails a ParallelFor over one).
-    plan = plan_teacher_shards(home=home, dataset=data.outputs["dataset"], data_version=data.outputs["Output"],
-                               teacher_ref=teacher_ref, teacher_version=teacher_version, config_json=teacher_config)
-    configure(plan, "plan_teacher_shards")
-    with dsl.ParallelFor(plan.output, name="teacher-shards") as shard:
-        worker = teacher_shard_worker(home=home, shard=shard, teacher_ref=teacher_ref,
-                                      teacher_version=teacher_version, config_json=teacher_config)
-        configure(worker, "teacher_shard_worker")
-    teacher = cache_teacher_outputs(home=home, dataset=data.outputs["dataset"], data_version=data.outputs["Output"],
-                                    teacher_ref=teacher_ref, teacher_version=teacher_version,
-                                    config_json=teacher_config, worker_reports=dsl.Collected(worker.output))
-    configure(teacher, "cache_teacher_outputs")
+    teacher = teacher_fan_out(home, data.outputs["dataset"], data.outputs["Output"], teacher_ref, teacher_version,
+                              teacher_config)
     train = train_student(home=home, dataset=data.outputs["dataset"],
                           teacher_outputs=teacher.outputs["teacher_outputs"], data_version=data.outputs["Output"],
                           teacher_ref=teacher_ref, teacher_version=teacher.outputs["Output"],
