@@ -4,7 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.cache_teacher_outputs.core import compare_outputs, fidelity_sample, flush_size, plan_rows, shard_rows
+from components.cache_teacher_outputs.core import (
+    compare_outputs,
+    fidelity_sample,
+    flush_size,
+    plan_rows,
+    shard_rows,
+)
 from components.common.teacher_store import CacheIntegrityError, TeacherOutputStore, row_key
 from components.common.topk import kl_full_vs_topk, topk_compress, topk_log_probs
 
