@@ -192,6 +192,10 @@ def _print_summary(summary: dict) -> None:
         print(f"  {name:34s} {value}")
     print(f"promotion        {summary['promotion']['action']} (version {summary['promotion']['version']})")
     print(f"teacher passes   {summary['teacher_forward_passes']} (outputs), {summary['teacher_timing_passes']} (timing)")
+    fan_out = summary.get("teacher_workers") or {}
+    if fan_out:
+        print(f"teacher workers  {len(fan_out['workers'])}, {fan_out['teacher_forward_passes']} calls: " + ", ".join(
+            f"#{w['shard']} {w['teacher_forward_passes']} ({w['rows_per_s'] or 0} rows/s)" for w in fan_out["workers"]))
     print(f"steps executed   {', '.join(summary['executed_steps']) or 'none (all cached)'}")
     print(f"seconds          {summary['seconds_total']}")
     reports = summary["reports"]

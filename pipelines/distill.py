@@ -1,4 +1,4 @@
-"""The distillation DAG: version_data -> cache_teacher_outputs -> train_student -> benchmark_gate
+"""The distillation DAG: version_data -> cache_teacher_outputs (plan -> workers -> merge) -> train_student -> benchmark_gate
 -> promote if the gate passed, else record_refusal. Wiring only; each step's logic lives in
 components/. The DAG's outputs are every task's outputs (each carries its step's report), which is
 what the run summary is built from.
@@ -14,7 +14,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
 
 from components.benchmark_gate.component import benchmark_gate
-from components.cache_teacher_outputs.component import cache_teacher_outputs
+from components.cache_teacher_outputs.component import (
+    cache_teacher_outputs,
+    plan_teacher_shards,
+    teacher_shard_worker,
+)
 from components.promote.component import promote, record_refusal
 from components.train_student.component import train_student
 from components.version_data.component import version_data
@@ -35,6 +39,27 @@ class Outputs(NamedTuple):
     student: Model
     # promote's result, or record_refusal's on the dsl.Else branch (JSON).
     promotion: str
+
+
+def teacher_fan_out(home, dataset, data_version, teacher_ref, teacher_version, teacher_config):
+    """The cache step's tasks: plan (the rows the store lacks, in cache.shards shards) -> one teacher
+    worker per shard (dsl.ParallelFor) -> the merge (cache_teacher_outputs), which collects the
+    workers' reports so it runs after them; returns the merge task. The plan never returns an empty
+    list: kfp.local fails a ParallelFor over one, and a fan-in inside dsl.If cannot hand its artifact
+    out (kfp.local refuses dsl.OneOf of artifacts), so a store that holds every row gets one empty
+    shard, whose worker exits without loading the teacher."""
+    plan = plan_teacher_shards(home=home, dataset=dataset, data_version=data_version, teacher_ref=teacher_ref,
+                               teacher_version=teacher_version, config_json=teacher_config)
+    configure(plan, "plan_teacher_shards")
+    with dsl.ParallelFor(plan.output, name="teacher-shards") as shard:
+        worker = teacher_shard_worker(home=home, shard=shard, teacher_ref=teacher_ref,
+                                      teacher_version=teacher_version, config_json=teacher_config)
+        configure(worker, "teacher_shard_worker")
+    merge = cache_teacher_outputs(home=home, dataset=dataset, data_version=data_version, teacher_ref=teacher_ref,
+                                  teacher_version=teacher_version, config_json=teacher_config,
+                                  worker_reports=dsl.Collected(worker.output))
+    configure(merge, "cache_teacher_outputs")
+    return merge
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Distil a student from a teacher, gate it, promote it.")
@@ -58,10 +83,8 @@ def distill_pipeline(
                         config_json=data_config)
     data.set_display_name("version_data")
     configure(data, "version_data")
-    teacher = cache_teacher_outputs(home=home, dataset=data.outputs["dataset"], data_version=data.outputs["Output"],
-                                    teacher_ref=teacher_ref, teacher_version=teacher_version,
-                                    config_json=teacher_config)
-    configure(teacher, "cache_teacher_outputs")
+    teacher = teacher_fan_out(home, data.outputs["dataset"], data.outputs["Output"], teacher_ref, teacher_version,
+                              teacher_config)
     train = train_student(home=home, dataset=data.outputs["dataset"],
                           teacher_outputs=teacher.outputs["teacher_outputs"], data_version=data.outputs["Output"],
                           teacher_ref=teacher_ref, teacher_version=teacher.outputs["Output"],

@@ -43,13 +43,16 @@ MLFLOW_USER_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 # train_student reads the TeacherOutputs artifact, not the store, and never sees the key.
 SIGNING_SECRET = "distillops-signing-key"
 SIGNING_SECRET_KEY = "key"
-SIGNING_STEPS = ("cache_teacher_outputs", "benchmark_gate", "promote", "record_refusal")
+SIGNING_STEPS = ("plan_teacher_shards", "teacher_shard_worker", "cache_teacher_outputs", "benchmark_gate", "promote",
+                 "record_refusal")
 # DVC's system-level config directory: its `config` file (remote "storage" endpoint) merges
 # under the repository's own config, which only sets the remote URL.
 DVC_CONFIG_MAP = "distillops-dvc-config"
 DVC_SYSTEM_CONFIG_DIR = "/etc/xdg/dvc"
 
-GPU_STEPS = ("cache_teacher_outputs", "train_student", "benchmark_gate")
+# The teacher's forward passes run in its workers (teacher_shard_worker): they get the accelerator; the
+# plan (key lookups) and the merge (stacking rows, a 16-row fidelity check) run on CPU.
+GPU_STEPS = ("teacher_shard_worker", "train_student", "benchmark_gate")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,13 @@ class StepResources:
 
 RESOURCES: dict[str, StepResources] = {
     "version_data": StepResources(cpu="1", memory="2Gi", retries=3),
+    # The plan loads the teacher for its tokenizer and keys and reads which rows the store holds.
+    "plan_teacher_shards": StepResources(cpu="1", memory="4Gi", retries=2),
+    # One pod per shard (dsl.ParallelFor), each with these requests (and the accelerator): size them for
+    # one copy of the teacher. A killed or preempted worker is retried and computes only the rows its
+    # attempt had not flushed to the store (cache.flush_rows), so retries are cheap: allow more.
+    "teacher_shard_worker": StepResources(cpu="2", memory="6Gi", retries=3),
+    # The merge: reads every row from the store, writes TeacherOutputs, recomputes the fidelity sample.
     "cache_teacher_outputs": StepResources(cpu="2", memory="6Gi", retries=2),
     # A preempted or killed training is retried and resumes: its checkpoints live on the home volume
     # under a key of config, data and teacher versions (train_student.runner.checkpoint_dir), the last

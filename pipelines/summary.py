@@ -141,6 +141,8 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
         # counts that crossed KFP's metadata arrive as floats
         "teacher_forward_passes": int(sum(r.get("teacher_forward_passes", 0) for r in executed)),
         "teacher_timing_passes": int(sum(r.get("teacher_timing_passes", 0) for r in executed)),
+        # The fanned-out teacher step: each worker's rows, teacher calls and rows/s, and the workers' total
+        "teacher_workers": teacher_workers(executed),
         "executed_steps": [r["step"] for r in executed],
         "cached_steps": [r["step"] for r in reports if r["started"] < pipeline_started],
         "seconds_per_step": {r["step"]: r["seconds"] for r in executed},
@@ -152,6 +154,18 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
         "metrics": dvc_metrics(gate, promotion.get("action", "none")),
         "plots": dvc_plots(gate, _history(task_outputs.get("student"))),
     }
+
+
+def teacher_workers(executed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Teacher calls per worker and in total, from the merge's report (cache_teacher_outputs) of this run;
+    empty when the step was served from KFP's cache or ran before the fan-out."""
+    merge = next((r for r in executed if r["step"] == "cache_teacher_outputs" and "workers" in r), None)
+    if merge is None:
+        return {}
+    workers = [{"shard": int(w.get("shard") or 0), "rows": int(w.get("rows") or 0),
+                "teacher_forward_passes": int(w.get("teacher_forward_passes") or 0),
+                "seconds": w.get("seconds"), "rows_per_s": w.get("rows_per_s")} for w in merge["workers"]]
+    return {"workers": workers, "teacher_forward_passes": sum(w["teacher_forward_passes"] for w in workers)}
 
 
 def _history(student: Any) -> list[dict[str, float]]:

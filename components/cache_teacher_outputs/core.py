@@ -38,3 +38,20 @@ def compare_outputs(stored: np.ndarray, fresh: np.ndarray, atol: float, rtol: fl
     diff = np.abs(stored.astype(np.float64) - fresh.astype(np.float64))
     bad = (diff > atol + rtol * np.abs(fresh)).any(axis=1)
     return [(int(i), float(diff[i].max())) for i in np.flatnonzero(bad)]
+
+
+def shard_rows(order: Sequence[int], batch_size: int, shards: int) -> list[list[int]]:
+    """Split rows, given in the order the teacher batches them, into at most `shards` balanced runs of
+    whole batches (shard sizes differ by at most one batch). A worker then forms exactly the batches
+    one worker would have formed, so the outputs do not depend on the shard count (padding and batch
+    shapes change a row's floats in the last bits). No rows: no shards."""
+    if batch_size < 1 or shards < 1:
+        raise ValueError(f"batch_size and shards must be >= 1, got {batch_size} and {shards}")
+    batches = [list(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+    n = min(shards, len(batches))
+    return [[row for b in batches[i * len(batches) // n:(i + 1) * len(batches) // n] for row in b] for i in range(n)]
+
+
+def flush_size(flush_rows: int, batch_size: int) -> int:
+    """Rows per store write: `flush_rows` rounded up to whole batches (a write never splits a batch)."""
+    return max(1, -(-flush_rows // batch_size)) * batch_size

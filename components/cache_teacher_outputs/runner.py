@@ -9,7 +9,10 @@ versions travel in the artifact. Every output kind is its own content-keyed row 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +22,7 @@ from components.common.config import Config, layer_pairs
 from components.common.dataset import check_labels, read_snapshot
 from components.common.hashing import md5_file
 from components.common.home import Home
+from components.common.io import atomic_write_text
 from components.common.modeling import ModelError, check_same_tokenizer
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step, steps_since
@@ -109,13 +113,32 @@ class _Filler:
         if todo:
             fresh = self.teacher.compute([texts[i] for i in todo], self.kinds, self.max_length, self.batch_size,
                                          desc=desc)
-            # put_many is atomic per shard: logits last, so a row counts as cached only when complete
-            for kind in sorted(self.kinds, key=lambda k: k == KIND):
-                self.store.put_many([kind_keys[kind][i] for i in todo], fresh[kind])
-                cached.update({kind_keys[kind][i]: fresh[kind][j] for j, i in enumerate(todo)})
+            self._put(kind_keys, todo, fresh, cached)
         self.computed += len(todo)
         self.check_widths(kind_keys, cached)
         return {kind: np.stack([cached[k] for k in ks]) for kind, ks in kind_keys.items()}
+
+    def _put(self, kind_keys, rows: list[int], fresh: dict[str, np.ndarray], cached) -> None:
+        # put_many is atomic per shard: logits last, so a row counts as cached only when complete
+        for kind in sorted(self.kinds, key=lambda k: k == KIND):
+            self.store.put_many([kind_keys[kind][i] for i in rows], fresh[kind])
+            cached.update({kind_keys[kind][i]: fresh[kind][j] for j, i in enumerate(rows)})
+
+    def fill_in_chunks(self, texts: list[str], chunk_rows: int, progress=None) -> int:
+        """Compute the rows of `texts` the store lacks, `chunk_rows` at a time in the given order, each
+        chunk written to the store before the next is computed (a worker stopped mid-way loses at most
+        one chunk; a rerun computes only what is still missing). progress(done, todo) after each chunk.
+        Returns the rows computed."""
+        kind_keys, cached = self.lookup(texts)
+        todo = sorted({i for ks in kind_keys.values() for i in plan_rows(texts, ks, cached)})
+        for start in range(0, len(todo), chunk_rows):
+            rows = todo[start:start + chunk_rows]
+            fresh = self.teacher.compute([texts[i] for i in rows], self.kinds, self.max_length, self.batch_size)
+            self._put(kind_keys, rows, fresh, cached)
+            self.computed += len(rows)
+            if progress is not None:
+                progress(self.computed, len(todo))
+        return len(todo)
 
     def check_widths(self, kind_keys, cached) -> None:
         """Every row of a kind has one shape, and logits one column per teacher label: a stored row of
@@ -129,11 +152,12 @@ class _Filler:
                     f"expected {expected[0]}; the store holds rows that do not belong to this teacher. Run "
                     f"`distillops cache verify`, or delete the store and rerun.")
 
-    def check_fidelity(self, texts: list[str], kind_keys, cached, cache_cfg) -> int:
+    def check_fidelity(self, texts: list[str], kind_keys, cached, cache_cfg, fresh=frozenset()) -> int:
         """Recompute a deterministic sample of cached rows with the live teacher; raise on any mismatch.
+        Rows in `fresh` (texts this run's workers computed) are not samples of the cache's past.
         Returns the rows recomputed (forward passes spent on checking, not on outputs)."""
         keys = kind_keys[KIND]
-        candidates = [i for i, k in enumerate(keys) if k in cached]
+        candidates = [i for i, k in enumerate(keys) if k in cached and texts[i] not in fresh]
         if cache_cfg.fidelity_sample == 0 or not candidates:
             return 0
         picked = [candidates[j] for j in fidelity_sample([keys[i] for i in candidates], cache_cfg.fidelity_sample,
@@ -151,10 +175,10 @@ class _Filler:
                 f"trained. Delete the store (or point cache.url elsewhere) and rerun to recompute every row.")
         return len(picked)
 
-    def outputs(self, texts: list[str], cache_cfg, desc: str) -> tuple[dict[str, np.ndarray], int]:
+    def outputs(self, texts: list[str], cache_cfg, desc: str, fresh=frozenset()) -> tuple[dict[str, np.ndarray], int]:
         """(outputs by kind, fidelity passes): cached rows are checked before anything is computed."""
         kind_keys, cached = self.lookup(texts)
-        checked = self.check_fidelity(texts, kind_keys, cached, cache_cfg)
+        checked = self.check_fidelity(texts, kind_keys, cached, cache_cfg, fresh)
         return self.fill(texts, kind_keys, cached, desc), checked
 
 
@@ -240,9 +264,26 @@ def _extra_teacher(ref: str, home: Home, main: LoadedTeacher) -> tuple[LoadedTea
     return loaded, extra.version
 
 
+def augmented_texts(snapshot, d) -> list[str]:
+    """The transfer set's extra rows: perturbed training texts, labelled by the teacher (by content, so
+    a rerun with the same snapshot, copies and seed computes nothing)."""
+    train_texts = [snapshot.texts[i] for i in snapshot.indices("train")]
+    return augment_texts(train_texts, d.augment_copies, seed=d.seed) if d.augment_copies and train_texts else []
+
+
+def main_filler(store: TeacherOutputStore, loaded: LoadedTeacher, version: str, cfg: Config) -> _Filler:
+    """The main teacher's filler: logits and the pooled kinds the configured losses read."""
+    return _Filler(store, loaded, version, [KIND] + pooled_kinds(cfg.distill, loaded.num_layers),
+                   cfg.teacher.max_length, cfg.teacher.batch_size)
+
+
 def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_path: str,
-        teacher_version: str = "") -> dict:
-    """The teachers' outputs for every row of the snapshot (and the augmented transfer set)."""
+        teacher_version: str = "", worker_reports: list[dict] | None = None) -> dict:
+    """The teachers' outputs for every row of the snapshot (and the augmented transfer set).
+
+    In the fanned-out DAG this is the merge: `worker_reports` (fanout.work_classification's) say which
+    texts the workers computed in this run; those count as this run's teacher forward passes and are
+    left out of the fidelity sample (as freshly computed rows are in an unsharded run)."""
     h = Home.resolve(home).ensure()
     t_cfg, cache_cfg, d = cfg.teacher, cfg.cache, cfg.distill
     prepare_process()
@@ -252,18 +293,20 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
         loaded = load_teacher(teacher)
         check_labels(snapshot.label_names, loaded.label_names, snapshot_path)
         store = open_store(h, cache_cfg.url)
-        main = _Filler(store, loaded, teacher.version, [KIND] + pooled_kinds(d, loaded.num_layers), t_cfg.max_length, t_cfg.batch_size)
-        out, fidelity_passes = main.outputs(snapshot.texts, cache_cfg, "teacher forward")
-        todo = main.computed
-        aug_texts, augment, augment_meta = [], {}, {}
-        train_texts = [snapshot.texts[i] for i in snapshot.indices("train")]
-        if d.augment_copies and train_texts:
-            # The transfer set's extra rows: perturbed training texts, labelled by the teacher (by content,
-            # so a rerun with the same snapshot, copies and seed computes nothing). Made here, once.
-            aug_texts = augment_texts(train_texts, d.augment_copies, seed=d.seed)
-            augment, checked = main.outputs(aug_texts, cache_cfg, "teacher forward (augmented)")
+        workers = list(worker_reports or [])
+        fresh = frozenset(t for r in workers for t in shard_texts(r))
+        snapshot_texts = set(snapshot.texts)
+        main = main_filler(store, loaded, teacher.version, cfg)
+        out, fidelity_passes = main.outputs(snapshot.texts, cache_cfg, "teacher forward", fresh)
+        snapshot_computed = main.computed
+        todo = snapshot_computed + len(fresh & snapshot_texts)
+        augment, augment_meta = {}, {}
+        aug_texts = augmented_texts(snapshot, d)
+        if aug_texts:  # made here, once
+            augment, checked = main.outputs(aug_texts, cache_cfg, "teacher forward (augmented)", fresh)
             fidelity_passes += checked
             augment_meta = augment_record(aug_texts, d.augment_copies, d.seed)
+        augmented_passes = main.computed - snapshot_computed + len(fresh - snapshot_texts)
         features = {kind: out[kind] for kind in main.kinds if kind != KIND}
         extras, fillers = [], [main]
         for k, ref in enumerate(d.extra_teachers, start=1):
@@ -293,12 +336,61 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
         counters.update(teacher_version=teacher.version, rows=rows, teacher_forward_passes=todo,
                         cache_hits=rows - min(todo, rows),
                         fidelity_passes=fidelity_passes, integrity_problems=len(problems), cache_store=store.url,
-                        augmented_forward_passes=main.computed - todo,
-                        extra_teacher_forward_passes=sum(f.computed for f in fillers[1:]))
+                        augmented_forward_passes=augmented_passes,
+                        extra_teacher_forward_passes=sum(f.computed for f in fillers[1:]),
+                        **worker_counters(workers))
     return {"teacher_version": teacher.version, "teacher_ref": teacher_ref, "rows": rows,
             "teacher_forward_passes": todo, "cache_hits": rows - min(todo, rows),
             "fidelity_passes": fidelity_passes, "integrity_problems": problems, "label_names": loaded.label_names,
-            "augmented_rows": augment_meta.get("rows", 0), "augmented_forward_passes": main.computed - todo,
+            "augmented_rows": augment_meta.get("rows", 0), "augmented_forward_passes": augmented_passes,
             "extra_teachers": extras, "extra_teacher_forward_passes": sum(f.computed for f in fillers[1:]),
-            "step_report": counters}
+            **worker_counters(workers), "step_report": counters}
+
+
+SHARD_FORMAT = "distillops-teacher-shard/1"
+
+
+def write_shard(plan_dir: str | Path, payload: dict, shard: int, shards: int) -> str:
+    """Write one shard's plan (its texts, in the order the teacher batches them, and how to compute
+    them) to a file named by its content, atomically; return the shard's descriptor (JSON): the item a
+    worker gets. The same rows under the same teacher are the same file, so a rerun plans idempotently."""
+    body = json.dumps({"format": SHARD_FORMAT, **payload}, sort_keys=True, ensure_ascii=False)
+    path = Path(plan_dir) / f"{hashlib.sha256(body.encode()).hexdigest()}.json"
+    if not path.is_file():
+        atomic_write_text(path, body)
+    return json.dumps({"shard": shard, "shards": shards, "rows": len(payload["texts"]), "path": str(path)},
+                      sort_keys=True)
+
+
+def empty_shard() -> str:
+    """The descriptor of a shard with nothing to compute: what the plan hands out when the store holds
+    every row (kfp.local fails a dsl.ParallelFor over an empty list), so one worker starts and exits."""
+    return json.dumps({"shard": 0, "shards": 0, "rows": 0, "path": ""}, sort_keys=True)
+
+
+def read_shard(path: str | Path) -> dict:
+    """A shard's plan, checked: a missing, foreign or torn file is a clear error."""
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"teacher shard {path}: cannot read it ({e}); rerun the plan (the step before the "
+                         f"workers) to write it again") from e
+    if not isinstance(plan, dict) or plan.get("format") != SHARD_FORMAT or not isinstance(plan.get("texts"), list):
+        raise ValueError(f"teacher shard {path}: not a {SHARD_FORMAT} file")
+    return plan
+
+
+def shard_texts(report: dict) -> list[str]:
+    """The texts of the shard a worker report describes (none for an empty shard)."""
+    return read_shard(report["path"])["texts"] if report.get("path") else []
+
+
+def worker_counters(workers: list[dict]) -> dict:
+    """What the merge reports about the fan-out: each worker's rows, teacher calls and rows/s, and the
+    teacher calls of all workers (the rows they computed in their last attempt)."""
+    if not workers:
+        return {}
+    keep = ("shard", "shards", "rows", "teacher_forward_passes", "seconds", "rows_per_s")
+    return {"workers": [{k: w.get(k) for k in keep} for w in sorted(workers, key=lambda w: w.get("shard", 0))],
+            "worker_teacher_forward_passes": int(sum(w.get("teacher_forward_passes", 0) for w in workers))}
 

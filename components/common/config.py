@@ -249,6 +249,12 @@ class CacheConfig:
     # A stored value may differ from the recomputed one by at most atol + rtol * |value|.
     fidelity_atol: float = 1e-3
     fidelity_rtol: float = 1e-3
+    # Teacher workers the rows the store lacks are split across (a dsl.ParallelFor, one pod each on
+    # a cluster); every shard count gives the same outputs. 1 = one worker.
+    shards: int = 1
+    # Rows a worker writes to the store at a time (rounded up to whole teacher batches): a worker
+    # stopped mid-shard loses at most these, its retry computes only the rest. Larger = fewer objects.
+    flush_rows: int = 256
 
 
 @dataclass(frozen=True)
@@ -399,6 +405,10 @@ def _validate(cfg: Config) -> None:
     problems.extend(_validate_drift(cfg.drift))
     if cfg.cache.fidelity_sample < 0:
         problems.append(f"cache.fidelity_sample: must be >= 0, got {cfg.cache.fidelity_sample}")
+    if cfg.cache.shards < 1:
+        problems.append(f"cache.shards: must be >= 1, got {cfg.cache.shards}")
+    if cfg.cache.flush_rows < 1:
+        problems.append(f"cache.flush_rows: must be >= 1, got {cfg.cache.flush_rows}")
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -171,6 +171,13 @@ def _generate_batch(model, tokenizer, texts: list[str], decoding: Decoding, k: i
     return new.numpy(), top.numpy(), ids.numpy(), tail.numpy()
 
 
+def batch_order(tokenizer, rendered: Sequence[str], keys: Sequence[bytes]) -> list[int]:
+    """The order generate_topk batches rows in: by prompt length in tokens, then by key. A caller that
+    splits rows along this order into runs of whole batches gets the very batches of one call."""
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in rendered]
+    return sorted(range(len(rendered)), key=lambda i: (lengths[i], keys[i]))
+
+
 def generate_topk(model, tokenizer, rendered: Sequence[str], keys: Sequence[bytes], decoding: Decoding, k: int,
                   batch_size: int = 8, progress: Callable[[int, int], None] | None = None) -> list[Generation]:
     """The teacher's generation for each rendered prompt, in input order.
@@ -187,8 +194,7 @@ def generate_topk(model, tokenizer, rendered: Sequence[str], keys: Sequence[byte
     tokenizer.padding_side = "left"
     model.eval()
     stops = _stop_ids(model, tokenizer)
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in rendered]
-    order = sorted(range(len(rendered)), key=lambda i: (lengths[i], keys[i]))
+    order = batch_order(tokenizer, rendered, keys)
     step = 1 if decoding.sampled else max(1, batch_size)
     out: list[Generation | None] = [None] * len(rendered)
     done = tokens = 0

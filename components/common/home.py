@@ -48,6 +48,11 @@ class Home:
         return self.root / "teacher-cache"
 
     @property
+    def teacher_plans(self) -> Path:
+        """The fanned-out teacher step's shards: each shard's texts, one file named by its content."""
+        return self.root / "teacher-plans"
+
+    @property
     def pipeline_root(self) -> Path:
         return self.root / "pipeline-root"
 

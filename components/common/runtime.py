@@ -43,4 +43,7 @@ def prepare_process() -> None:
 def set_threads() -> None:
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # OMP_NUM_THREADS when set: a pod's CPU request (or a worker sharing a machine with others) is
+    # what the process should use; os.cpu_count() is the whole node's.
+    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    torch.set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0 else max(1, os.cpu_count() or 1))

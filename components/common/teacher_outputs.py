@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
-from components.common.io import atomic_path
+from components.common.io import atomic_write_bytes
 
 AUGMENT_PREFIX = "augment/"
 
@@ -83,8 +83,18 @@ def write_teacher_outputs(outputs: TeacherOutputs, path: str | Path) -> None:
         metadata["extra_teachers"] = json.dumps(outputs.extra_teachers, sort_keys=True)
     if outputs.texts_sha256:
         metadata["texts_sha256"] = outputs.texts_sha256
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    atomic_write_bytes(path, canonical_safetensors(save(tensors, metadata=metadata)))
+
+
+def canonical_safetensors(payload: bytes) -> bytes:
+    """safetensors bytes with the header's keys sorted. The library writes its metadata map in an
+    arbitrary (hashed, per-process) order, so equal contents were unequal bytes and digests; the data
+    offsets are relative to the header's end, so the header can be rewritten (space-padded to 8 bytes,
+    as the format allows) without touching the tensors."""
+    size = int.from_bytes(payload[:8], "little")
+    header = json.dumps(json.loads(payload[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + payload[8 + size:]
 
 
 def read_teacher_outputs(path: str | Path) -> TeacherOutputs:

@@ -34,6 +34,7 @@ def test_a_refused_run_exits_3_with_one_line_per_step(tmp_path, tiny_teacher, ho
     assert html.endswith(".html") and "data:image/png;base64," in open(html).read()
     # stderr: one line per step, nothing else (no executor_input dumps, library warnings or tables)
     steps = [line.split()[:2] for line in err.splitlines()]
-    assert steps == [["version_data", "done"], ["cache_teacher_outputs", "done"], ["train_student", "done"],
-                     ["benchmark_gate", "done"], ["record_refusal", "done"]], err
+    assert steps == [["version_data", "done"], ["plan_teacher_shards", "done"], ["teacher_shard_worker", "done"],
+                     ["cache_teacher_outputs", "done"], ["train_student", "done"], ["benchmark_gate", "done"],
+                     ["record_refusal", "done"]], err
     assert "executor_input" in (home / "logs" / "last-run.log").read_text()  # the detail is kept there

@@ -81,8 +81,9 @@ def test_strict_parsing_rejects_an_unknown_field(compiled):
 
 
 def test_every_task_gets_the_cluster_settings(compiled):
-    steps = {"distill_pipeline": ["version_data", "cache_teacher_outputs", "train_student", "benchmark_gate",
-                                  "promote", "record_refusal"], "drift_pipeline": ["monitor_drift"]}
+    steps = {"distill_pipeline": ["version_data", "plan_teacher_shards", "teacher_shard_worker",
+                                  "cache_teacher_outputs", "train_student", "benchmark_gate", "promote",
+                                  "record_refusal"], "drift_pipeline": ["monitor_drift"]}
     for name, names in steps.items():
         spec, executors, deployment = parse_strictly(compiled[name])
         assert sorted(executors) == sorted(f"exec-{s.replace('_', '-')}" for s in names)
@@ -112,7 +113,7 @@ def test_every_task_gets_the_cluster_settings(compiled):
 
 def _task(spec, step):
     tasks = dict(spec.root.dag.tasks)
-    for component in spec.components.values():  # dsl.If bodies are sub-DAGs
+    for component in spec.components.values():  # dsl.If and dsl.ParallelFor bodies are sub-DAGs
         tasks.update(component.dag.tasks)
     return tasks[step.replace("_", "-")]
 
@@ -121,7 +122,7 @@ def test_a_preempted_training_or_gate_task_is_retried(compiled):
     """RELIABILITY 40: a deleted pod's train_student / benchmark_gate gets a bounded retry (the
     retried training resumes from its checkpoint: tests/component/test_train_student_preemption.py)."""
     spec, _, _ = parse_strictly(compiled["distill_pipeline"])
-    for step in ("train_student", "benchmark_gate"):
+    for step in ("train_student", "benchmark_gate", "teacher_shard_worker"):  # a killed worker's retry resumes
         policy = _task(spec, step).retry_policy
         assert 1 <= policy.max_retry_count <= 5, step
         assert policy.backoff_duration.seconds > 0, step
@@ -152,6 +153,10 @@ def test_gpu_and_pinned_image_are_compile_time_settings(tmp_path):
             assert (accelerator.resource_type, accelerator.resource_count) == ("nvidia.com/gpu", "1")
         else:
             assert not accelerator.resource_type
+    # The teacher's forward passes run in its workers: they, not the plan or the merge, get the accelerator.
+    gpu = {name for name, e in deployment.executors.items() if e.container.resources.accelerator.resource_type}
+    assert {"exec-teacher-shard-worker", "exec-train-student", "exec-benchmark-gate"} <= gpu
+    assert not {"exec-plan-teacher-shards", "exec-cache-teacher-outputs"} & gpu
 
 
 def test_compile_puts_a_digest_given_with_image_into_every_task(tmp_path, capsys):

@@ -59,9 +59,11 @@ def test_compiled_ir_has_every_step_and_the_condition(tmp_path):
     # Two YAML documents: the pipeline spec, then the Kubernetes platform spec (pipelines/platform.py).
     spec = next(yaml.safe_load_all(distill.read_text()))
     tasks = spec["root"]["dag"]["tasks"]
-    assert {"version-data", "cache-teacher-outputs", "train-student", "benchmark-gate", "condition-branches-1"} <= set(tasks)
+    # the teacher fan-out (plan, for-loop-1 of workers, the merge) comes first, so the gate's branches are group 2
+    assert {"version-data", "plan-teacher-shards", "for-loop-1", "cache-teacher-outputs", "train-student",
+            "benchmark-gate", "condition-branches-2"} <= set(tasks)
     # dsl.If(passed): promote; dsl.Else: record_refusal; the DAG's `promotion` output is whichever ran (dsl.OneOf)
-    branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
+    branches = spec["components"]["comp-condition-branches-2"]["dag"]["tasks"]
     assert [spec["components"][f"comp-{b}"]["dag"]["tasks"].keys() for b in sorted(branches)] == [
         {"promote": None}.keys(), {"record-refusal": None}.keys()]
     assert "promotion" in spec["root"]["dag"]["outputs"]["parameters"]

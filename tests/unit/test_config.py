@@ -104,3 +104,12 @@ def test_student_shaping_options_are_checked():
         config_from_dict({"student": {"trim_vocabulary": True, "max_parameter_fraction": 1.5}})
     with pytest.raises(ConfigError, match="student.prune_intermediate: must be >= 0, got -1"):
         config_from_dict({"student": {"prune_intermediate": -1}})
+
+
+def test_the_teacher_fan_out_settings_are_checked():
+    cfg = config_from_dict({"cache": {"shards": 4, "flush_rows": 64}})
+    assert (cfg.cache.shards, cfg.cache.flush_rows) == (4, 64)
+    assert (Config().cache.shards, Config().cache.flush_rows) == (1, 256)  # one worker unless asked
+    with pytest.raises(ConfigError, match="cache.shards: must be >= 1, got 0") as err:
+        config_from_dict({"cache": {"shards": 0, "flush_rows": 0}})
+    assert "cache.flush_rows: must be >= 1, got 0" in str(err.value)  # every problem at once

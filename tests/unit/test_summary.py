@@ -63,3 +63,17 @@ def test_dvc_plots_and_their_files_are_written_whole(tmp_path):
     assert json.loads((tmp_path / "metrics" / "gate.json").read_text())["champion"] == 1
     assert json.loads((tmp_path / "plots" / "training.json").read_text())[1] == {"epoch": 2, "train_loss": 0.5}
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_teacher_calls_per_worker_and_in_total_come_from_the_merge_report():
+    from pipelines.summary import teacher_workers
+
+    merge = {"step": "cache_teacher_outputs", "started": 2.0, "teacher_forward_passes": 30.0,
+             "workers": [{"shard": 1.0, "shards": 2.0, "rows": 15.0, "teacher_forward_passes": 5.0, "seconds": 1.0,
+                          "rows_per_s": 5.0},
+                         {"shard": 0.0, "shards": 2.0, "rows": 15.0, "teacher_forward_passes": 15.0, "seconds": 3.0,
+                          "rows_per_s": 5.0}]}
+    got = teacher_workers([{"step": "version_data", "started": 1.0}, merge])
+    assert got["teacher_forward_passes"] == 20  # the workers' own calls (KFP's floats made ints)
+    assert [(w["shard"], w["teacher_forward_passes"]) for w in got["workers"]] == [(1, 5), (0, 15)]
+    assert teacher_workers([{"step": "cache_teacher_outputs", "started": 2.0}]) == {}  # cached / before the fan-out

@@ -4,7 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.cache_teacher_outputs.core import compare_outputs, fidelity_sample, plan_rows
+from components.cache_teacher_outputs.core import (
+    compare_outputs,
+    fidelity_sample,
+    flush_size,
+    plan_rows,
+    shard_rows,
+)
 from components.common.teacher_store import CacheIntegrityError, TeacherOutputStore, row_key
 from components.common.topk import kl_full_vs_topk, topk_compress, topk_log_probs
 
@@ -193,3 +199,20 @@ def test_compare_outputs_names_rows_beyond_tolerance():
     assert compare_outputs(fresh + 1e-5, fresh, 1e-3, 1e-3) == []
     bad = compare_outputs(fresh + np.array([[0.0, 0.0], [0.0, 0.5]]), fresh, 1e-3, 1e-3)
     assert bad == [(1, 0.5)]
+
+
+def test_shards_are_balanced_runs_of_whole_batches_in_the_given_order():
+    order = [9, 3, 7, 1, 0, 2, 8, 4, 6, 5, 11]  # 11 rows in batch order: batches of 3 = 4 batches
+    parts = shard_rows(order, 3, 2)
+    assert parts == [[9, 3, 7, 1, 0, 2], [8, 4, 6, 5, 11]]
+    assert sum(parts, []) == order  # every row once, order kept
+    assert [len(p) for p in shard_rows(order, 3, 3)] == [3, 3, 5]  # sizes differ by at most one batch
+    assert shard_rows(order, 3, 9) == [[9, 3, 7], [1, 0, 2], [8, 4, 6], [5, 11]]  # never more shards than batches
+    assert shard_rows(order, 3, 1) == [order]
+    assert shard_rows([], 3, 4) == []
+    with pytest.raises(ValueError, match="must be >= 1"):
+        shard_rows(order, 3, 0)
+
+
+def test_a_flush_never_splits_a_batch():
+    assert [flush_size(n, 8) for n in (1, 8, 9, 256)] == [8, 8, 16, 256]
