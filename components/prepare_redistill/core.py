@@ -62,3 +62,24 @@ def merge_rows(reference: list[tuple[str, str]], production: list[tuple[str, str
         rows.append({text_column: text, label_column: label, LABEL_SOURCE_COLUMN: TEACHER})
         added += 1
     return MergedData(rows, len(rows) - added, added, present)
+
+
+def pool_rows(pooled: list[tuple[str, str]], new: list[tuple[str, str]], max_rows: int) -> list[tuple[str, str]]:
+    """The production rows a redistillation trains on: those pooled by earlier redistillations from
+    the same champion data (refused ones: a promoted redistillation moves the champion to a data
+    version that already holds its rows) followed by this batch's, deduplicated by normalised text
+    (this batch's label wins), the newest `max_rows` of them.
+
+    Without the pool, a refused redistillation's traffic is forgotten and the next one learns from
+    one batch again; with it, each attempt sees all the recent traffic the champion has not learned."""
+    if max_rows < 0:
+        raise ValueError(f"drift.redistill_max_rows must be >= 0, got {max_rows}")
+    fresh = {normalize_text(text) for text, _ in new}
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for text, label in [*((t, y) for t, y in pooled if normalize_text(t) not in fresh), *new]:
+        key = normalize_text(text)
+        if key not in seen:
+            seen.add(key)
+            out.append((text, label))
+    return out[len(out) - max_rows:] if max_rows else []

@@ -17,7 +17,7 @@ from components.common.io import atomic_write_bytes
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teachers import load_pinned, load_teacher
-from components.prepare_redistill.core import merge_rows
+from components.prepare_redistill.core import merge_rows, pool_rows
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,23 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
         todo = list(dict.fromkeys(production))[: cfg.drift.redistill_max_rows]
         logits = loaded.compute(todo, ["logits"], cfg.teacher.max_length, cfg.teacher.batch_size,
                                 desc="teacher labels")["logits"]
-        merged = merge_rows(list(zip(snap.texts, snap.labels, strict=True)),
-                            [(t, names[i]) for t, i in zip(todo, logits.argmax(-1), strict=True)],
-                            cfg.drift.redistill_max_rows, cfg.data.text_column, cfg.data.label_column,
-                            snap.label_sources)
+        labelled = [(t, names[i]) for t, i in zip(todo, logits.argmax(-1), strict=True)]
         out_dir = h.root / "redistill"
         out_dir.mkdir(parents=True, exist_ok=True)
+        pooled = 0
+        if cfg.drift.redistill_pool:
+            # Keyed by the champion's data version and the teacher's: the rows of refused attempts
+            # from this champion, labelled by this teacher.
+            key = hashlib.sha256(f"{verdict['reference_data_version']}|{teacher.version}".encode()).hexdigest()
+            pool_path = out_dir / "pool" / f"{key[:32]}.jsonl"
+            earlier = read_pool(pool_path)
+            rows = pool_rows(earlier, labelled, cfg.drift.redistill_max_rows)
+            pooled = len(rows) - len(labelled)
+            write_pool(pool_path, rows)
+            labelled = rows
+        merged = merge_rows(list(zip(snap.texts, snap.labels, strict=True)), labelled,
+                            cfg.drift.redistill_max_rows, cfg.data.text_column, cfg.data.label_column,
+                            snap.label_sources)
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged.rows).encode("utf-8")
         fingerprint = hashlib.sha256(body).hexdigest()
         data_path = out_dir / f"data-{fingerprint[:16]}.jsonl"
@@ -56,10 +67,36 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
                    "signals": ",".join(verdict.get("signals", [])), "production": str(production_path),
                    "text_column": text_column,
                    "reference_data_version": verdict["reference_data_version"], "rows_added": merged.added,
-                   "teacher_version": teacher.version}
-        counters.update(rows_added=merged.added, rows_kept=merged.kept, teacher_forward_passes=len(todo))
-    log.info("redistill data %s: %d reference rows + %d teacher-labelled production rows", data_path.name,
-             merged.kept, merged.added)
+                   "rows_pooled": pooled, "teacher_version": teacher.version}
+        counters.update(rows_added=merged.added, rows_kept=merged.kept, rows_pooled=pooled,
+                        teacher_forward_passes=len(todo))
+    log.info("redistill data %s: %d reference rows + %d teacher-labelled production rows (%d pooled from earlier "
+             "batches)", data_path.name, merged.kept, merged.added, pooled)
     return {"data_path": str(data_path), "data_fingerprint": fingerprint, "trigger": json.dumps(trigger, sort_keys=True),
             "report": json.dumps(counters, sort_keys=True),
             "rows_added": merged.added, "rows_kept": merged.kept}
+
+
+def read_pool(path: Path) -> list[tuple[str, str]]:
+    """The pooled (text, teacher label) rows of `path` ([] when there is none yet)."""
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                text, label = row["text"], row["label"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path} line {n}: a redistill pool row must be a JSON object with string "
+                                 f"'text' and 'label' ({e}); delete the file to start the pool afresh") from e
+            if not isinstance(text, str) or not isinstance(label, str):
+                raise ValueError(f"{path} line {n}: 'text' and 'label' must be strings")
+            rows.append((text, label))
+    return rows
+
+
+def write_pool(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, "".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
+                                     for t, y in rows).encode("utf-8"))
