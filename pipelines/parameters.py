@@ -46,6 +46,10 @@ STEP_SECTIONS = {
     "monitor_drift": ("drift", "data", "student", "distill", "teacher"),
     "prepare_redistill": ("drift", "data", "teacher"),
 }
+# Steps that run per task: with task other than classification their slices also carry `task` and
+# the `generation` section (a classification slice is the one it was before tasks existed, so its
+# KFP cache keys did not move).
+TASK_STEPS = ("version_data", "cache_teacher_outputs", "train_student", "benchmark_gate", "promote")
 # Parameter name of each distillation step's slice in the DAGs.
 SLICE_PARAMETERS = {"version_data": "data_config", "cache_teacher_outputs": "teacher_config",
                     "train_student": "train_config", "benchmark_gate": "gate_config", "promote": "promote_config"}
@@ -64,7 +68,10 @@ def _resolved_for_steps(cfg: Config) -> Config:
 def step_config_json(cfg: Config, step: str) -> str:
     """The resolved config sections one step reads, as canonical JSON (a partial config)."""
     d = config_to_dict(_resolved_for_steps(cfg))
-    return json.dumps({k: d[k] for k in STEP_SECTIONS[step]}, sort_keys=True)
+    sections = STEP_SECTIONS[step]
+    if cfg.task != "classification" and step in TASK_STEPS:
+        sections = ("task", "generation", *sections)
+    return json.dumps({k: d[k] for k in sections}, sort_keys=True)
 
 
 def validate(cfg: Config) -> Config:
@@ -78,6 +85,13 @@ def validate(cfg: Config) -> Config:
         resolve_losses(dict(cfg.distill.losses), cfg.distill.alpha)
     except (RegistryKeyError, LossConfigError) as exc:
         raise ConfigError(f"distill.losses: {exc}") from None
+    if cfg.task == "generation":
+        from components.distillation.lm_losses import LMLossConfigError, resolve_lm_losses
+
+        try:
+            resolve_lm_losses(dict(cfg.generation.losses) or {"seq_kd": 1.0})
+        except (RegistryKeyError, LMLossConfigError) as exc:
+            raise ConfigError(f"generation.losses: {exc}") from None
     if cfg.student.init not in BUILDERS:
         raise ConfigError(f"student.init: unknown builder {cfg.student.init!r}; known: {', '.join(BUILDERS.keys())}")
     return cfg

@@ -10,7 +10,8 @@
   Concurrent workers need no lock: every write is a new shard file plus its manifest record.
 - **merge**: for classification the step runner itself (``runner.run`` with the workers' reports):
   every row is in the store by then; it builds the TeacherOutputs artifact and runs the fidelity
-  check. For generation (not wired into the DAG yet) ``merge_generation`` here.
+  check. For generation (not wired into the DAG yet) ``runner.merge_generation`` (re-exported here),
+  which ``runner.run_generation`` calls.
 
 Because every worker forms the batches one worker would have formed, the merged outputs are
 byte-identical for any shard count (a row's floats depend on its batch's padding and shape).
@@ -19,14 +20,11 @@ byte-identical for any shard count (a row's floats depend on its batch's padding
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import numpy as np
 
 from components.cache_teacher_outputs.core import flush_size, plan_rows, shard_rows
 from components.cache_teacher_outputs.runner import (
@@ -38,16 +36,16 @@ from components.cache_teacher_outputs.runner import (
     main_filler,
     open_store,
     read_shard,
-    shard_texts,
     write_shard,
+)
+from components.cache_teacher_outputs.runner import (
+    merge_generation as merge_generation,  # the generation merge
 )
 from components.common.config import Config
 from components.common.dataset import check_labels, read_snapshot
 from components.common.home import Home
-from components.common.io import atomic_write_bytes
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teacher_outputs import canonical_safetensors
 from components.common.teacher_store import TeacherOutputStore
 from components.common.teachers import LoadedTeacher, TeacherMismatchError, load_pinned, load_teacher
 
@@ -201,29 +199,3 @@ def work_generation(store: TeacherOutputStore, teacher: LoadedTeacher, version: 
 
     filler.outputs(plan["texts"], step)
     return _report(shard, filler.computed, meter.elapsed)
-
-
-def merge_generation(store: TeacherOutputStore, teacher: LoadedTeacher, version: str, prompts: Sequence[str],
-                     decoding, k: int, outputs_path: str | Path, fidelity_sample: int = 16,
-                     worker_reports: Sequence[dict] = (), batch_size: int = 8) -> dict:
-    """The generations of every prompt, in order, as one safetensors file (lengths, tokens, top-k
-    log-probs and ids, tail mass; the teacher version and row keys in its metadata), written atomically.
-    Cached rows the workers did not compute in this run are fidelity-checked first; anything the store
-    still lacks (a worker's rows lost since) is generated here."""
-    from safetensors.numpy import save
-
-    fresh = {t for r in worker_reports for t in shard_texts(r)}
-    filler = GenerationFiller(store, teacher, version, decoding, k, batch_size)
-    checked = filler.check_fidelity([p for p in prompts if p not in fresh], fidelity_sample)
-    keys, rows = filler.outputs(list(prompts))
-    tensors = {"lengths": np.array([len(g.tokens) for g in rows], dtype=np.int32)}
-    for name, dtype in (("tokens", np.uint16), ("topk_logprobs", np.float16), ("topk_ids", np.uint16),
-                        ("tail", np.float32)):
-        parts = [np.asarray(getattr(g, name), dtype=dtype) for g in rows]
-        parts = [x.reshape(-1, k) for x in parts] if name.startswith("topk") else parts
-        tensors[name] = np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0, dtype))
-    payload = save(tensors, metadata={"teacher_version": version, "keys": json.dumps([x.hex() for x in keys])})
-    payload = canonical_safetensors(payload)
-    atomic_write_bytes(outputs_path, payload)
-    return {"rows": len(prompts), "teacher_forward_passes": filler.computed + len(fresh), "fidelity_passes": checked,
-            "sha256": hashlib.sha256(payload).hexdigest(), "workers": [dict(r) for r in worker_reports]}

@@ -5,13 +5,19 @@ TeacherOutputs artifact, and record every key the run used (so ``cache gc`` keep
 The teacher arrives pinned (reference + teacher_version) and is loaded through its adapter; the
 extra teachers of multi-teacher distillation are resolved here, at their first use, and their
 versions travel in the artifact. Every output kind is its own content-keyed row in the store.
+
+task: generation (``run_generation``, which ``run`` hands a generation config to): the causal-LM
+teacher's generations and per-token top-k log-probs for every prompt of the prompt snapshot, from the
+store where present (GenerationFiller), in the artifact of common/generation_outputs.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +25,9 @@ import numpy as np
 from components.cache_teacher_outputs.core import compare_outputs, fidelity_sample, plan_rows
 from components.common import signing
 from components.common.config import Config, layer_pairs
-from components.common.dataset import check_labels, read_snapshot
+from components.common.dataset import check_labels, read_prompt_snapshot, read_snapshot
+from components.common.generation import Decoding, TokenRate
+from components.common.generation_outputs import pack_generations, write_generation_outputs
 from components.common.hashing import md5_file
 from components.common.home import Home
 from components.common.io import atomic_write_text
@@ -283,7 +291,11 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
 
     In the fanned-out DAG this is the merge: `worker_reports` (fanout.work_classification's) say which
     texts the workers computed in this run; those count as this run's teacher forward passes and are
-    left out of the fidelity sample (as freshly computed rows are in an unsharded run)."""
+    left out of the fidelity sample (as freshly computed rows are in an unsharded run).
+
+    With cfg.task == "generation" the snapshot is a prompt snapshot and this is run_generation."""
+    if cfg.task == "generation":
+        return run_generation(home, snapshot_path, teacher_ref, cfg, outputs_path, teacher_version, worker_reports)
     h = Home.resolve(home).ensure()
     t_cfg, cache_cfg, d = cfg.teacher, cfg.cache, cfg.distill
     prepare_process()
@@ -345,6 +357,77 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
             "augmented_rows": augment_meta.get("rows", 0), "augmented_forward_passes": augmented_passes,
             "extra_teachers": extras, "extra_teacher_forward_passes": sum(f.computed for f in fillers[1:]),
             **worker_counters(workers), "step_report": counters}
+
+
+def decoding_of(g) -> Decoding:
+    """The teacher's decoding parameters from a GenerationConfig (config.generation)."""
+    return Decoding(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, seed=g.seed)
+
+
+def merge_generation(store: TeacherOutputStore, teacher: LoadedTeacher, version: str, prompts: Sequence[str],
+                     decoding, k: int, outputs_path: str | Path, fidelity_sample: int = 16,
+                     worker_reports: Sequence[dict] = (), batch_size: int = 8, flush_rows: int = 64,
+                     progress=None, ref_name: str = "") -> dict:
+    """The generations of every prompt, in order, as the generation TeacherOutputs artifact
+    (common/generation_outputs.py), written atomically. Cached rows the workers did not compute in this
+    run are fidelity-checked first; anything the store still lacks (every missing row in an unsharded
+    run, a worker's rows lost since in a fanned-out one) is generated here, flushed every `flush_rows`.
+    With `ref_name`, the rows' keys are recorded under it (``cache gc`` keeps them)."""
+    fresh = {t for r in worker_reports for t in shard_texts(r)}
+    filler = GenerationFiller(store, teacher, version, decoding, k, batch_size, flush_rows)
+    checked = filler.check_fidelity([p for p in prompts if p not in fresh], fidelity_sample)
+    keys, rows = filler.outputs(list(prompts), progress)
+    payload = write_generation_outputs(
+        pack_generations(rows, k, version, dataclasses.asdict(decoding), keys, list(prompts)), outputs_path)
+    if ref_name:
+        store.record_ref(ref_name, keys)
+    return {"rows": len(prompts), "teacher_forward_passes": filler.computed + len(fresh),
+            "tokens_generated": filler.tokens_generated, "fidelity_passes": checked,
+            "integrity_problems": list(filler.problems), "sha256": hashlib.sha256(payload).hexdigest(),
+            "workers": [dict(r) for r in worker_reports]}
+
+
+def run_generation(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_path: str,
+                   teacher_version: str = "", worker_reports: list[dict] | None = None) -> dict:
+    """task: generation: the causal-LM teacher's generations (decoding and k from cfg.generation) for every
+    prompt of the prompt snapshot at `snapshot_path`, written to `outputs_path`; the summary counts the
+    prompts sent to the teacher (teacher_forward_passes: 0 on a rerun with nothing changed) and the cached
+    rows checked against the live teacher (fidelity_passes, cache.fidelity_sample)."""
+    h = Home.resolve(home).ensure()
+    g, cache_cfg = cfg.generation, cfg.cache
+    prepare_process()
+    with record_step(h, "cache_teacher_outputs") as counters:
+        snapshot = read_prompt_snapshot(snapshot_path)
+        teacher = load_pinned(teacher_ref, teacher_version, h)
+        loaded = load_teacher(teacher)
+        if "generation" not in loaded.produces:
+            raise ModelError(f"task generation needs a causal-LM teacher; {teacher_ref} ({teacher.version}) is a "
+                             f"{loaded.kind} teacher (generation.teacher_ref; distillops teacher --task generation)")
+        store = open_store(h, cache_cfg.url)
+        decoding = decoding_of(g)
+        ref_name = (f"{md5_file(snapshot_path)}--{teacher.version}--generation-k{g.top_k}-"
+                    f"{hashlib.sha256(decoding.key_text().encode()).hexdigest()[:8]}")
+        bar = TokenRate(len(snapshot))
+        try:
+            merged = merge_generation(store, loaded, teacher.version, snapshot.prompts, decoding, g.top_k, outputs_path,
+                                      cache_cfg.fidelity_sample, list(worker_reports or []), g.batch_size,
+                                      cache_cfg.flush_rows, bar, ref_name)
+        finally:
+            bar.close()
+        rows, todo = len(snapshot), merged["teacher_forward_passes"]
+        counters.update(task="generation", teacher_version=teacher.version, rows=rows, teacher_forward_passes=todo,
+                        cache_hits=rows - min(todo, rows), fidelity_passes=merged["fidelity_passes"],
+                        tokens_generated=merged["tokens_generated"],
+                        integrity_problems=len(merged["integrity_problems"]), cache_store=store.url,
+                        **worker_counters(merged["workers"]))
+    log.info("teacher %s: %d prompts, %d generated (%d tokens), %d cached rows checked", teacher.version, rows, todo,
+             merged["tokens_generated"], merged["fidelity_passes"])
+    return {"task": "generation", "teacher_version": teacher.version, "teacher_ref": teacher_ref, "rows": rows,
+            "teacher_forward_passes": todo, "cache_hits": rows - min(todo, rows),
+            "fidelity_passes": merged["fidelity_passes"], "tokens_generated": merged["tokens_generated"],
+            "integrity_problems": merged["integrity_problems"], "k": g.top_k,
+            "decoding": dataclasses.asdict(decoding), "sha256": merged["sha256"],
+            **worker_counters(merged["workers"]), "step_report": counters}
 
 
 SHARD_FORMAT = "distillops-teacher-shard/1"

@@ -280,10 +280,29 @@ class GenerationConfig:
     seed: int = 0
     top_k: int = 32  # log-probs cached per generated token (plus the tail mass)
     batch_size: int = 8  # prompts per generate() call (left-padded)
+    # The student: the teacher's decoder layers `student_layers` (in order); empty = as many layers,
+    # spread evenly, as fit in student_max_parameter_fraction of the teacher's parameters.
+    student_layers: tuple[int, ...] = ()
+    student_max_parameter_fraction: float = 0.45
+    # Any causal-LM directory with the teacher's tokenizer instead (a different tokenizer is an error
+    # before training: the cached top-k ids would mean other tokens); "" = a layer subset of the teacher.
+    student_model: str = ""
+    # Loss terms as {key: weight} (components/distillation/lm_losses.py: seq_kd, token_kl,
+    # token_reverse_kl, token_js, ref_ce); empty = seq_kd 0.5 + token_kl 1.0, plus ref_ce 0.5 when
+    # training prompts carry reference responses. Epochs, batch size, learning rate: the distill section.
+    losses: dict[str, float] = field(default_factory=dict)
+    # Longest training sequence in tokens (rendered prompt + generation; the prompt is cut from the left).
+    max_length: int = 256
+
+
+TASKS = ("classification", "generation")
 
 
 @dataclass(frozen=True)
 class Config:
+    # What is distilled: "classification" (a sequence-classifier teacher, labelled texts) or
+    # "generation" (a causal-LM teacher, prompts; the `generation` section).
+    task: str = "classification"
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -345,6 +364,8 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 
 def _validate(cfg: Config) -> None:
     problems = []
+    if cfg.task not in TASKS:
+        problems.append(f"task: expected one of {', '.join(repr(t) for t in TASKS)}, got {cfg.task!r}")
     d = cfg.data
     if not 0 <= d.validation_fraction < 1 or not 0 < d.test_fraction < 1:
         problems.append("data.validation_fraction and data.test_fraction must be in [0, 1)")
@@ -471,6 +492,17 @@ def _validate_generation(g: GenerationConfig) -> list[str]:
         problems.append(f"generation.top_k: expected 1..1024, got {g.top_k}")
     if g.batch_size < 1:
         problems.append(f"generation.batch_size: must be >= 1, got {g.batch_size}")
+    if not 0 < g.student_max_parameter_fraction < 1:
+        problems.append(f"generation.student_max_parameter_fraction: must be in (0, 1), got "
+                        f"{g.student_max_parameter_fraction}")
+    if any(x < 0 for x in g.student_layers) or len(set(g.student_layers)) != len(g.student_layers):
+        problems.append(f"generation.student_layers: expected distinct teacher layer indices >= 0, got "
+                        f"{list(g.student_layers)}")
+    for key, w in g.losses.items():
+        if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
+            problems.append(f"generation.losses.{key}: expected a weight >= 0, got {w!r}")
+    if g.max_length < 2:
+        problems.append(f"generation.max_length: must be >= 2, got {g.max_length}")
     if not g.prompt_column or g.prompt_column == g.response_column:
         problems.append(f"generation.prompt_column: must be set and differ from response_column "
                         f"({g.prompt_column!r} vs {g.response_column!r})")
@@ -548,10 +580,13 @@ def config_hash(cfg: Config) -> str:
     d = config_to_dict(cfg)
     relevant = {k: d[k] for k in ("data", "student", "distill")}
     relevant["teacher_max_length"] = d["teacher"]["max_length"]
+    if cfg.task != "classification":  # a classification run's hash is the one it had before tasks existed
+        relevant.update(task=cfg.task, generation=d["generation"])
     return sha256_text(json.dumps(relevant, sort_keys=True))[:16]
 
 
 # Annotations are evaluated lazily (from __future__); resolve them once so typos fail at import.
-for _cls in (DataConfig, TeacherConfig, StudentConfig, DistillConfig, GateConfig, DriftConfig, CacheConfig, Config):
+for _cls in (DataConfig, TeacherConfig, StudentConfig, DistillConfig, GateConfig, DriftConfig, CacheConfig,
+             GenerationConfig, Config):
     typing.get_type_hints(_cls)
 del _cls

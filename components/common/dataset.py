@@ -472,3 +472,108 @@ def validate_texts(texts: list, batch_name: str) -> list[str]:
     if all(not text.strip() for text in items):
         raise TextBatchError(f"{batch_name} batch has {len(items)} texts, all empty or whitespace-only")
     return [str(text) for text in items]
+
+
+# ---------------------------------------------------------------------------------------------
+# task: generation: prompt files (a prompt column, an optional reference-response column)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptSnapshot:
+    """The canonical snapshot of a prompt file: one JSONL row {"prompt", "split"} per prompt, plus
+    "response" where the row carries a reference response (None otherwise)."""
+
+    prompts: list[str]
+    responses: list[str | None]
+    splits: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def indices(self, name: str) -> list[int]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return [i for i, s in enumerate(self.splits) if s == name]
+
+    def split(self, name: str) -> tuple[list[str], list[str | None]]:
+        """(prompts, responses) of one split, in snapshot order."""
+        idx = self.indices(name)
+        return [self.prompts[i] for i in idx], [self.responses[i] for i in idx]
+
+    @property
+    def references(self) -> int:
+        return sum(r is not None for r in self.responses)
+
+
+def write_prompt_snapshot(snapshot: PromptSnapshot, path: str | Path) -> None:
+    """Write atomically, one canonical JSON line per prompt (sorted keys, UTF-8)."""
+    with atomic_writer(path) as f:
+        for p, r, s in zip(snapshot.prompts, snapshot.responses, snapshot.splits, strict=True):
+            row = {"prompt": p, "split": s, **({"response": r} if r is not None else {})}
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_prompt_snapshot(path: str | Path) -> PromptSnapshot:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: prompt snapshot not found")
+    prompts, responses, splits = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+                prompts.append(row["prompt"])
+                splits.append(row["split"])
+                responses.append(row.get("response"))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                hint = " (a classification snapshot? this step runs task: generation)" if "text" in line else ""
+                raise DatasetError(f"{path} line {n}: not a prompt snapshot row ({exc}){hint}") from exc
+    if not prompts:
+        raise DatasetError(f"{path}: prompt snapshot is empty")
+    return PromptSnapshot(prompts, responses, splits)
+
+
+def _response_of(row: dict[str, Any], column: str, path: str | Path) -> str | None:
+    """A row's reference response: None when the column is absent, null, NaN or blank (CSV cannot
+    say null); text otherwise, checked like a prompt."""
+    value = row.get(column)
+    if value is None or _is_nan(value):
+        return None
+    if not isinstance(value, str):
+        raise DatasetError(f"{path} {row['__row__']}: column {column!r} must be text (a reference response) "
+                           f"or empty, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        return None
+    _check_characters(value, f"{path} {row['__row__']}: column {column!r}")
+    return value
+
+
+def build_prompt_snapshot(path: str | Path, generation: Any, data: Any) -> tuple[PromptSnapshot, dict[str, Any]]:
+    """Read and validate a prompt file (JSONL/CSV/Parquet) with the settings of a GenerationConfig
+    (prompt_column, response_column) and a DataConfig (split fractions and salt, max_text_chars,
+    long_texts); return its hash-split snapshot and a report like build_snapshot_with_report's.
+
+    Every prompt must be non-empty text (errors name the file, row, column and value); a reference
+    response is optional per row. Prompts and responses longer than data.max_text_chars are cut (or,
+    with data.long_texts=error, refused). The split hashes the normalised prompt, so near-duplicate
+    prompts share a split."""
+    prompt_col, response_col = generation.prompt_column, generation.response_column
+    rows = read_table(path, columns=(prompt_col,))
+    responses = [_response_of(row, response_col, path) for row in rows]
+    longest = max(len(r[prompt_col]) for r in rows)
+    truncated = cap_texts(rows, prompt_col, data.max_text_chars, data.long_texts, path)
+    with_response = [dict(row, **{response_col: resp}) for row, resp in zip(rows, responses, strict=True)
+                     if resp is not None]
+    truncated_responses = cap_texts(with_response, response_col, data.max_text_chars, data.long_texts, path)
+    cut = iter(r[response_col] for r in with_response)
+    responses = [next(cut) if resp is not None else None for resp in responses]
+    prompts = [r[prompt_col] for r in rows]
+    splits = [assign_split(p, data.split_salt, data.validation_fraction, data.test_fraction) for p in prompts]
+    if "train" not in splits or "test" not in splits:
+        raise DatasetError(f"{path}: {len(rows)} prompts are too few to split into train and test "
+                           f"(got {splits.count('train')} train, {splits.count('test')} test)")
+    report = {"max_text_chars": data.max_text_chars, "long_texts": data.long_texts, "truncated_rows": truncated,
+              "truncated_responses": truncated_responses, "longest_text_chars": longest,
+              "references": sum(r is not None for r in responses), "overlap": overlap_report(prompts, splits)}
+    return PromptSnapshot(prompts, responses, splits), report

@@ -95,6 +95,12 @@ def ref_ce(batch: TokenBatch) -> torch.Tensor:
     return F.cross_entropy(batch.ref_logits.float(), batch.ref_tokens)
 
 
+def default_lm_losses(with_references: bool) -> dict[str, float]:
+    """generation.losses when empty: DEFAULT_LM_LOSSES, plus ref_ce where the training prompts carry
+    reference responses (half the weight of the token-level term, like seq_kd)."""
+    return {**DEFAULT_LM_LOSSES, **({"ref_ce": 0.5} if with_references else {})}
+
+
 def resolve_lm_losses(weights: Mapping[str, float]) -> dict[str, float]:
     """The weighted terms: `weights` if given, else DEFAULT_LM_LOSSES; unknown keys fail naming the key."""
     terms = dict(weights) if weights else dict(DEFAULT_LM_LOSSES)

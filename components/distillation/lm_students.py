@@ -100,3 +100,27 @@ def layers_for_budget(teacher, max_parameter_fraction: float) -> list[int]:
         return [0]
     last = len(per_layer) - 1
     return sorted({round(i * last / (n - 1)) for i in range(n)})
+
+
+def build_lm_student(teacher, teacher_tokenizer, g) -> tuple[object, object, dict]:
+    """The generative student a GenerationConfig (config.generation) asks for, with its tokenizer and
+    a description for the lineage: `student_model` (any causal LM with the teacher's tokenizer; a
+    different tokenizer is a ModelError here, before any training), else the teacher's decoder layers
+    `student_layers` (empty: as many as fit in `student_max_parameter_fraction`, layers_for_budget)."""
+    if g.student_model:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        where = f"generation.student_model {g.student_model}"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(g.student_model, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{where}: no loadable tokenizer ({exc}); expected a causal-LM directory saved with "
+                             f"save_pretrained and the teacher's tokenizer") from None
+        check_same_vocabulary(teacher_tokenizer, tokenizer, where)
+        student = AutoModelForCausalLM.from_pretrained(g.student_model, use_safetensors=True, trust_remote_code=False)
+        if student.get_input_embeddings().weight.shape[0] < len(teacher_tokenizer):
+            raise ModelError(f"{where}: its embedding table has {student.get_input_embeddings().weight.shape[0]} "
+                             f"rows for the teacher's {len(teacher_tokenizer)} tokens")
+        return student, tokenizer, {"init": "model", "model": g.student_model}
+    layers = list(g.student_layers) or layers_for_budget(teacher, g.student_max_parameter_fraction)
+    return layer_subset_student(teacher, layers), teacher_tokenizer, {"init": "teacher_layers", "layers": layers}

@@ -5,6 +5,11 @@ Every teacher output the losses read comes from the TeacherOutputs artifact (the
 and pooled features, the extra teachers' logits, the augmented transfer set and its outputs); the
 teacher itself is loaded, pinned to the run's teacher_version, only to initialise the student from
 its weights and for the token-level hint losses.
+
+task: generation (``run_generation``, which ``run`` hands a generation config to): a generative
+student (a layer subset of the causal-LM teacher, or any causal LM with its tokenizer) distilled from
+the cached generations and top-k log-probs with the weighted LM losses (generation.losses), saved as a
+plain Hugging Face causal-LM folder with the same lineage file.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import torch
 
 from components.common import dvc_store
 from components.common.config import Config, config_to_dict, layer_pairs
-from components.common.dataset import check_labels, read_snapshot
+from components.common.dataset import check_labels, read_prompt_snapshot, read_snapshot
+from components.common.generation import render_prompts
+from components.common.generation_outputs import check_generations_aligned, read_generation_outputs
 from components.common.hashing import sha256_text
 from components.common.home import Home
 from components.common.io import atomic_write_text
@@ -31,10 +38,13 @@ from components.common.paths import safe_name, within
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teacher_outputs import check_aligned, read_teacher_outputs
-from components.common.teachers import load_pinned, load_teacher
+from components.common.teachers import TeacherMismatchError, load_pinned, load_teacher
 from components.common.tracking import start_run
 from components.distillation import distributed as ddp
 from components.distillation.classifier import train_classifier
+from components.distillation.lm_losses import default_lm_losses, resolve_lm_losses
+from components.distillation.lm_students import build_lm_student, parameter_count
+from components.distillation.lm_trainer import build_examples, train_lm_student
 from components.distillation.losses import needs, resolve_losses
 from components.distillation.measure import count_parameters
 from components.distillation.shaping import ShapeChoice, build_shaped, choose_shape
@@ -154,7 +164,13 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: s
     Under torchrun (WORLD_SIZE > 1) every process runs this same function: it joins the process group
     (backend from DISTILLOPS_DDP_BACKEND), trains its shard under DDP, and only rank 0 logs to MLflow,
     records the step and writes the student; the other ranks return {"rank": r}.
+
+    With cfg.task == "generation" the snapshot is a prompt snapshot, the outputs the generation
+    artifact, and this is run_generation (one process).
     """
+    if cfg.task == "generation":
+        return run_generation(home, snapshot_path, teacher_outputs_path, teacher_ref, cfg, data_version, model_out,
+                              config_hash, teacher_version)
     owns_group = ddp.init_from_env()
     try:
         return _run(home, snapshot_path, teacher_outputs_path, teacher_ref, cfg, data_version, model_out,
@@ -283,4 +299,84 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         counters.update(steps=result.steps, parameters=params)
     log.info("student: %d parameters, best validation accuracy %.4f (epoch %d)", params,
              result.best_validation_accuracy, result.best_epoch)
+    return {**{k: v for k, v in lineage.items() if k != "config"}, "step_report": counters}
+
+
+def lm_settings(cfg: Config, checkpoint: Path) -> TrainSettings:
+    """The training loop's settings for a generative student: the distill section's optimisation keys,
+    generation.max_length."""
+    d = cfg.distill
+    return TrainSettings(epochs=d.epochs, batch_size=d.batch_size, learning_rate=d.learning_rate,
+                         max_length=cfg.generation.max_length, weight_decay=d.weight_decay,
+                         warmup_fraction=d.warmup_fraction, seed=d.seed, grad_accumulation=d.grad_accumulation,
+                         max_grad_norm=d.max_grad_norm, schedule=d.schedule,
+                         early_stopping_patience=d.early_stopping_patience, checkpoint_dir=str(checkpoint),
+                         checkpoint_every=d.checkpoint_every, log_every=d.log_every)
+
+
+def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: str, cfg: Config,
+                   data_version: str, model_out: str, config_hash: str, teacher_version: str = "") -> dict:
+    """task: generation: distil a generative student from the cached generations at `teacher_outputs_path`
+    (aligned with the prompt snapshot's rows) on the snapshot's train split, validated by the NLL of the
+    teacher's validation generations; save it to `model_out` as a Hugging Face causal-LM folder
+    (save_pretrained + tokenizer) with its lineage; log the run to MLflow."""
+    h = Home.resolve(home).ensure()
+    prepare_process()
+    g, d = cfg.generation, cfg.distill
+    with record_step(h, "train_student") as counters:
+        snapshot = read_prompt_snapshot(snapshot_path)
+        outputs = read_generation_outputs(teacher_outputs_path)
+        check_generations_aligned(outputs, snapshot.prompts, teacher_outputs_path)
+        train_idx, val_idx = snapshot.indices("train"), snapshot.indices("validation")
+        responses = [snapshot.responses[i] for i in train_idx]
+        terms = resolve_lm_losses(dict(g.losses) or default_lm_losses(any(r is not None for r in responses)))
+        teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
+        if teacher.version != outputs.teacher_version:
+            raise TeacherMismatchError(f"{teacher_outputs_path}: generations of teacher {outputs.teacher_version}, but "
+                                       f"{teacher_ref} is {teacher.version}; rerun cache_teacher_outputs")
+        loaded = load_teacher(teacher)
+        if "generation" not in loaded.produces:
+            raise ModelError(f"task generation needs a causal-LM teacher; {teacher_ref} is a {loaded.kind} teacher")
+        tokenizer = loaded.tokenizer
+        seed_everything(d.seed)  # a fresh student's random parts are part of what distill.seed fixes
+        student, s_tokenizer, init = build_lm_student(loaded.model, tokenizer, g)  # tokenizer mismatch fails here
+        rendered = render_prompts(tokenizer, snapshot.prompts)
+        train = build_examples(tokenizer, [rendered[i] for i in train_idx], outputs.generations(train_idx), responses,
+                               g.max_length)
+        val = build_examples(tokenizer, [rendered[i] for i in val_idx], outputs.generations(val_idx),
+                             max_length=g.max_length)
+        ckpt = checkpoint_dir(h, config_hash, data_version, [outputs.teacher_version])
+        plain = config_to_dict(cfg)
+        tags = {"distillops.step": "train_student", "distillops.task": "generation", "data_version": data_version,
+                "teacher_version": outputs.teacher_version, "config_hash": config_hash}
+        with start_run(h, f"train_student {config_hash}", tags=tags,
+                       params={"generation": plain["generation"], "distill": plain["distill"]}) as mlrun:
+            result = train_lm_student(student, train, lm_settings(cfg, ckpt), terms, tokenizer.pad_token_id, val,
+                                      on_metrics=mlrun.metric_logger())
+            student.to("cpu")
+            params = parameter_count(student)
+            val_nll = -result.best_validation_accuracy if val else None
+            mlrun.log_metrics({"student_parameters": params, "train_seconds": result.seconds,
+                               **({"best_validation_teacher_nll": val_nll} if val_nll is not None else {})})
+        out = Path(model_out)
+        out.mkdir(parents=True, exist_ok=True)
+        student.save_pretrained(out)  # safetensors by default
+        s_tokenizer.save_pretrained(out)
+        shutil.rmtree(ckpt, ignore_errors=True)  # the run finished; nothing left to resume
+        teacher_params = parameter_count(loaded.model)
+        lineage = {"task": "generation", "data_version": data_version, "teacher_version": outputs.teacher_version,
+                   "teacher_ref": teacher_ref, "config_hash": config_hash, "mlflow_run_id": mlrun.run_id,
+                   "extra_teachers": [], "input_example": [snapshot.prompts[i] for i in train_idx[:EXAMPLE_ROWS]],
+                   "config": plain, "student": init, "losses": terms, "k": outputs.k, "decoding": outputs.decoding,
+                   "train_rows": len(train), "reference_rows": sum(r is not None for r in responses),
+                   "validation_rows": len(val), "resumed_from_step": result.resumed_from_step,
+                   "stopped_early": result.stopped_early, "best_epoch": result.best_epoch,
+                   "best_validation_teacher_nll": val_nll, "train_seconds": result.seconds,
+                   "history": [{k: round(float(v), 6) for k, v in m.items()} for m in result.history],
+                   "parameters": params, "teacher_parameters": teacher_params,
+                   "parameter_fraction": round(params / teacher_params, 4)}
+        write_lineage(out, lineage)
+        counters.update(task="generation", steps=result.steps, parameters=params)
+    log.info("generative student: %d parameters (%.3f of the teacher's), best validation teacher NLL %s (epoch %d)",
+             params, params / teacher_params, val_nll, result.best_epoch)
     return {**{k: v for k, v in lineage.items() if k != "config"}, "step_report": counters}
