@@ -14,11 +14,11 @@ def plan_teacher_shards(home: str, dataset: Input[Dataset], data_version: str, t
 
     `data_version` and `teacher_version` are parameters so KFP's cache key follows content.
     """
-    from components.cache_teacher_outputs.fanout import plan_classification
+    from components.cache_teacher_outputs.fanout import plan_shards
     from components.common.config import config_from_json
 
-    return plan_classification(home=home, snapshot_path=dataset.path, teacher_ref=teacher_ref,
-                               cfg=config_from_json(config_json), teacher_version=teacher_version)
+    return plan_shards(home=home, snapshot_path=dataset.path, teacher_ref=teacher_ref,
+                       cfg=config_from_json(config_json), teacher_version=teacher_version)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -28,11 +28,11 @@ def teacher_shard_worker(home: str, shard: str, teacher_ref: str, teacher_versio
     its report (JSON: rows, teacher_forward_passes, seconds, rows_per_s)."""
     import json
 
-    from components.cache_teacher_outputs.fanout import work_classification
+    from components.cache_teacher_outputs.fanout import work_shard
     from components.common.config import config_from_json
 
-    report = work_classification(home=home, shard_json=shard, teacher_ref=teacher_ref,
-                                 cfg=config_from_json(config_json), teacher_version=teacher_version)
+    report = work_shard(home=home, shard_json=shard, teacher_ref=teacher_ref, cfg=config_from_json(config_json),
+                        teacher_version=teacher_version)
     return json.dumps(report, sort_keys=True)
 
 

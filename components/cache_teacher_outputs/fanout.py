@@ -32,6 +32,7 @@ from components.cache_teacher_outputs.runner import (
     GenerationFiller,
     _Filler,
     augmented_texts,
+    decoding_of,
     empty_shard,
     main_filler,
     open_store,
@@ -42,7 +43,7 @@ from components.cache_teacher_outputs.runner import (
     merge_generation as merge_generation,  # the generation merge
 )
 from components.common.config import Config
-from components.common.dataset import check_labels, read_snapshot
+from components.common.dataset import check_labels, read_prompt_snapshot, read_snapshot
 from components.common.home import Home
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
@@ -104,6 +105,19 @@ def _report(shard: dict, computed: int, seconds: float) -> dict:
             "seconds": round(seconds, 3), "rows_per_s": round(computed / seconds, 3) if computed and seconds else None}
 
 
+def plan_shards(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, teacher_version: str = "") -> list[str]:
+    """The DAG's plan_teacher_shards for cfg.task: plan_classification or plan_generation_step."""
+    plan = plan_generation_step if cfg.task == "generation" else plan_classification
+    return plan(home, snapshot_path, teacher_ref, cfg, teacher_version)
+
+
+def work_shard(home: str, shard_json: str, teacher_ref: str, cfg: Config, teacher_version: str = "",
+               progress: Progress | None = None) -> dict:
+    """The DAG's teacher_shard_worker for cfg.task: work_classification or work_generation_step."""
+    work = work_generation_step if cfg.task == "generation" else work_classification
+    return work(home, shard_json, teacher_ref, cfg, teacher_version, progress)
+
+
 # ---------------------------------------------------------------------------------------------
 # classification: the DAG's plan_teacher_shards, teacher_shard_worker (merge: runner.run)
 # ---------------------------------------------------------------------------------------------
@@ -159,8 +173,48 @@ def work_classification(home: str, shard_json: str, teacher_ref: str, cfg: Confi
 
 
 # ---------------------------------------------------------------------------------------------
-# generation (component level: the generation task is not wired into the DAG yet)
+# generation: the step-level plan and worker (home, snapshot, config) around the library-level
+# plan_generation / work_generation below; the merge is runner.run_generation
 # ---------------------------------------------------------------------------------------------
+
+
+def plan_generation_step(home: str, snapshot_path: str, teacher_ref: str, cfg: Config,
+                         teacher_version: str = "") -> list[str]:
+    """The shards of the prompt snapshot's prompts whose generations the store lacks (decoding and k from
+    cfg.generation); one empty shard when it lacks none."""
+    h = Home.resolve(home).ensure()
+    prepare_process()
+    g = cfg.generation
+    with record_step(h, "plan_teacher_shards") as counters:
+        snapshot = read_prompt_snapshot(snapshot_path)
+        teacher = load_pinned(teacher_ref, teacher_version, h)
+        out = plan_generation(open_store(h, cfg.cache.url), load_teacher(teacher), teacher.version, snapshot.prompts,
+                              decoding_of(g), g.top_k, g.batch_size, cfg.cache.shards, h.teacher_plans)
+        missing = sum(parse_descriptor(s)["rows"] for s in out)
+        counters.update(task="generation", rows=len(snapshot), missing=missing, shards=len(out) if missing else 0,
+                        teacher_version=teacher.version)
+    return out
+
+
+def work_generation_step(home: str, shard_json: str, teacher_ref: str, cfg: Config, teacher_version: str = "",
+                         progress: Progress | None = None) -> dict:
+    """One generation worker: the shard's prompts the store still lacks, flushed every cache.flush_rows
+    (whole batches). An empty shard loads no teacher."""
+    shard = parse_descriptor(shard_json)
+    if not shard["rows"]:
+        log.info("teacher worker: the store holds every generation; nothing to generate")
+        return _report(shard, 0, 0.0)
+    h = Home.resolve(home).ensure()
+    prepare_process()
+    plan = read_shard(shard["path"])
+    _check_plan(plan, shard["path"], "generation", teacher_version or plan["teacher_version"])
+    with record_step(h, "teacher_shard_worker") as counters:
+        teacher = load_pinned(teacher_ref, teacher_version, h)
+        report = work_generation(open_store(h, cfg.cache.url), load_teacher(teacher), teacher.version, shard_json,
+                                 decoding_of(cfg.generation), cfg.generation.top_k, cfg.cache.flush_rows, progress)
+        counters.update({"task": "generation", **{k: v for k, v in report.items() if k != "path"}})
+    return report
+
 
 
 def plan_generation(store: TeacherOutputStore, teacher: LoadedTeacher, version: str, prompts: Sequence[str],

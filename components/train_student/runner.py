@@ -314,12 +314,24 @@ def lm_settings(cfg: Config, checkpoint: Path) -> TrainSettings:
                          checkpoint_every=d.checkpoint_every, log_every=d.log_every)
 
 
+def log_prompt_snapshot(mlrun, h: Home, snapshot, data_version: str) -> None:
+    """The prompt snapshot on the run's MLflow page, identified by its data version (as log_snapshot)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"prompt": snapshot.prompts, "response": snapshot.responses, "split": snapshot.splits})
+    mlrun.log_dataset(frame, name=f"distillops-prompts-{data_version[:12]}", digest=data_version,
+                      source=dvc_store.remote_object_url(h.dvc_remote, data_version))
+
+
 def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: str, cfg: Config,
                    data_version: str, model_out: str, config_hash: str, teacher_version: str = "") -> dict:
     """task: generation: distil a generative student from the cached generations at `teacher_outputs_path`
     (aligned with the prompt snapshot's rows) on the snapshot's train split, validated by the NLL of the
     teacher's validation generations; save it to `model_out` as a Hugging Face causal-LM folder
     (save_pretrained + tokenizer) with its lineage; log the run to MLflow."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ModelError("task generation trains in one process; torchrun (WORLD_SIZE > 1) is for classification "
+                         "students only")
     h = Home.resolve(home).ensure()
     prepare_process()
     g, d = cfg.generation, cfg.distill
@@ -351,6 +363,7 @@ def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, tea
                 "teacher_version": outputs.teacher_version, "config_hash": config_hash}
         with start_run(h, f"train_student {config_hash}", tags=tags,
                        params={"generation": plain["generation"], "distill": plain["distill"]}) as mlrun:
+            log_prompt_snapshot(mlrun, h, snapshot, data_version)
             result = train_lm_student(student, train, lm_settings(cfg, ckpt), terms, tokenizer.pad_token_id, val,
                                       on_metrics=mlrun.metric_logger())
             student.to("cpu")

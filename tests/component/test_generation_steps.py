@@ -125,6 +125,10 @@ def test_version_cache_train_for_a_causal_lm_teacher(home, tmp_path, lm_dir, gen
     lineage = read_lineage(model_out)
     assert lineage["data_version"] == v1["data_version"] and lineage["teacher_version"] == out1["teacher_version"]
     assert lineage["config"]["task"] == "generation"
+    import mlflow
+
+    run = mlflow.get_run(lineage["mlflow_run_id"])
+    assert run.data.tags["distillops.task"] == "generation" and run.data.metrics["student_parameters"] > 0
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -183,3 +187,29 @@ def test_a_classifier_is_refused_as_the_generation_teacher(home, tmp_path, tiny_
     with pytest.raises(ModelError, match="task generation needs a causal-LM teacher"):
         cache_step.run(str(home), str(snap), str(tiny_teacher), cfg, str(tmp_path / "g.safetensors"))
     assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_the_fanned_out_cache_step_makes_the_unsharded_artifact(home, tmp_path, lm_dir, generate_calls):
+    """plan -> 2 workers -> merge through the step-level functions the DAG's components call (they
+    dispatch on cfg.task): every prompt generated once, in the workers, and the very bytes of one worker."""
+    from components.cache_teacher_outputs import fanout
+
+    sharded = config_from_dict({"task": "generation", "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 4},
+                                "cache": {"shards": 2, "fidelity_sample": 4}})
+    snap = tmp_path / "s.jsonl"
+    version_step.run(str(home), str(_write(_prompts(24), tmp_path / "p.jsonl")), sharded, str(snap))
+    shards = fanout.plan_shards(str(home), str(snap), str(lm_dir), sharded)
+    assert [json.loads(s)["rows"] for s in shards] == [12, 12]
+    reports = [fanout.work_shard(str(home), s, str(lm_dir), sharded) for s in shards]
+    assert sum(generate_calls) == 24 and [r["teacher_forward_passes"] for r in reports] == [12, 12]
+    generate_calls.clear()
+    merged = cache_step.run(str(home), str(snap), str(lm_dir), sharded, str(tmp_path / "fan.safetensors"),
+                            worker_reports=reports)
+    assert generate_calls == [] and merged["teacher_forward_passes"] == 24 and merged["fidelity_passes"] == 0
+    assert merged["worker_teacher_forward_passes"] == 24
+    # the same prompts in a cold home, unsharded
+    single = cache_step.run(str(tmp_path / "home2"), str(snap), str(lm_dir), _cfg(), str(tmp_path / "one.safetensors"))
+    assert single["sha256"] == merged["sha256"]
+    # planned again with every generation stored: one empty shard, whose worker loads no teacher
+    (empty,) = fanout.plan_shards(str(home), str(snap), str(lm_dir), sharded)
+    assert fanout.work_shard(str(home), empty, "no-such-teacher", sharded)["teacher_forward_passes"] == 0
