@@ -213,3 +213,40 @@ def test_the_fanned_out_cache_step_makes_the_unsharded_artifact(home, tmp_path, 
     # planned again with every generation stored: one empty shard, whose worker loads no teacher
     (empty,) = fanout.plan_shards(str(home), str(snap), str(lm_dir), sharded)
     assert fanout.work_shard(str(home), empty, "no-such-teacher", sharded)["teacher_forward_passes"] == 0
+
+
+def test_a_preempted_generative_student_resumes_from_its_checkpoint(home, tmp_path, lm_dir, monkeypatch):
+    """SIGTERM mid-training checkpoints and raises Preempted (the component exits 75); the retry, with the
+    same config, data and teacher, resumes from that step and writes the student."""
+    import os
+    import signal
+
+    from components.distillation.preemption import Preempted
+
+    monkeypatch.setenv("DISTILLOPS_PROGRESS", "0")
+    cfg = config_from_dict({"task": "generation", "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 4},
+                            "distill": {"epochs": 2, "batch_size": 4, "checkpoint_every": 2, "log_every": 1}})
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(_write(_prompts(24), tmp_path / "p.jsonl")), cfg, str(snap))
+    out = cache_step.run(str(home), str(snap), str(lm_dir), cfg, str(tmp_path / "g.safetensors"))
+    real = train_step.train_lm_student
+
+    def sigterm_at_step_3(*args, on_metrics=None, **kwargs):
+        def hook(metrics, at):
+            on_metrics(metrics, at)
+            if at == 3 and "step_loss" in metrics:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return real(*args, on_metrics=hook, **kwargs)
+
+    def train(name):
+        return train_step.run(str(home), str(snap), str(tmp_path / "g.safetensors"), str(lm_dir), cfg,
+                              v["data_version"], str(tmp_path / name), "h", out["teacher_version"])
+
+    monkeypatch.setattr(train_step, "train_lm_student", sigterm_at_step_3)
+    with pytest.raises(Preempted, match="training stopped at step 3"):
+        train("preempted")
+    assert not (tmp_path / "preempted").exists()
+    monkeypatch.setattr(train_step, "train_lm_student", real)
+    retried = train("retried")
+    assert retried["resumed_from_step"] == 3 and (tmp_path / "retried" / "model.safetensors").is_file()
