@@ -384,7 +384,8 @@ def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, tea
                    "train_rows": len(train), "reference_rows": sum(r is not None for r in responses),
                    "validation_rows": len(val), "resumed_from_step": result.resumed_from_step,
                    "stopped_early": result.stopped_early, "best_epoch": result.best_epoch,
-                   "best_validation_teacher_nll": val_nll, "train_seconds": result.seconds,
+                   **({"best_validation_teacher_nll": val_nll} if val_nll is not None else {}),
+                   "train_seconds": result.seconds,
                    "history": [{k: round(float(v), 6) for k, v in m.items()} for m in result.history],
                    "parameters": params, "teacher_parameters": teacher_params,
                    "parameter_fraction": round(params / teacher_params, 4)}

@@ -250,3 +250,25 @@ def test_a_preempted_generative_student_resumes_from_its_checkpoint(home, tmp_pa
     monkeypatch.setattr(train_step, "train_lm_student", real)
     retried = train("retried")
     assert retried["resumed_from_step"] == 3 and (tmp_path / "retried" / "model.safetensors").is_file()
+
+
+def test_a_registered_teacher_is_pinned_through_the_steps(home, tmp_path, lm_dir):
+    """generation.teacher_ref as `distillops teacher --task generation` registers it: the alias resolves
+    to a registry version that the cache step records and train_student checks."""
+    from components.common.home import Home
+    from components.common.teachers import TeacherMismatchError
+    from components.teacher.runner import prepare_lm_teacher
+
+    cfg = _cfg()
+    ref = prepare_lm_teacher(Home.resolve(home), cfg, base=str(lm_dir))["ref"]
+    assert ref == cfg.generation.teacher_ref
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(_write(_prompts(24), tmp_path / "p.jsonl")), cfg, str(snap))
+    out = cache_step.run(str(home), str(snap), ref, cfg, str(tmp_path / "g.safetensors"))
+    assert out["teacher_version"].startswith("distillops-lm-teacher/v1+sha256:")
+    with pytest.raises(TeacherMismatchError, match="this run pinned"):
+        train_step.run(str(home), str(snap), str(tmp_path / "g.safetensors"), ref, cfg, v["data_version"],
+                       str(tmp_path / "student"), "h", "distillops-lm-teacher/v0+sha256:0000")
+    done = train_step.run(str(home), str(snap), str(tmp_path / "g.safetensors"), ref, cfg, v["data_version"],
+                          str(tmp_path / "student"), "h", out["teacher_version"])
+    assert done["teacher_version"] == out["teacher_version"] and done["teacher_ref"] == ref
