@@ -35,7 +35,7 @@ from components.benchmark_gate.report_html import (
 _ROWS = [("rouge_l", "ROUGE-L vs the teacher's generations", "{:.4f}"),
          ("exact_match", "exact match with the teacher", "{:.4f}"),
          ("token_agreement", "token agreement (teacher-forced)", "{:.4f}"),
-         ("token_kl", "KL(teacher || model) per token (teacher-forced)", "{:.4f}"),
+         ("token_kl", "KL(teacher ‖ model) per token (teacher-forced)", "{:.4f}"),
          ("teacher_nll", "NLL of the teacher's tokens (nats/token)", "{:.4f}"),
          ("forced_tokens", "teacher-forced tokens", "{:,}"),
          ("references", "prompts with a reference response", "{:,}"),
@@ -56,6 +56,10 @@ def _md_text(text: Any) -> str:
     return html.escape(str(text), quote=False).replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
 
 
+def _md_code(value: Any) -> str:
+    return str(value).replace("`", "'").replace("\r", " ").replace("\n", " ")
+
+
 def render_lm_markdown(report: dict[str, Any]) -> str:
     """The decision, every check, the models' numbers, the speed table and the sample prompts."""
     result = _result(report)
@@ -64,10 +68,11 @@ def render_lm_markdown(report: dict[str, Any]) -> str:
     if c.get("parameter_ratio") is not None and c.get("speedup_batch1") is not None:
         lines += [f"Student: {c['parameter_ratio']:.3f} of the teacher's parameters, {c['speedup_batch1']:.2f}x its "
                   f"batch-1 generated tokens/s.", ""]
-    lines += [f"- **{_md_text(k)}**: `{_md_text(v)}`" for k, v in report.get("context", {}).items()]
+    # Context values sit in code spans (no HTML is parsed there): only backticks and breaks go.
+    lines += [f"- **{_md_text(k)}**: `{_md_code(v)}`" for k, v in report.get("context", {}).items()]
     lines += ["", "## Checks", ""]
-    lines += [f"- {'ℹ️' if ch.informational else '✅' if ch.passed else '❌'} {_md_text(ch.message)}"
-              for ch in result.checks]
+    # The checks' messages are the gate's own words and numbers (no user text): kept as they are.
+    lines += [f"- {'ℹ️' if ch.informational else '✅' if ch.passed else '❌'} {ch.message}" for ch in result.checks]
     names = list(result.models)
     lines += ["", "## Models (held-out prompts)", "", "| metric | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
