@@ -161,3 +161,19 @@ def speed_table(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"model": name, "batch_size": b, "tokens_per_s": tps, "ttft_ms": card.get(f"ttft_ms_batch{b}"),
                          "speedup_vs_teacher": round(tps / t, 4) if t else None})
     return rows
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The report's numbers as one flat {name: value} map for MLflow / KFP metrics: every model's
+    figures (``student_rouge_l``, ``teacher_tokens_per_s_batch1``, ...), the compression
+    (``student_speedup_batch1``, ...) and every check's value (``check_lm_rouge_l``, ...). Figures
+    that are not finite numbers (not measured) are left out."""
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    out = {f"{name}_{key}": float(v) for name, card in report["models"].items() for key, v in card.items()
+           if number(v)}
+    out.update({f"student_{key}": float(v) for key, v in report.get("compression", {}).items() if number(v)})
+    out.update({f"check_{c['name']}": float(c["value"]) for c in report["checks"] if number(c["value"])})
+    return out

@@ -12,6 +12,7 @@ import pytest
 from components.benchmark_gate.lm_runner import evaluate_generation
 from components.common.config import config_from_dict
 from components.common.generation import Decoding
+from components.common.modeling import ModelError
 from components.common.teachers import load_teacher
 from components.distillation.lm_students import layer_subset_student
 from tests.tiny_lm import make_tiny_llama
@@ -105,3 +106,22 @@ def test_bad_inputs_are_clear_errors(models):
     with pytest.raises(ValueError, match="1 reference responses for 4 prompts"):
         evaluate_generation(teacher.model, teacher.tokenizer, dirs["student"], PROMPTS, generations, _cfg(),
                             references=["x"])
+
+
+def test_a_champion_with_another_tokenizer_is_measured_on_its_answers(models, tmp_path, monkeypatch):
+    import tests.tiny_lm as tiny_lm
+
+    teacher, _, generations, dirs = models
+    monkeypatch.setattr(tiny_lm, "WORDS", [*tiny_lm.WORDS, "banana"])
+    other = make_tiny_llama(tmp_path / "other-vocab", layers=1, seed=3)
+    report = evaluate_generation(teacher.model, teacher.tokenizer, dirs["student"], PROMPTS, generations, _cfg(),
+                                 champion_dir=other, report_md=tmp_path / "gate.md")
+    champion = report["models"]["champion"]
+    assert "another tokenizer" in champion["note"] and "token_agreement" not in champion
+    assert 0 <= champion["rouge_l"] <= 1 and champion["parameters"] > 0
+    assert {r["model"] for r in report["speed"]} == {"teacher", "student"}
+    assert any(c["name"] == "lm_champion_regression" for c in report["checks"])
+    assert "| token agreement (teacher-forced) |" in (tmp_path / "gate.md").read_text()
+    # A student with another tokenizer is an error before anything is measured.
+    with pytest.raises(ModelError, match="tokenizer differs from the teacher's"):
+        evaluate_generation(teacher.model, teacher.tokenizer, other, PROMPTS, generations, _cfg())

@@ -144,3 +144,14 @@ def test_markdown_escapes_user_text():
     assert "<script>" not in md and "&lt;script&gt;alert(1)&lt;/script&gt; a\\|b<br>line" in md
     assert "&lt;b&gt;x&lt;/b&gt; (0.00)" in md
     assert "PASSED" in md and "| batch-1 generated tokens/s | 20.0 | 52.0 |" in md
+
+
+def test_flat_metrics_for_mlflow_and_kfp():
+    from components.benchmark_gate.lm_core import flat_metrics
+
+    result = evaluate_lm_gate(_student(token_kl=float("nan")), TEACHER, {"rouge_l": 0.4, "note": "x"}, GateConfig())
+    report = {**result.to_dict(), "compression": lm_compression(STUDENT, TEACHER)}
+    m = flat_metrics(report)
+    assert m["student_rouge_l"] == 0.41 and m["teacher_tokens_per_s_batch8"] == 120.0 and m["champion_rouge_l"] == 0.4
+    assert m["student_speedup_batch1"] == 2.6 and math.isclose(m["check_lm_nll_excess"], 0.9)
+    assert "student_token_kl" not in m and "check_lm_token_kl" not in m and "champion_note" not in m
