@@ -2,6 +2,7 @@
 
     distillops run                      # quickstart: embedded defaults, one command
     distillops run --data my.jsonl --teacher models:/my-teacher@champion --config params.yaml
+    distillops run --task generation [--data prompts.jsonl]   # distil a causal LM (teacher --task generation)
     distillops run --config params.yaml --metrics-out metrics/gate.json --plots-out plots   # for DVC
     distillops quickstart               # the sample dataset and a drifted sample production batch
     distillops monitor --production batch.jsonl
@@ -63,11 +64,24 @@ def _parser() -> argparse.ArgumentParser:
                        description="Run version_data -> cache_teacher_outputs -> train_student -> benchmark_gate "
                        "-> promote with kfp.local. With no --data, uses the built-in quickstart dataset; with the "
                        "default teacher and none registered yet, fine-tunes one first. Steps whose inputs did not "
-                       "change are served from the cache.", epilog=EPILOG)
+                       "change are served from the cache. With --task generation the same DAG distils a causal "
+                       "LM: --data is a prompt file ({\"prompt\": ...} rows, optionally \"response\"; "
+                       "generation.prompt_column / response_column), the teacher is generation.teacher_ref (the "
+                       "default one is registered first when missing, as `distillops teacher --task generation` "
+                       "does), the teacher's generations are cached by content, and the generative gate judges "
+                       "the student (gate.lm_*); teacher_forward_passes counts the prompts sent to the teacher "
+                       "(0 on a rerun with nothing changed). A registered model holds one task's students: give "
+                       "generative students their own student.registered_name.", epilog=EPILOG)
     add_common(p)
-    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (default: the quickstart dataset)")
+    p.add_argument("--task", choices=("classification", "generation"), default=None,
+                   help="what is distilled: a text classifier, or a causal LM on prompts (sets the config's "
+                   "task; default: the config's, classification)")
+    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file; with --task generation a prompt file (default: "
+                   "the quickstart dataset, or with --task generation the quickstart prompts: 400 "
+                   "customer-support prompts written to <home>/quickstart/prompts.jsonl)")
     p.add_argument("--teacher", help="models:/<name>@<alias>, a local model directory or a Hugging Face id "
-                   "(default: teacher.ref from the config, models:/distillops-teacher@champion)")
+                   "(default: teacher.ref from the config, models:/distillops-teacher@champion; with --task "
+                   "generation generation.teacher_ref, models:/distillops-lm-teacher@champion)")
     p.add_argument("--json", action="store_true", help="print a one-object JSON summary on stdout")
     p.add_argument("--metrics-out", metavar="FILE",
                    help="also write the gate's numbers (retention, accuracy, macro-F1, agreement, speed-up, parameter "
@@ -167,6 +181,13 @@ def _quickstart_data(home) -> str:
     return str(write_quickstart(home.root / "quickstart" / "support_tickets.jsonl"))
 
 
+def _quickstart_prompts(home) -> str:
+    """The generation quickstart's prompts in the home (written once, so their data_version is stable)."""
+    from pipelines.quickstart_prompts import write_quickstart_prompts
+
+    return str(write_quickstart_prompts(home.root / "quickstart" / "prompts.jsonl"))
+
+
 def cmd_quickstart(args) -> int:
     from pipelines.quickstart import write_production_batch, write_quickstart
 
@@ -214,8 +235,10 @@ def cmd_run(args) -> int:
     from pipelines.local import run_distill
     from pipelines.summary import write_dvc_outputs
 
+    if args.task:  # --task is the config's task key, set like any --set (validated with the rest)
+        args.overrides = [*args.overrides, f"task={args.task}"]
     cfg, home = config_of(args), home_of(args)
-    data = args.data or _quickstart_data(home)
+    data = args.data or (_quickstart_prompts(home) if cfg.task == "generation" else _quickstart_data(home))
     with stdout_to_stderr(args.json), _tasks(args, home):
         summary = run_distill(home, cfg, data, args.teacher)
     write_dvc_outputs(summary, args.metrics_out, args.plots_out)

@@ -234,8 +234,10 @@ def add_cluster_commands(sub) -> None:
 
 def cmd_step(args) -> int:
     """Run one step by hand, outside KFP (same runner the component calls)."""
+    from pipelines.parameters import task_teacher_ref
+
     cfg, home = config_of(args), home_of(args)
-    teacher = getattr(args, "teacher", None) or cfg.teacher.ref
+    teacher = getattr(args, "teacher", None) or task_teacher_ref(cfg)
     if args.command == "version-data":
         from components.version_data.runner import run
 
@@ -292,7 +294,9 @@ def cmd_submit(args) -> int:
         image = cluster_image(args)
         cfg = config_of(args)
         params = submit.parse_params(args.params)
-        teacher_ref = args.teacher or cfg.teacher.ref
+        from pipelines.parameters import task_teacher_ref
+
+        teacher_ref = args.teacher or task_teacher_ref(cfg)
         fingerprint = params.get("data_fingerprint") or _submit_data_fingerprint(args)
         teacher_version = params.get("teacher_version") or args.teacher_version
         if not teacher_version:

@@ -2,7 +2,8 @@
 goes to a cluster, run in this Python environment with all state under one home directory.
 
 The teacher is resolved once, here, before the run starts, and handed to the DAG pinned
-(reference + teacher_version): every step loads exactly that teacher or fails.
+(reference + teacher_version): every step loads exactly that teacher or fails. With task generation
+it is generation.teacher_ref (a causal LM) and the data a prompt file; the DAG is the same.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from typing import Any
 
 from components.common import registry
 from components.common.config import Config
-from components.common.dataset import DatasetError, read_texts, snapshot_from_config, validate_texts
+from components.common.dataset import (
+    DatasetError,
+    build_prompt_snapshot,
+    read_texts,
+    snapshot_from_config,
+    validate_texts,
+)
 from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.steplog import record_reused
 from components.common.teachers import resolve_teacher
 from pipelines.console import progress, step_line
-from pipelines.parameters import distill_parameters, drift_parameters, redistill_parameters
+from pipelines.parameters import distill_parameters, drift_parameters, redistill_parameters, task_teacher_ref
 from pipelines.summary import reports_in_run, step_reports, summarize
 
 
@@ -40,11 +47,21 @@ def init_kfp_local(home: Home) -> None:
 
 
 def ensure_teacher(home: Home, cfg: Config, teacher_ref: str, data_path: str) -> None:
-    """On the embedded defaults with no teacher registered yet, fine-tune and register one first."""
-    if teacher_ref != Config().teacher.ref or not registry.is_registry_uri(teacher_ref):
+    """On the embedded defaults with no teacher registered yet, fine-tune and register one first
+    (task generation: register the shipped causal-LM teacher, as `distillops teacher --task generation`)."""
+    if teacher_ref != task_teacher_ref(Config(task=cfg.task)) or not registry.is_registry_uri(teacher_ref):
         return
-    client = registry.connect(home)
-    if registry.get_version(client, registry.ModelRef.parse(teacher_ref)) is None:
+    if registry.get_version(registry.connect(home), registry.ModelRef.parse(teacher_ref)) is not None:
+        return
+    if cfg.task == "generation":
+        from components.teacher.runner import prepare_lm_teacher
+
+        progress.info("  %-26s registering the default causal-LM teacher first (none at %s yet)", "teacher",
+                      teacher_ref)
+        started = time.time()
+        prepare_lm_teacher(home, cfg)
+        progress.info(step_line("teacher", "done", time.time() - started))
+    else:
         from components.teacher.runner import prepare_teacher
 
         progress.info("  %-26s fine-tuning the default base model on %s first (no teacher at %s yet)",
@@ -65,7 +82,10 @@ def _checked_data(data_path: str, cfg: Config) -> Path:
     """The data file, read and validated as version_data will: bad input stops here with the
     message naming file and row (exit 2), not as a failed task inside the DAG."""
     path = _existing(data_path, "data")
-    snapshot_from_config(path, cfg.data)
+    if cfg.task == "generation":
+        build_prompt_snapshot(path, cfg.generation, cfg.data)
+    else:
+        snapshot_from_config(path, cfg.data)
     return path
 
 
@@ -77,14 +97,31 @@ def _checked_production(production_path: str, cfg: Config, text_column: str | No
     return path
 
 
+def _check_champion_task(home: Home, cfg: Config) -> None:
+    """A registered model holds one task's students: a champion of student.registered_name registered by
+    the other task (its ``task`` tag; none: classification, registered before tasks) stops the run here,
+    before any step, rather than at the gate after training."""
+    from components.common.config import ConfigError
+
+    name = cfg.student.registered_name
+    champion = registry.get_version(registry.connect(home), registry.ModelRef(name, alias="champion"))
+    task = (champion.tags or {}).get("task", "classification") if champion is not None else cfg.task
+    if task != cfg.task:
+        raise ConfigError(f"student.registered_name: models:/{name}@champion (version {champion.version}) is a {task} "
+                          f"student; a registered model holds one task's students, so a {cfg.task} run needs another "
+                          f"name (e.g. --set student.registered_name={name}-{cfg.task})")
+
+
 def run_distill(home: Home, cfg: Config, data_path: str, teacher_ref: str | None = None) -> dict[str, Any]:
-    """Run the distillation DAG; return a one-object summary of what happened."""
+    """Run the distillation DAG; return a one-object summary of what happened. The teacher: `teacher_ref`,
+    else the task's configured one (teacher.ref, or generation.teacher_ref for task generation)."""
     from pipelines.distill import distill_pipeline
 
     home.ensure()
-    teacher_ref = teacher_ref or cfg.teacher.ref
+    teacher_ref = teacher_ref or task_teacher_ref(cfg)
     started = time.time()
     path = _checked_data(data_path, cfg)
+    _check_champion_task(home, cfg)
     ensure_teacher(home, cfg, teacher_ref, str(path))
     teacher = resolve_teacher(teacher_ref, home)  # the run's first use: every step gets it pinned
     args = distill_parameters(cfg, str(home.root), str(path), sha256_file(path), teacher.pinned_ref, teacher.version)

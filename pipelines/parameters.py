@@ -97,6 +97,12 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def task_teacher_ref(cfg: Config) -> str:
+    """The configured teacher of the config's task: teacher.ref (classification) or
+    generation.teacher_ref (generation). Every way into the distillation DAG resolves this one."""
+    return cfg.generation.teacher_ref if cfg.task == "generation" else cfg.teacher.ref
+
+
 def resolve_config(path: str | None = None, overrides: list[str] = ()) -> Config:
     """Defaults, then the YAML file, then the overrides; validated against the schema and registries."""
     return validate(load_config(path, overrides))
@@ -162,7 +168,7 @@ PARAMETER_HELP = {
                         "changes under the same path; empty: the cache follows the path alone (a replaced file is "
                         "served from the cache unless caching is off)",
     "teacher_ref": "the teacher: models:/<name>@<alias>, models:/<name>/<version>, a model directory or a Hugging "
-                   "Face id in the local cache (teacher.ref)",
+                   "Face id in the local cache (teacher.ref; with task generation a causal LM, generation.teacher_ref)",
     "teacher_version": "the teacher_version this run is pinned to (`distillops submit` resolves it); every step "
                        "refuses a teacher that now resolves to another. Empty: the first step resolves teacher_ref "
                        "and the later steps follow it (KFP's cache then does not notice a moved alias)",

@@ -102,10 +102,32 @@ def dvc_metrics(gate: dict[str, Any], promotion_action: str) -> dict[str, Any]:
     return metrics
 
 
-def dvc_plots(gate: dict[str, Any], history: list[dict[str, float]]) -> dict[str, list[dict[str, Any]]]:
+def dvc_metrics_lm(gate: dict[str, Any], promotion_action: str) -> dict[str, Any]:
+    """dvc_metrics for the generative gate's report (task generation): the student's fidelity to the
+    teacher, its speed-up and size, as numbers; a figure the gate did not measure is left out."""
+    student = gate["models"]["student"]
+    compression = gate.get("compression", {})
+    figures = {**{k: student.get(k) for k in ("rouge_l", "exact_match", "token_agreement", "token_kl",
+                                              "teacher_nll", "reference_rouge_l", "tokens_per_s_batch1")},
+               **{k: compression.get(k) for k in ("speedup_batch1", "speedup_batch8", "parameter_ratio")},
+               "parameters": student.get("parameters")}
+    return {"passed": int(bool(gate["passed"])),
+            "champion": int(promotion_action in ("register", "alias_existing", "noop")),
+            **{k: round(float(v), 6) for k, v in figures.items()
+               if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}}
+
+
+def dvc_plots(gate: dict[str, Any], history: list[dict[str, float]],
+              generative: bool = False) -> dict[str, list[dict[str, Any]]]:
     """The run's curves as DVC plot data (lists of records): the student's F1, recall and support per
     label on the test split (from the gate report) and the training loss and validation accuracy per
-    epoch (from the student's lineage)."""
+    epoch (from the student's lineage). A generative student (`generative`) has no labels: its
+    training curve carries the validation NLL of the teacher's generations instead of an accuracy."""
+    if generative:
+        return {"training": [{"epoch": int(h["epoch"]), "train_loss": round(h["train_loss"], 6),
+                              **({"validation_teacher_nll": round(-h["validation_score"], 6)}
+                                 if math.isfinite(h.get("validation_score", math.nan)) else {})}
+                             for h in history]}
     labels = gate["models"]["student"].get("labels", {})
     return {
         "label_f1": [{"label": name, "f1": round(s["f1"], 6), "recall": round(s["recall"], 6),
@@ -126,9 +148,11 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
     data_version = gate["context"]["data_version"]
     data = getattr(task_outputs.get("dataset"), "metadata", {}) or {}
     action = promotion.get("action", "none")
+    generative = gate["context"].get("task") == "generation"
     if action == "refused":
         action = "skipped (gate failed)"
     return {
+        "task": "generation" if generative else "classification",
         "data_version": data_version,
         "teacher_version": gate["context"]["teacher_version"],
         # What version_data's input policies did (texts cut, conflicting labels) and the duplicates
@@ -151,8 +175,8 @@ def summarize(task_outputs: dict[str, Any], started: float, pipeline_started: fl
         "reports": {"gate_markdown": str(reports_dir / f"{_gate_stem(data_version, config_hash)}.md"),
                     "gate_html": str(reports_dir / f"{_gate_stem(data_version, config_hash)}.html")},
         "home": str(home_root),
-        "metrics": dvc_metrics(gate, promotion.get("action", "none")),
-        "plots": dvc_plots(gate, _history(task_outputs.get("student"))),
+        "metrics": (dvc_metrics_lm if generative else dvc_metrics)(gate, promotion.get("action", "none")),
+        "plots": dvc_plots(gate, _history(task_outputs.get("student")), generative),
     }
 
 

@@ -23,6 +23,10 @@ def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Ar
     (every model's figures, the compression and speed-ups, every check's value), `gate_confusion`
     (the student's predictions against the gold labels) and `gate_disagreement` (against the
     teacher's predictions).
+
+    config_json with task generation: the generative gate (held-out prompts; runner.run_generation);
+    `gate_metrics` then holds lm_core.flat_metrics of its report and the two confusion-matrix
+    artifacts are left empty (a generative student has no labels).
     """
     import json
     import math
@@ -37,6 +41,15 @@ def benchmark_gate(home: str, dataset: Input[Dataset], teacher_outputs: Input[Ar
                  teacher_version=teacher_version, trigger=trigger)
     gate_report.metadata.update({"passed": report["passed"], "reasons": report["reasons"],
                                  "step_report": report["step_report"]})
+    if report["context"].get("task") == "generation":  # the generative gate: no labels, no confusion matrices
+        from components.benchmark_gate.lm_core import flat_metrics
+
+        for key, value in flat_metrics(report).items():
+            gate_metrics.log_metric(key, value)
+        for artifact in (gate_metrics, gate_confusion, gate_disagreement):
+            with open(artifact.path, "w") as f:
+                json.dump(artifact.metadata, f)
+        return bool(report["passed"])
     for name, card in report["models"].items():
         for key in ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "throughput_rows_per_s", "latency_p50_ms",
                     "latency_p90_ms", "latency_p99_ms", "parameters", "size_bytes"):

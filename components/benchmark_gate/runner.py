@@ -8,6 +8,11 @@ The gate only measures and decides; a refusal is recorded in the promotion histo
 ``dsl.Else`` branch (promote's ``record_refusal``), not from here. Its report binds the verdict to
 the student it measured (model digest and lineage in ``context``) and is signed when a signing
 key is configured (``common/signing.py``); promote accepts nothing else.
+
+task: generation (``run_generation``, which ``run`` hands a generation config to): the generative
+gate (lm_runner.evaluate_generation) on the prompt snapshot's test split and the teacher's cached
+generations for those rows, against the serving champion of student.registered_name when there is
+one (a causal LM); the report is bound, signed and published like the classification gate's.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import dataclasses
 import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,12 +42,13 @@ from components.benchmark_gate.core import (
 from components.benchmark_gate.report_html import render_html
 from components.common import registry, signing
 from components.common.config import Config
-from components.common.dataset import read_snapshot, read_texts, validate_texts
+from components.common.dataset import read_prompt_snapshot, read_snapshot, read_texts, validate_texts
+from components.common.generation_outputs import check_generations_aligned, read_generation_outputs
 from components.common.hashing import sha256_file
 from components.common.home import Home
 from components.common.io import atomic_write_text
 from components.common.lineage import bound_context, read_lineage
-from components.common.modeling import load_classifier, predict_logits
+from components.common.modeling import ModelError, load_classifier, predict_logits
 from components.common.paths import safe_name
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
@@ -183,7 +190,13 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         teacher_version: str = "", trigger: str = "") -> dict:
     """Measure and decide. `trigger`: the drift loop's trigger lineage (JSON, prepare_redistill's);
     when set, the student is also gated on the triggering production batch (trigger_check);
-    empty for a run started by hand (no such check)."""
+    empty for a run started by hand (no such check).
+
+    With cfg.task == "generation" the snapshot is a prompt snapshot, the outputs the generation
+    artifact, and this is run_generation."""
+    if cfg.task == "generation":
+        return run_generation(home, snapshot_path, teacher_outputs_path, student_path, teacher_ref, cfg, report_json,
+                              report_md, report_html, teacher_version, trigger)
     h = Home.resolve(home).ensure()
     prepare_process()
     with record_step(h, "benchmark_gate") as counters:
@@ -317,4 +330,113 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                         teacher_labelled_test_rows=provenance["teacher_labelled_rows"],
                         **({"trigger_rows": trigger_batch["rows"]} if trigger_batch else {}))
     log.info("gate %s: %s", "PASSED" if result.passed else "FAILED", "; ".join(result.reasons) or "all checks ok")
+    return {**report, "step_report": counters}
+
+
+def _lm_champion(client, h: Home, name: str) -> tuple[str | None, str | None]:
+    """(directory, version) of the serving champion of `name` for the generative gate, or (None, None)
+    when there is none. A champion that is not a causal LM (a registered model holds one task's
+    students) is a ModelError naming it: the generative student cannot be compared with it, and
+    promote would refuse to put it beside it."""
+    ref = registry.ModelRef(name, alias="champion")
+    if registry.get_version(client, ref) is None:
+        return None, None
+    path, mv = registry.download_model(client, h, ref)
+    config = Path(path) / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    if not any(str(a).endswith("ForCausalLM") for a in architectures):
+        raise ModelError(f"models:/{name}@champion (version {mv.version}) is not a causal LM (architectures "
+                         f"{architectures or 'unknown'}): a registered model holds one task's students; set "
+                         f"student.registered_name to another name for task generation")
+    return str(path), str(mv.version)
+
+
+def _publish_lm(h: Home, lineage: dict, report: dict, files: tuple[str | None, str | None, str | None]) -> None:
+    """The generative report as the step's outputs, a copy under the home and with the training run in
+    MLflow (its numbers as gate_* metrics: lm_core.flat_metrics), as _publish does for classification."""
+    from components.benchmark_gate.lm_core import flat_metrics
+    from components.benchmark_gate.lm_report import render_lm_html, render_lm_markdown
+    from components.benchmark_gate.lm_runner import write_lm_reports
+
+    markdown, page = render_lm_markdown(report), render_lm_html(report)  # before any file is written
+    write_lm_reports(report, *files)
+    stem = safe_name(f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}", "gate report name")
+    write_lm_reports(report, h.reports / f"{stem}.json", h.reports / f"{stem}.md", h.reports / f"{stem}.html")
+    run = attach(h, lineage["mlflow_run_id"])
+    run.log_text(markdown, "gate/report.md")
+    run.log_text(page, "gate/report.html")
+    run.log_dict(report, "gate/report.json")
+    run.set_tags({"gate_passed": str(report["passed"])})
+    run.log_metrics({f"gate_{k}": v for k, v in flat_metrics(report).items()})
+
+
+def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: str, teacher_ref: str,
+                   cfg: Config, report_json: str, report_md: str, report_html: str | None = None,
+                   teacher_version: str = "", trigger: str = "") -> dict:
+    """task: generation: measure the generative student at `student_path` against the pinned causal-LM
+    teacher on the prompt snapshot's test split, with the teacher's cached generations of those rows
+    (`teacher_outputs_path`, the generation artifact) and the serving champion of
+    student.registered_name if there is one; decide with lm_core (the gate.lm_* thresholds). The
+    report (JSON, Markdown, HTML) is bound to the student, signed when a key is configured, written to
+    the step's outputs and the home's reports/, and logged to the training run in MLflow. Returns it
+    with the step report. `trigger` (the drift loop's) is not supported for this task yet."""
+    from components.benchmark_gate.lm_core import SPEED_BATCHES
+    from components.benchmark_gate.lm_runner import evaluate_generation
+
+    h = Home.resolve(home).ensure()
+    prepare_process()
+    with record_step(h, "benchmark_gate") as counters:
+        if _parse_trigger(trigger) is not None:
+            raise ValueError("trigger: the drift loop's trigger check is not built for task generation yet; run the "
+                             "generative gate without a trigger")
+        snapshot = read_prompt_snapshot(snapshot_path)
+        outputs = read_generation_outputs(teacher_outputs_path)
+        check_generations_aligned(outputs, snapshot.prompts, teacher_outputs_path)
+        lineage = read_lineage(student_path)
+        if lineage.get("task") != "generation":
+            raise ModelError(f"{student_path}: not a generative student (its lineage's task is "
+                             f"{lineage.get('task', 'classification')!r}); task generation gates causal-LM students")
+        if lineage["teacher_version"] != outputs.teacher_version:
+            raise ValueError(f"{student_path} was trained on teacher {lineage['teacher_version']}, the teacher "
+                             f"outputs {teacher_outputs_path} are of {outputs.teacher_version}: not the same run")
+        # Digest before measuring: the verdict is bound to what was on disk when loaded.
+        bound = bound_context(student_path)
+        key = signing.key_from_env()
+        test_idx = snapshot.indices("test")
+        if not test_idx:
+            raise ValueError(f"{snapshot_path}: the prompt snapshot's test split is empty; the generative gate "
+                             f"measures on held-out prompts (data.test_fraction)")
+        prompts = [snapshot.prompts[i] for i in test_idx]
+        references = [snapshot.responses[i] for i in test_idx]
+        teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
+        loaded = load_teacher(teacher)
+        if "generation" not in loaded.produces:
+            raise ModelError(f"task generation needs a causal-LM teacher; {teacher_ref} ({teacher.version}) is a "
+                             f"{loaded.kind} teacher (generation.teacher_ref)")
+        client = registry.connect(h)
+        champion_dir, champion_version = _lm_champion(client, h, cfg.student.registered_name)
+        context = {"data_version": lineage["data_version"], "teacher_version": outputs.teacher_version,
+                   "config_hash": lineage["config_hash"], "champion_version": champion_version or "none",
+                   "test_rows": len(prompts), "trigger": "none",
+                   "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
+                   "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html",
+                   "student_parameter_fraction": lineage.get("parameter_fraction"), **bound}
+        # Reports are written below, once signed: evaluate_generation only measures and decides here.
+        report = evaluate_generation(loaded.model, loaded.tokenizer, student_path, prompts,
+                                     outputs.generations(test_idx), cfg, references=references,
+                                     champion_dir=champion_dir, teacher_dir=teacher.path, context=context,
+                                     max_new_tokens=int(outputs.decoding.get("max_new_tokens") or 0) or None,
+                                     max_length=cfg.generation.max_length)
+        report["context"]["champion"] = f"version {champion_version}" if champion_version else "none"
+        if key is not None:
+            report = signing.sign_report(report, key)
+        _publish_lm(h, lineage, report, (report_json, report_md, report_html))
+        # The teacher's rows run during the gate: one teacher-forced pass over the held-out prompts, and
+        # the speed measurement (per batch size: a warm-up, then a 1-token and a full generate per repeat).
+        timing_rows = len(prompts) + sum(b * (1 + 2 * cfg.gate.lm_speed_repeats) for b in SPEED_BATCHES)
+        counters.update(task="generation", passed=report["passed"], teacher_timing_passes=timing_rows,
+                        reasons=report["reasons"], test_rows=len(prompts),
+                        references=sum(r is not None for r in references))
+    log.info("generative gate %s: %s", "PASSED" if report["passed"] else "FAILED",
+             "; ".join(report["reasons"]) or "all checks ok")
     return {**report, "step_report": counters}

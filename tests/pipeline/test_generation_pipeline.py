@@ -1,0 +1,130 @@
+"""task: generation through the real distillation DAG with kfp.local, as `distillops run --task
+generation` starts it: a tiny random Llama registered as the causal-LM teacher (`distillops teacher
+--task generation --base DIR`), a prompt file, a real sqlite MLflow registry, a DVC local remote and
+the content-addressed teacher store; the gate's report is signed.
+
+1. A gate threshold the tiny student cannot meet (at most 1% of the teacher's parameters): every
+   step runs, every prompt goes to the teacher once, the gate refuses with that reason in the
+   summary, record_refusal records it, nothing is registered.
+2. The same run again: every step up to the gate is served from KFP's cache, 0 teacher calls.
+3. Thresholds the tiny student meets (speed off: tiny models' speed-ups are noise): only the gate
+   reruns and passes. Promote's register path on this branch is the classification one (it reads
+   the classification report's student accuracy), so the run fails at promote and nothing is
+   registered; with the causal-LM promote (branch i14-promote) this case registers version 1.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from components.common import registry, signing
+from components.common.home import Home
+from pipelines.cli import main
+from tests.tiny_lm import WORDS, make_tiny_llama
+
+pytestmark = pytest.mark.slow
+
+SIGNING_KEY = "generation-pipeline-test-key-0123456789"
+STUDENT = "tiny-lm-student"
+PROMPTS = 40
+BASE = {
+    "student": {"registered_name": STUDENT},
+    "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 8, "max_length": 48, "student_layers": [0, 3]},
+    "distill": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3},
+    "cache": {"fidelity_sample": 4},
+}
+# Nothing gated that tiny random models make noise of (speed-ups, fidelity); the speed timing kept short.
+LOOSE = {"lm_min_rouge_l": 0.0, "lm_min_token_agreement": 0.0, "lm_max_nll_excess": 0.0, "lm_min_speedup": 0.0,
+         "lm_min_speedup_batch8": 0.0, "lm_max_parameter_fraction": 0.0, "lm_speed_new_tokens": 2,
+         "lm_speed_repeats": 1, "lm_report_samples": 3}
+# The layer-subset student keeps 2 of 4 layers and the embeddings: far above 1% of the teacher's parameters.
+REFUSING = {**LOOSE, "lm_max_parameter_fraction": 0.01}
+
+
+def _prompts(n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(3 + i % 4)]
+        rows.append({"prompt": " ".join(words) + f" {WORDS[i % len(WORDS)]} {WORDS[(i // len(WORDS)) % len(WORDS)]}"})
+    assert len({r["prompt"] for r in rows}) == n
+    return rows
+
+
+def _run(world, gate: dict, capsys) -> tuple[int, dict | None, str]:
+    config = world["root"] / "params.yaml"
+    config.write_text(yaml.safe_dump({**BASE, "gate": gate}))
+    code = main(["run", "--task", "generation", "--home", str(world["home"].root), "--data", str(world["data"]),
+                 "--config", str(config), "--json"])
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return code, (json.loads(lines[-1]) if lines else None), err
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generation-pipeline")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.setenv(signing.KEY_ENV, SIGNING_KEY)
+    home = Home.resolve(root / "home")
+    teacher_dir = make_tiny_llama(root / "tiny-llama", layers=4)
+    # registered as generation.teacher_ref's default, models:/distillops-lm-teacher@champion
+    assert main(["teacher", "--task", "generation", "--home", str(home.root), "--base", str(teacher_dir)]) == 0
+    data = root / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _prompts(PROMPTS)))
+    yield {"root": root, "home": home, "data": data}
+    mp.undo()
+
+
+def _registered(home: Home) -> list:
+    client = registry.connect(home)
+    return [v for v in client.search_model_versions(f"name='{STUDENT}'")]
+
+
+def test_generation_dag_refuses_caches_and_gates(world, capsys):
+    home = world["home"]
+
+    # 1. refused: the whole DAG ran, every prompt went to the teacher once, nothing registered
+    code, first, err = _run(world, REFUSING, capsys)
+    assert code == 3, err
+    assert first["task"] == "generation"
+    assert first["gate"]["passed"] is False
+    assert any("parameter" in r and "0.01" in r for r in first["gate"]["reasons"]), first["gate"]["reasons"]
+    assert first["promotion"]["action"] == "skipped (gate failed)"
+    assert first["teacher_forward_passes"] == PROMPTS
+    assert first["executed_steps"] == ["version_data", "cache_teacher_outputs", "train_student", "benchmark_gate",
+                                       "record_refusal"]
+    assert first["metrics"]["passed"] == 0 and first["metrics"]["parameter_ratio"] > 0.01
+    assert _registered(home) == []
+    html = first["reports"]["gate_html"]
+    assert "<html" in open(html).read().lower()
+    gate_json = json.loads(open(html[:-len(".html")] + ".json").read())
+    assert gate_json["context"]["task"] == "generation" and gate_json["context"]["champion_version"] == "none"
+    assert signing.verify_report(gate_json, SIGNING_KEY.encode()) == []  # signed by the gate
+    # the refusal is in the promotion history
+    audit = (home.root / "audit" / f"{STUDENT}.jsonl").read_text().splitlines()
+    assert [json.loads(e)["record"]["action"] for e in audit] == ["refuse"]
+
+    # 2. nothing changed: every step up to the gate served from KFP's cache, no teacher call
+    code, second, err = _run(world, REFUSING, capsys)
+    assert code == 3, err
+    assert second["teacher_forward_passes"] == 0
+    assert second["cached_steps"] == ["version_data", "cache_teacher_outputs", "train_student", "benchmark_gate"]
+    assert second["executed_steps"] == ["record_refusal"]
+    assert second["data_version"] == first["data_version"] and second["gate"] == first["gate"]
+
+    # 3. thresholds the student meets: only the gate reruns (its slice changed), and passes
+    code, third, err = _run(world, LOOSE, capsys)
+    gate_json = json.loads(open(html[:-len(".html")] + ".json").read())  # same data version and config hash
+    assert gate_json["passed"] is True and gate_json["reasons"] == []
+    assert set(gate_json["models"]) == {"teacher", "student"}
+    assert signing.verify_report(gate_json, SIGNING_KEY.encode()) == []
+    assert gate_json["context"]["model_digest"] and gate_json["context"]["data_version"] == first["data_version"]
+    # promote on this branch: the classification register path, which needs the report's student
+    # accuracy; the task fails (exit 1) and nothing is registered.
+    assert code == 1 and third is None, err
+    assert "promote" in err and "FAILURE" in err.upper(), err
+    assert _registered(home) == []
