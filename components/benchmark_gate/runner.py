@@ -356,12 +356,15 @@ def _publish_lm(h: Home, lineage: dict, report: dict, files: tuple[str | None, s
     MLflow (its numbers as gate_* metrics: lm_core.flat_metrics), as _publish does for classification."""
     from components.benchmark_gate.lm_core import flat_metrics
     from components.benchmark_gate.lm_report import render_lm_html, render_lm_markdown
-    from components.benchmark_gate.lm_runner import write_lm_reports
 
-    markdown, page = render_lm_markdown(report), render_lm_html(report)  # before any file is written
-    write_lm_reports(report, *files)
+    # Rendered before any file is written: a rendering error leaves none.
+    texts = (json.dumps(report, indent=2), render_lm_markdown(report), render_lm_html(report))
     stem = safe_name(f"gate-{lineage['data_version'][:8]}-{lineage['config_hash'][:8]}", "gate report name")
-    write_lm_reports(report, h.reports / f"{stem}.json", h.reports / f"{stem}.md", h.reports / f"{stem}.html")
+    home_copies = (h.reports / f"{stem}.json", h.reports / f"{stem}.md", h.reports / f"{stem}.html")
+    for path, text in [*zip(files, texts, strict=True), *zip(home_copies, texts, strict=True)]:
+        if path:
+            atomic_write_text(path, text)
+    _, markdown, page = texts
     run = attach(h, lineage["mlflow_run_id"])
     run.log_text(markdown, "gate/report.md")
     run.log_text(page, "gate/report.html")
