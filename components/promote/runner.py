@@ -208,7 +208,7 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
                 "gate_passed": str(gate["passed"]), "gate_reasons": json.dumps(gate.get("reasons", [])),
                 "gate_checks": json.dumps([{k: c.get(k) for k in ("name", "passed", "value", "threshold")}
                                            for c in gate.get("checks", [])])[:4900],
-                **student_figure_tags(gate, task),
+                **student_figure_tags(gate, task, gate_report_path),
             }
             new_tokens = max_new_tokens(lineage, cfg) if task == "generation" else None
             description, card, license_file = describe(client, name, gate, lineage, staged, task, new_tokens)
@@ -269,14 +269,24 @@ def record_gate_refusal(home: str, student_path: str, gate_report_path: str, cfg
             "ledger_seq": seq, "step_report": counters}
 
 
-def student_figure_tags(gate: dict, task: str) -> dict[str, str]:
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def student_figure_tags(gate: dict, task: str, report_path: str = "the gate report") -> dict[str, str]:
     """The student's headline figures as version tags: ``student_accuracy`` for a classifier (the
-    classification gate always reports it), ``student_<figure>`` for each generative figure reported."""
-    student = gate["models"]["student"]
+    classification gate always reports it), ``student_<figure>`` for each generative figure reported.
+    A report without the student's figures is refused (GateReportRejected) before anything is logged."""
+    models = gate.get("models")
+    student = models.get("student") if isinstance(models, dict) else None
+    if not isinstance(student, dict):
+        raise GateReportRejected(f"gate report {report_path}: no models.student figures; not a {task} gate's report")
     if task == "classification":
+        if not _number(student.get("accuracy")):
+            raise GateReportRejected(f"gate report {report_path}: models.student.accuracy is "
+                                     f"{student.get('accuracy')!r}; expected a number")
         return {"student_accuracy": f"{student['accuracy']:.4f}"}
-    return {f"student_{k}": f"{float(student[k]):.4f}" for k in HEADLINE[task]
-            if isinstance(student.get(k), int | float) and not isinstance(student.get(k), bool)}
+    return {f"student_{k}": f"{float(student[k]):.4f}" for k in HEADLINE[task] if _number(student.get(k))}
 
 
 def _check_same_task(client, name: str, champion: str | None, task: str, student_path: str) -> None:
