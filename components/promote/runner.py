@@ -241,7 +241,7 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
                                        f"{outcome.why}")
         counters.update(action=plan.action, version=version, ledger_seq=seq)
     return {"action": plan.action, "version": version, "previous": state.previous, "reasons": list(plan.reasons),
-            "model": name, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None,
+            "model": name, "task": task, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None,
             "step_report": counters}
 
 
@@ -266,7 +266,7 @@ def record_gate_refusal(home: str, student_path: str, gate_report_path: str, cfg
                               "gate_report": ctx.get("report_location", "")})
         counters.update(action="refused", ledger_seq=seq)
     return {"action": "refused", "version": None, "reasons": list(gate.get("reasons", [])), "model": name,
-            "ledger_seq": seq, "step_report": counters}
+            "task": bound["task"], "ledger_seq": seq, "step_report": counters}
 
 
 def _number(v) -> bool:

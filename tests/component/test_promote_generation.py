@@ -1,7 +1,7 @@
 """promote for a generative student (task: generation, issue 14): a tiny random Llama with the lineage
 train_student writes and a generative gate report bound to it, promoted into the home's sqlite MLflow
 registry with the same tags, alias, ledger and hash-chained audit as a classifier; the registered
-version answers prompts through ``mlflow.pyfunc`` (what ``mlflow models serve`` runs) and exports as a
+version answers prompts through ``mlflow.pyfunc`` and a real ``mlflow models serve`` and exports as a
 folder ``transformers.pipeline("text-generation")`` loads. A refused or mismatched report registers
 nothing.
 """
@@ -9,6 +9,14 @@ nothing.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -27,7 +35,9 @@ from components.promote import runner as promote_step
 from tests.tiny_lm import make_tiny_llama
 
 NAME = "distillops-student"
+URI = f"models:/{NAME}@champion"
 MAX_NEW = 4
+SERVE_TIMEOUT_S = 240
 PROMPTS = ["hello my card was declined", "where is my order"]
 
 
@@ -86,6 +96,42 @@ def _greedy(model_dir: Path, prompt: str) -> str:
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
+@contextmanager
+def _served(home: Path, log_path: Path):
+    """`mlflow models serve` of the champion on a free loopback port; its process group killed after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": Home.resolve(home).tracking_uri, "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", URI, "--env-manager",
+                                 "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + SERVE_TIMEOUT_S
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
+                        if resp.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow models serve did not answer /ping (exit {proc.poll()}):\n"
+                                + log_path.read_text()[-4000:])
+                time.sleep(1)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
+
+
 def _nothing_registered() -> None:
     client = mlflow.MlflowClient()
     assert client.search_model_versions(f"name = '{NAME}'") == []
@@ -100,7 +146,8 @@ def test_a_generative_student_is_promoted_served_and_exported(home, tmp_path):
     assert student_task(student) == "generation"
     result = promote_step.run(str(home), str(student), str(_report(student, tmp_path / "gate.json")), _cfg(),
                               pipeline_run_id="pr-1")
-    assert (result["action"], result["version"], result["outcome"]["status"]) == ("register", "1", "applied")
+    assert (result["action"], result["version"], result["outcome"]["status"], result["task"]) == (
+        "register", "1", "applied", "generation")
 
     client = mlflow.MlflowClient()
     assert registry.get_aliases(client, NAME) == {"champion": "1"}
@@ -142,6 +189,11 @@ def test_a_generative_student_is_promoted_served_and_exported(home, tmp_path):
     expected = [_greedy(student, p) for p in PROMPTS]
     assert all(expected), expected  # this seed's tiny model says something (not EOS at once)
     assert [a.strip() for a in answers] == expected
+    with _served(home, tmp_path / "serve.log") as url:
+        req = urllib.request.Request(f"{url}/invocations", json.dumps({"inputs": PROMPTS}).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            assert json.loads(resp.read()) == {"predictions": answers}
 
     # the plain Hugging Face folder: transformers' own text-generation pipeline loads and generates
     out = tmp_path / "export"
@@ -163,7 +215,7 @@ def test_a_refused_generation_report_registers_nothing(home, tmp_path):
         promote_step.run(str(home), str(student), str(gate), _cfg())
     _nothing_registered()
     refusal = promote_step.record_gate_refusal(str(home), str(student), str(gate), _cfg())
-    assert refusal["action"] == "refused"
+    assert (refusal["action"], refusal["task"]) == ("refused", "generation")
     entry = audit.show(Home.resolve(home), NAME)[-1]
     assert entry["record"]["action"] == "refuse" and entry["record"]["lineage"]["task"] == "generation"
     _nothing_registered()
