@@ -116,9 +116,10 @@ def cmd_export(args) -> int:
         print(json.dumps(result, sort_keys=True))
     else:
         print(f"exported {result['model']} to {result['out']}")
-        print(f"  labels  {', '.join(result['labels'])}")
+        if result["labels"]:
+            print(f"  labels  {', '.join(result['labels'])}")
         print(f"  files   {', '.join(result['files'])}")
-        print(f"  load    transformers.pipeline('text-classification', model={result['out']!r})")
+        print(f"  load    transformers.pipeline({result['pipeline_task']!r}, model={result['out']!r})")
     return 0
 
 

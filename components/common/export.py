@@ -3,6 +3,11 @@
     distillops export --model models:/distillops-student@champion --out ./student
     python -c 'from transformers import pipeline; print(pipeline("text-classification", model="./student")("hi"))'
 
+A generative student (task: generation, a causal LM) exports the same way and loads with
+``pipeline("text-generation", model="./student")``: its folder has no labels to check, but the same
+weights, config, generation_config.json and tokenizer (with its chat template), so
+``pipeline(...)([{"role": "user", "content": "hi"}])`` answers as the registered model does.
+
 MLflow's transformers flavor keeps the tokenizer apart from the weights (``model/`` and
 ``components/tokenizer/``); pointed at ``model/`` alone, transformers 5 builds a tokenizer of the
 five special tokens and nearly every word becomes [UNK], so predictions are silently wrong. The
@@ -25,12 +30,15 @@ from typing import Any
 from components.common import registry
 from components.common.home import Home
 from components.common.io import atomic_dir
-from components.common.model_card import CARD_FILE, License, base_license, render_card
+from components.common.lineage import TASK_ARCHITECTURES
+from components.common.model_card import CARD_FILE, License, base_license, render_card, render_lm_card
 from components.common.modeling import ModelError, check_model_dir
 from components.common.teachers import pinned_ref_for
 
 # A tokenizer with fewer tokens than this share of the model's vocabulary is the [UNK] failure above.
 MIN_TOKENIZER_SHARE = 0.9
+# The transformers pipeline an exported folder is loaded with, per student task.
+PIPELINE_TASKS = {"classification": "text-classification", "generation": "text-generation"}
 
 
 class ExportError(ValueError):
@@ -57,9 +65,21 @@ def check_destination(out: Path, force: bool) -> None:
                           "replace it, or choose an empty or new directory")
 
 
+def folder_task(config: dict[str, Any], uri: str) -> str:
+    """The task of an exported model from its config.json: a causal LM (architectures ending in
+    ForCausalLM) is "generation", a sequence classifier "classification"; anything else is refused."""
+    architectures = config.get("architectures") or []
+    found = {task for task, suffix in TASK_ARCHITECTURES.items() if any(str(a).endswith(suffix) for a in architectures)}
+    if len(found) != 1:
+        raise ExportError(f"{uri}: config.json's architectures {architectures} are neither a sequence classifier "
+                          f"nor a causal LM; not a distillops student")
+    return found.pop()
+
+
 def check_folder(folder: Path, uri: str) -> dict[str, Any]:
-    """Refuse a folder `transformers.pipeline` would load wrongly: no safetensors, no labels, or a
-    tokenizer far smaller than the model's vocabulary. Returns its labels and sizes."""
+    """Refuse a folder `transformers.pipeline` would load wrongly: no safetensors, no labels (a
+    classifier), or a tokenizer far smaller than the model's vocabulary. Returns its task, the
+    pipeline task it loads with, its labels (none for a causal LM) and sizes."""
     from transformers import AutoTokenizer
 
     try:
@@ -67,9 +87,11 @@ def check_folder(folder: Path, uri: str) -> dict[str, Any]:
     except ModelError as exc:
         raise ExportError(f"{uri}: {exc}") from None
     config = json.loads((folder / "config.json").read_text())
+    task = folder_task(config, uri)
     id2label, label2id = config.get("id2label") or {}, config.get("label2id") or {}
     problems = []
-    if not id2label or {v: int(k) for k, v in id2label.items()} != {k: int(v) for k, v in label2id.items()}:
+    if task == "classification" and (not id2label or {v: int(k) for k, v in id2label.items()}
+                                     != {k: int(v) for k, v in label2id.items()}):
         problems.append(f"config.json's id2label {id2label} and label2id {label2id} are missing or disagree")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     vocab = int(config.get("vocab_size") or 0)
@@ -78,7 +100,8 @@ def check_folder(folder: Path, uri: str) -> dict[str, Any]:
                         "become [UNK]")
     if problems:
         raise ExportError(f"{uri}: the exported folder would not predict correctly: {'; '.join(problems)}")
-    return {"labels": [id2label[k] for k in sorted(id2label, key=int)], "tokenizer_size": len(tokenizer),
+    labels = [id2label[k] for k in sorted(id2label, key=int)] if task == "classification" else []
+    return {"task": task, "pipeline_task": PIPELINE_TASKS[task], "labels": labels, "tokenizer_size": len(tokenizer),
             "vocab_size": vocab}
 
 
@@ -96,6 +119,15 @@ def card_from_tags(client, mv) -> str:
     lineage = {k: tags.get(k, "?") for k in ("teacher_ref", "teacher_version", "data_version", "config_hash",
                                              "mlflow_run_id")}
     license_ = inherited_license(client, tags.get("teacher_ref", ""), tags.get("teacher_version", ""))
+    if tags.get("task") == "generation":
+        figures = {}
+        for k in ("rouge_l", "exact_match", "token_agreement", "teacher_nll"):
+            try:
+                figures[k] = float(tags[f"student_{k}"])
+            except (KeyError, ValueError):
+                pass
+        gate["models"]["student"] = figures
+        return render_lm_card(mv.name, gate, lineage, license_, [])
     return render_card(mv.name, gate, lineage, [], license_, [])
 
 

@@ -133,6 +133,96 @@ def render_card(name: str, gate: dict[str, Any], lineage: dict[str, Any], labels
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# A generative student (task: generation): the generative gate's report, the text-generation card
+# ---------------------------------------------------------------------------------------------
+
+
+def lm_gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of a generative gate report: verdict, reasons, compression (teacher /
+    student parameters and bytes), batch-1 and batch-8 tokens/s speed-ups, the student's fidelity to
+    the teacher (ROUGE-L, exact match, token agreement, NLL of the teacher's tokens)."""
+    models = gate.get("models", {})
+    student, teacher = models.get("student", {}), models.get("teacher", {})
+
+    def ratio(key: str, inverse: bool = False) -> float | None:
+        a, b = (student.get(key), teacher.get(key)) if inverse else (teacher.get(key), student.get(key))
+        return round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+
+    def figure(key: str) -> float | None:
+        v = student.get(key)
+        return round(float(v), 4) if isinstance(v, int | float) else None
+
+    return {"verdict": "passed" if gate.get("passed") else "refused", "reasons": list(gate.get("reasons", [])),
+            "compression_parameters": ratio("parameters"), "compression_bytes": ratio("size_bytes"),
+            "speedup_batch1": ratio("tokens_per_s_batch1", inverse=True),
+            "speedup_batch8": ratio("tokens_per_s_batch8", inverse=True),
+            **{k: figure(k) for k in ("rouge_l", "exact_match", "token_agreement", "teacher_nll",
+                                      "reference_rouge_l")}}
+
+
+def lm_version_description(summary: dict[str, Any], lineage: dict[str, Any], license_: License) -> str:
+    """One paragraph for the registry's version description of a generative student."""
+    verdict = summary["verdict"].upper() + (f" ({'; '.join(summary['reasons'])})" if summary["reasons"] else "")
+    return (f"A causal LM distilled from {lineage.get('teacher_ref', '?')} ({lineage.get('teacher_version', '?')}) "
+            f"on prompt data version {lineage.get('data_version', '?')}. Gate {verdict}: "
+            f"{_x(summary['compression_parameters'])} fewer parameters ({_x(summary['compression_bytes'])} smaller "
+            f"on disk), {_x(summary['speedup_batch1'])} the teacher's generated tokens/s at batch 1 "
+            f"({_x(summary['speedup_batch8'])} at batch 8); ROUGE-L {_num(summary['rouge_l'])} and token agreement "
+            f"{_pct(summary['token_agreement'])} against the teacher's answers. License: {license_.spdx} "
+            f"({license_.source}).")
+
+
+def render_lm_card(name: str, gate: dict[str, Any], lineage: dict[str, Any], license_: License,
+                   examples: list[str], max_new_tokens: int | None = None) -> str:
+    """README.md of a generative student (logged model and export): a text-generation card with the
+    distillation, the generative gate's checks, how to load it, and the license."""
+    import yaml
+
+    summary = lm_gate_summary(gate)
+    front = {"license": license_.spdx, "library_name": "transformers", "pipeline_tag": "text-generation",
+             "tags": ["distillops", "distillation", "text-generation"],
+             "model-index": [{"name": name, "results": []}]}
+    ctx = gate.get("context", {})
+    rows = [f"| {c.get('name')} | {c.get('value')} | {c.get('threshold')} | "
+            f"{'informational' if c.get('informational') else ('ok' if c.get('passed') else 'FAILED')} |"
+            for c in gate.get("checks", []) if isinstance(c, dict)]
+    example = json.dumps(examples[0] if examples else "How do I reset my password?")
+    new_tokens = f", max_new_tokens={int(max_new_tokens)}" if max_new_tokens else ""
+    lines = [
+        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+        f"# {name}", "",
+        f"A generative (causal) language model distilled by distillops from a larger teacher. "
+        f"{lm_version_description(summary, lineage, license_)}", "",
+        "## Distillation", "",
+        f"- teacher: `{lineage.get('teacher_ref', '?')}`, version `{lineage.get('teacher_version', '?')}`",
+        f"- prompt data version (DVC md5 of the snapshot): `{lineage.get('data_version', '?')}`",
+        f"- config hash: `{lineage.get('config_hash', '?')}`; training run: `runs:/{lineage.get('mlflow_run_id', '?')}`",
+        f"- model digest (weights, config, tokenizer): `{ctx.get('model_digest', '?')}`",
+        f"- gate report: `{ctx.get('report_location', '?')}`; compared against champion "
+        f"`{ctx.get('champion_version', 'none')}` on {ctx.get('prompts', '?')} held-out prompts", "",
+        "## Gate results", "",
+        f"Verdict: **{summary['verdict']}**. Against the teacher's answers: ROUGE-L {_num(summary['rouge_l'])}, "
+        f"exact match {_num(summary['exact_match'])}, teacher-forced token agreement "
+        f"{_num(summary['token_agreement'])}, NLL of the teacher's tokens {_num(summary['teacher_nll'])} nats/token.", "",
+        "| check | value | threshold | result |", "|---|---|---|---|", *rows, "",
+        "## How to use", "",
+        "Prompts are answered in the tokenizer's chat template (a one-turn user message), greedily, as the "
+        "gate measured them:", "",
+        "```python",
+        "from transformers import pipeline",
+        "gen = pipeline(\"text-generation\", model=\"path/to/this/folder\")  # `distillops export`",
+        f"gen([{{\"role\": \"user\", \"content\": {example}}}], do_sample=False{new_tokens})",
+        "```", "",
+        "From the registry: `mlflow.pyfunc.load_model(\"models:/<name>@champion\").predict([\"a prompt\"])` "
+        "(the chat template and the decoding settings travel with the model), `mlflow.transformers.load_model(...)`, "
+        "or `mlflow models serve -m models:/<name>@champion --env-manager local`.", "",
+        "## License", "",
+        f"`{license_.spdx}`: the license of the model this one was distilled from ({license_.source}).", "",
+    ]
+    return "\n".join(lines)
+
+
 def license_text(license_: License, base_dir: str | Path | None = None) -> str:
     """LICENSE.txt of a logged model: the base model's own license file when it ships one, else a
     statement of the license and where it was read (instead of MLflow's placeholder)."""

@@ -8,6 +8,9 @@ Hugging Face folder (what ``distillops export`` writes, common/export.py)::
     distillops export --model models:/distillops-student@champion --out ./student
     transformers.pipeline("text-classification", model="./student")
 
+A causal LM (a generative teacher or student) is logged the same way as ``text-generation``
+(``tracking.log_lm_model``); the same checks, flattening and export apply.
+
 The same client code talks to the embedded sqlite store and to an ``mlflow server``.
 """
 

@@ -131,6 +131,20 @@ def source_commit() -> str | None:
     return lines[1] if len(lines[1]) == 40 else None
 
 
+def _describe_logged(client, info, card: str | None, license_text: str | None) -> None:
+    """The logged model's README.md and LICENSE.txt (`card`, `license_text`), replacing MLflow's
+    placeholder LICENSE.txt (which names the temporary directory the model was saved from)."""
+    from components.common.model_card import CARD_FILE, LICENSE_FILE
+
+    extra = {CARD_FILE: card, LICENSE_FILE: license_text}
+    if any(extra.values()):
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in extra.items():
+                if text:
+                    Path(tmp, name).write_text(text, encoding="utf-8")
+            client.log_model_artifacts(info.model_id, tmp)
+
+
 def log_model(home: Home, model_dir: str | Path, run_id: str | None = None, input_example: list[str] | None = None,
               card: str | None = None, license_text: str | None = None) -> str:
     """Log a saved classifier (transformers flavor) into a run; returns the logged model's URI.
@@ -142,7 +156,6 @@ def log_model(home: Home, model_dir: str | Path, run_id: str | None = None, inpu
     import mlflow
     import mlflow.transformers
 
-    from components.common.model_card import CARD_FILE, LICENSE_FILE
     from components.common.modeling import load_classifier
     from components.common.registry import MODEL_REQUIREMENTS, connect
 
@@ -153,31 +166,67 @@ def log_model(home: Home, model_dir: str | Path, run_id: str | None = None, inpu
             {"model": model, "tokenizer": tokenizer}, name="model", task="text-classification",
             pip_requirements=MODEL_REQUIREMENTS, input_example=list(input_example) if input_example else None,
         )
-    extra = {CARD_FILE: card, LICENSE_FILE: license_text}
-    if any(extra.values()):
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, text in extra.items():
-                if text:
-                    Path(tmp, name).write_text(text, encoding="utf-8")
-            client.log_model_artifacts(info.model_id, tmp)
+    _describe_logged(client, info, card, license_text)
     return info.model_uri
 
 
-def log_lm_model(home: Home, model_dir: str | Path, run_id: str | None = None) -> str:
-    """Log a saved causal LM (transformers flavor, task text-generation, so ``mlflow models serve``
-    answers generation requests) into a run; returns the logged model's URI."""
+# A placeholder no prompt contains, rendered through the chat template to find where a prompt goes.
+_PROMPT_SLOT = "DISTILLOPS-PROMPT-SLOT-5e1f0c"
+
+
+def prompt_template(tokenizer) -> str | None:
+    """The tokenizer's chat template as MLflow's ``prompt_template`` (one ``{prompt}`` field; every
+    other brace doubled): a raw prompt sent to the served model is rendered exactly as
+    ``generation.render_prompts`` renders it for the teacher, the gate and training (a one-turn
+    user message, the assistant turn opened). None when the tokenizer has no chat template."""
+    from components.common.generation import render_prompts
+
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    rendered = render_prompts(tokenizer, [_PROMPT_SLOT])[0]
+    if rendered.count(_PROMPT_SLOT) != 1:
+        raise ValueError(f"the tokenizer's chat template renders a one-turn prompt with the prompt "
+                         f"{rendered.count(_PROMPT_SLOT)} times ({rendered[:200]!r}); expected once")
+    return rendered.replace("{", "{{").replace("}", "}}").replace(_PROMPT_SLOT, "{prompt}")
+
+
+def generation_inference_config(max_new_tokens: int | None = None) -> dict[str, Any]:
+    """What a served causal LM does with a prompt (MLflow's ``model_config``, the pipeline call's
+    keyword arguments): greedy decoding as the gate measured it, the prompt tokenized as rendered
+    (no extra special tokens, as the teacher and the gate tokenize it), only the answer returned."""
+    config: dict[str, Any] = {"do_sample": False, "return_full_text": False, "add_special_tokens": False}
+    if max_new_tokens is not None:
+        config["max_new_tokens"] = int(max_new_tokens)
+    return config
+
+
+def log_lm_model(home: Home, model_dir: str | Path, run_id: str | None = None, input_example: list[str] | None = None,
+                 card: str | None = None, license_text: str | None = None, max_new_tokens: int | None = None) -> str:
+    """Log a saved causal LM (transformers flavor, task text-generation) into a run; returns the
+    logged model's URI.
+
+    ``mlflow.pyfunc.load_model(uri).predict(["a prompt"])`` (and ``mlflow models serve``) answers a
+    list of generated texts: each prompt goes through the tokenizer's chat template
+    (:func:`prompt_template`) and is answered greedily with at most `max_new_tokens` new tokens
+    (:func:`generation_inference_config`). `input_example`: a few prompts, logged with the model (its
+    signature inferred by generating for them). `card` and `license_text`: as for :func:`log_model`."""
     import mlflow
     import mlflow.transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from components.common.modeling import check_model_dir
     from components.common.registry import MODEL_REQUIREMENTS, connect
 
-    connect(home)
+    client = connect(home)
+    check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+    model.eval()
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         info = mlflow.transformers.log_model(
             {"model": model, "tokenizer": tokenizer}, name="model", task="text-generation",
-            pip_requirements=MODEL_REQUIREMENTS,
+            pip_requirements=MODEL_REQUIREMENTS, input_example=list(input_example) if input_example else None,
+            prompt_template=prompt_template(tokenizer), model_config=generation_inference_config(max_new_tokens),
         )
+    _describe_logged(client, info, card, license_text)
     return info.model_uri

@@ -31,18 +31,30 @@ def plan_promotion(gate_passed: bool, gate_reasons: list[str], existing_version:
     return PromotionPlan("register", ("the gate passed; registering a new version",), None, champion_version)
 
 
-def binding_problems(report: dict, bound: dict[str, str]) -> list[str]:
+def report_task(report: dict) -> str:
+    """The task a gate report judged: its context's ``task`` (the generative gate writes
+    "generation"); a report without one is the classification gate's (written before tasks)."""
+    context = report.get("context") if isinstance(report, dict) else None
+    task = context.get("task") if isinstance(context, dict) else None
+    return "classification" if task is None else str(task)
+
+
+def binding_problems(report: dict, bound: dict[str, str], task: str | None = None) -> list[str]:
     """Every way a gate report is not bound to the student about to be registered; [] when it is.
 
     `bound` is what promote recomputed over the student (``lineage.bound_context``: its model
     digest and lineage); the report's ``context`` must carry the same values, because that is what
     the gate measured. A report without them (hand-written, or from before binding) is refused.
+    `task`, when given, is the student's task (``lineage.student_task``): a report of the other
+    gate (a classification report for a causal-LM student, or the reverse) is refused as well.
     """
     if not isinstance(report, dict) or not isinstance(report.get("passed"), bool):
         return ['not a gate report: it has no boolean "passed"']
     context = report.get("context")
     context = context if isinstance(context, dict) else {}
     problems = []
+    if task is not None and report_task(report) != task:
+        problems.append(f"task: the gate report is the {report_task(report)} gate's, the student is a {task} model")
     for key, want in bound.items():
         got = context.get(key)
         if got != want:

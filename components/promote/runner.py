@@ -5,6 +5,13 @@ Both first check that the gate report is bound to the student they were given (m
 lineage, recomputed here over a private copy of the student, which is what gets registered) and,
 when a signing key is configured, signed by the gate. A report that is not is refused before the
 registry is touched: nothing is registered, recorded or moved. docs/promotion.md explains it.
+
+Both tasks go through the same functions (``run``, ``record_gate_refusal``): the student's own
+config.json decides its task (``lineage.student_task``, which its lineage must agree with), the gate
+report must be that task's gate's, and the model is logged for that task: a classifier as
+text-classification (``tracking.log_model``), a causal LM as text-generation
+(``tracking.log_lm_model``: ``mlflow models serve`` answers prompts with generated text). Registry,
+lineage tags, ledger and audit are the same. A registered model holds one task's students only.
 """
 
 from __future__ import annotations
@@ -22,10 +29,18 @@ from components.common.config import Config
 from components.common.export import inherited_license
 from components.common.hashing import digest_dir
 from components.common.home import Home
-from components.common.lineage import bound_context, read_lineage
-from components.common.model_card import gate_summary, license_text, render_card, version_description
+from components.common.lineage import bound_context, read_lineage, student_task
+from components.common.model_card import (
+    gate_summary,
+    license_text,
+    lm_gate_summary,
+    lm_version_description,
+    render_card,
+    render_lm_card,
+    version_description,
+)
 from components.common.steplog import record_step
-from components.common.tracking import log_model, source_commit
+from components.common.tracking import log_lm_model, log_model, source_commit
 from components.promote.core import binding_problems, plan_promotion
 
 log = logging.getLogger(__name__)
@@ -52,13 +67,15 @@ def _read_gate_report(path: str) -> dict:
 
 def check_gate_report(report: dict, report_path: str, student_dir: str | Path, shown_as: str) -> dict[str, str]:
     """Refuse (GateReportRejected, every problem at once) a report that is not the gate's signed
-    verdict on the student in `student_dir`; return what it is bound to (model digest, lineage)."""
+    verdict on the student in `student_dir` (for a causal-LM student, the generative gate's);
+    return what it is bound to (model digest, lineage) and the student's ``task``."""
     bound = bound_context(student_dir)
-    problems = binding_problems(report, bound) + signing.verify_report(report, signing.key_from_env())
+    task = student_task(student_dir)
+    problems = binding_problems(report, bound, task) + signing.verify_report(report, signing.key_from_env())
     if problems:
         raise GateReportRejected(f"gate report {report_path} is not the gate's verdict on {shown_as}: "
                                  + "; ".join(problems))
-    return bound
+    return {**bound, "task": task}
 
 
 @contextmanager
@@ -94,37 +111,59 @@ def git_commit() -> str:
     return source_commit() or "unknown"
 
 
-def describe(client, name: str, gate: dict, lineage: dict, staged: Path) -> tuple[str, str, str]:
+def max_new_tokens(lineage: dict, cfg: Config) -> int:
+    """A generative student's answer length when served: generation.max_new_tokens of the config it
+    was distilled with (its lineage's resolved config), else of `cfg`."""
+    resolved = lineage.get("config")
+    value = (resolved.get("generation") or {}).get("max_new_tokens") if isinstance(resolved, dict) else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else \
+        int(cfg.generation.max_new_tokens)
+
+
+def describe(client, name: str, gate: dict, lineage: dict, staged: Path, task: str = "classification",
+             new_tokens: int | None = None) -> tuple[str, str, str]:
     """(version description, model card, LICENSE.txt) of the student in `staged`."""
     license_ = inherited_license(client, str(lineage.get("teacher_ref", "")), str(lineage.get("teacher_version", "")))
-    id2label = json.loads((staged / "config.json").read_text()).get("id2label", {})
-    labels = [id2label[k] for k in sorted(id2label, key=int)]
-    card = render_card(name, gate, lineage, labels, license_, list(lineage.get("input_example", [])))
+    examples = [str(x) for x in lineage.get("input_example", []) or []]
+    if task == "generation":
+        description = lm_version_description(lm_gate_summary(gate), lineage, license_)
+        card = render_lm_card(name, gate, lineage, license_, examples, new_tokens)
+    else:
+        id2label = json.loads((staged / "config.json").read_text()).get("id2label", {})
+        labels = [id2label[k] for k in sorted(id2label, key=int)]
+        description = version_description(gate_summary(gate), lineage, license_)
+        card = render_card(name, gate, lineage, labels, license_, examples)
     teacher_dir = Path(str(lineage.get("teacher_ref", "")))
-    return (version_description(gate_summary(gate), lineage, license_), card,
-            license_text(license_, teacher_dir if teacher_dir.is_dir() else None))
+    return description, card, license_text(license_, teacher_dir if teacher_dir.is_dir() else None)
 
 
-def gate_metrics(gate: dict) -> str:
+# The student's headline figures a gate report carries, per task (into gate_metrics and the tags).
+HEADLINE = {"classification": ("accuracy", "macro_f1", "agreement"),
+            "generation": ("rouge_l", "exact_match", "token_agreement", "teacher_nll", "reference_rouge_l")}
+
+
+def gate_metrics(gate: dict, task: str = "classification") -> str:
     """Compact JSON of what the gate measured: every check's value and the student's headline figures."""
     student = gate.get("models", {}).get("student", {})
     figures = {c["name"]: c.get("value") for c in gate.get("checks", []) if "name" in c}
-    figures.update({f"student_{k}": student[k] for k in ("accuracy", "macro_f1", "agreement") if k in student})
+    figures.update({f"student_{k}": student[k] for k in HEADLINE[task] if k in student})
     return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
                       sort_keys=True, separators=(",", ":"))[:900]
 
 
-def lineage_tags(lineage: dict, gate: dict, digest: str, pipeline_run_id: str, trigger: dict) -> dict[str, str]:
+def lineage_tags(lineage: dict, gate: dict, digest: str, pipeline_run_id: str, trigger: dict,
+                 task: str = "classification") -> dict[str, str]:
     """Every lineage tag a registered student carries (and its audit record repeats)."""
     ctx = gate.get("context", {})
     tags = {
+        "task": task,
         "data_version": lineage["data_version"], "teacher_version": lineage["teacher_version"],
         "teacher_ref": lineage["teacher_ref"], "teacher_cache_key": ctx.get("teacher_cache_key", ""),
         "config_hash": lineage["config_hash"], "git_commit": git_commit(), "model_digest": digest,
         "mlflow_run_id": lineage["mlflow_run_id"], "pipeline_run_id": pipeline_run_id or "",
         "gate_report": ctx.get("report_location", ""), "gate_champion": ctx.get("champion_version", "none"),
         # The gate's numbers travel with the record: history stays complete after a version is deleted.
-        "gate_metrics": gate_metrics(gate),
+        "gate_metrics": gate_metrics(gate, task),
     }
     if trigger:
         tags["trigger"] = json.dumps(trigger, sort_keys=True)
@@ -146,13 +185,16 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
     name = cfg.student.registered_name
     with record_step(h, "promote") as counters, _private_copy(h, student_path) as staged:
         gate = _read_gate_report(gate_report_path)
-        digest = check_gate_report(gate, gate_report_path, staged, student_path)["model_digest"]
+        bound = check_gate_report(gate, gate_report_path, staged, student_path)
+        digest, task = bound["model_digest"], bound["task"]
         lineage = read_lineage(staged)
         trigger = json.loads(trigger_json) if trigger_json else {}
-        tags = lineage_tags(lineage, gate, digest, pipeline_run_id, trigger)
+        tags = lineage_tags(lineage, gate, digest, pipeline_run_id, trigger, task)
         client = registry.connect(h)
         # First finish whatever an interrupted promotion left pending, so the plan sees the truth.
         state, _ = sync(client, h, name)
+        if gate["passed"]:
+            _check_same_task(client, name, state.champion, task, student_path)
         existing = registry.find_versions(client, name, "model_digest", digest)
         plan = plan_promotion(gate["passed"], gate.get("reasons", []), str(existing[0].version) if existing else None,
                               state.champion)
@@ -166,12 +208,18 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
                 "gate_passed": str(gate["passed"]), "gate_reasons": json.dumps(gate.get("reasons", [])),
                 "gate_checks": json.dumps([{k: c.get(k) for k in ("name", "passed", "value", "threshold")}
                                            for c in gate.get("checks", [])])[:4900],
-                "student_accuracy": f"{gate['models']['student']['accuracy']:.4f}",
+                **student_figure_tags(gate, task, gate_report_path),
             }
-            description, card, license_file = describe(client, name, gate, lineage, staged)
-            model_uri = log_model(h, staged, run_id=lineage["mlflow_run_id"],
-                                  input_example=lineage.get("input_example") or None, card=card,
-                                  license_text=license_file)
+            new_tokens = max_new_tokens(lineage, cfg) if task == "generation" else None
+            description, card, license_file = describe(client, name, gate, lineage, staged, task, new_tokens)
+            example = lineage.get("input_example") or None
+            if task == "generation":
+                gate_tags["max_new_tokens"] = str(new_tokens)
+                model_uri = log_lm_model(h, staged, run_id=lineage["mlflow_run_id"], input_example=example,
+                                         card=card, license_text=license_file, max_new_tokens=new_tokens)
+            else:
+                model_uri = log_model(h, staged, run_id=lineage["mlflow_run_id"], input_example=example, card=card,
+                                      license_text=license_file)
             created = str(registry.register(client, model_uri, name, {**tags, **gate_tags},
                                             description=description).version)
             version = _deduplicate(client, name, digest, created)
@@ -193,7 +241,7 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
                                        f"{outcome.why}")
         counters.update(action=plan.action, version=version, ledger_seq=seq)
     return {"action": plan.action, "version": version, "previous": state.previous, "reasons": list(plan.reasons),
-            "model": name, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None,
+            "model": name, "task": task, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None,
             "step_report": counters}
 
 
@@ -212,12 +260,47 @@ def record_gate_refusal(home: str, student_path: str, gate_report_path: str, cfg
         lineage = read_lineage(staged)
         ctx = gate.get("context", {})
         seq = record_refusal(registry.connect(h), h, name, list(gate.get("reasons", [])),
-                             {"data_version": lineage["data_version"], "config_hash": lineage["config_hash"],
+                             {"task": bound["task"], "data_version": lineage["data_version"],
+                              "config_hash": lineage["config_hash"],
                               "teacher_version": lineage["teacher_version"], "model_digest": bound["model_digest"],
                               "gate_report": ctx.get("report_location", "")})
         counters.update(action="refused", ledger_seq=seq)
     return {"action": "refused", "version": None, "reasons": list(gate.get("reasons", [])), "model": name,
-            "ledger_seq": seq, "step_report": counters}
+            "task": bound["task"], "ledger_seq": seq, "step_report": counters}
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def student_figure_tags(gate: dict, task: str, report_path: str = "the gate report") -> dict[str, str]:
+    """The student's headline figures as version tags: ``student_accuracy`` for a classifier (the
+    classification gate always reports it), ``student_<figure>`` for each generative figure reported.
+    A report without the student's figures is refused (GateReportRejected) before anything is logged."""
+    models = gate.get("models")
+    student = models.get("student") if isinstance(models, dict) else None
+    if not isinstance(student, dict):
+        raise GateReportRejected(f"gate report {report_path}: no models.student figures; not a {task} gate's report")
+    if task == "classification":
+        if not _number(student.get("accuracy")):
+            raise GateReportRejected(f"gate report {report_path}: models.student.accuracy is "
+                                     f"{student.get('accuracy')!r}; expected a number")
+        return {"student_accuracy": f"{student['accuracy']:.4f}"}
+    return {f"student_{k}": f"{float(student[k]):.4f}" for k in HEADLINE[task] if _number(student.get(k))}
+
+
+def _check_same_task(client, name: str, champion: str | None, task: str, student_path: str) -> None:
+    """A registered model holds one task's students: a causal LM never replaces a classifier as
+    champion (what serves it, the drift monitor and the next gate would get another kind of model),
+    nor the reverse. A champion without a task tag was registered before tasks: a classifier."""
+    if champion is None:
+        return
+    mv = registry.get_version(client, registry.ModelRef(name, version=champion))
+    held = (dict(mv.tags).get("task") if mv is not None else None) or "classification"
+    if held != task:
+        raise PromotionRefused(f"not promoting {student_path}: it is a {task} student, but {name}'s champion "
+                               f"(version {champion}) is a {held} model; a registered model holds one task's "
+                               f"students. Register it under another name (student.registered_name)")
 
 
 def _deduplicate(client, name: str, digest: str, version: str) -> str:
