@@ -10,6 +10,11 @@ gate report gives the teacher's and the student's test accuracy, the speed-up an
 
 Prints one JSON object: per seed and mean / standard deviation over seeds.
 
+Resumable: with --home, every finished piece is saved under <home>/pipeline_defaults/ (the teacher's
+result, and each (variant, seed) run's, keyed by the overrides) and a rerun with the same --home and
+arguments skips it, so a long benchmark stopped midway (a shared machine, a session's end) goes on
+where it stopped instead of starting over.
+
 With --baselines, each seed also trains two labels-only students through the same pipeline: the
 same student shape with distill.alpha=0, distill.losses={} (cross-entropy on the labels alone) and
 no augmentation, started (a) from the fine-tuned teacher's layers (student.init_weights=teacher) and
@@ -42,7 +47,35 @@ def joined_data(folder: Path, out: Path, train_rows: int, seed: int = 0) -> Path
     return out
 
 
+def _done(home, name: str, overrides: list[str]) -> Path:
+    """Where a finished piece's result is kept: named by the piece and a digest of its overrides."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()[:12]
+    folder = home.root / "pipeline_defaults"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{name}-{digest}.json"
+
+
+def _resumable(home, name: str, overrides: list[str], compute) -> dict:
+    """`compute()`'s result, or the one an earlier run of the same piece saved (atomically)."""
+    path = _done(home, name, overrides)
+    if path.is_file():
+        result = json.loads(path.read_text())
+        print(f"{name}: reusing the result saved in {path}", file=sys.stderr)
+        return result
+    result = compute()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(path)
+    return result
+
+
 def _run_seed(home, data: Path, overrides: list[str], seed: int) -> dict:
+    return _resumable(home, f"run-seed{seed}", overrides, lambda: _run_seed_now(home, data, overrides, seed))
+
+
+def _run_seed_now(home, data: Path, overrides: list[str], seed: int) -> dict:
     from pipelines.local import run_distill
     from pipelines.parameters import resolve_config
 
@@ -110,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     data = joined_data(Path(args.data), home.root / "data.jsonl", args.train_rows)
     started = time.time()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    teacher = {"reused": True} if args.reuse_teacher else prepare_teacher(home, str(data),
-                                                                          resolve_config(None, args.overrides))
+    teacher = {"reused": True} if args.reuse_teacher else _resumable(
+        home, "teacher", [args.data, str(args.train_rows), *args.overrides],
+        lambda: prepare_teacher(home, str(data), resolve_config(None, args.overrides)))
     runs, baselines = [], {name: [] for name in BASELINES}
     with stdout_to_stderr(True):  # kfp.local streams task logs to stdout; stdout carries the JSON alone
         for seed in args.seeds:

@@ -33,14 +33,14 @@ ACTIONS = ("redistill", "skipped_cooldown", "skipped_budget", "none", "would_red
 
 @dataclass(frozen=True)
 class ActionPolicy:
-    """When a drift verdict starts a redistillation (the drift.* keys of the same names)."""
+    """When a drift verdict starts a redistillation (the drift.* keys of the same names, and their defaults)."""
 
-    trigger_on: tuple[str, ...] = ("disagreement", "persistent_input")
-    persistent_runs: int = 3
-    cooldown_minutes: float = 60.0
-    cooldown_runs: int = 1
-    max_redistills: int = 3
-    budget_period_hours: float = 24.0
+    trigger_on: tuple[str, ...] = DriftConfig.trigger_on
+    persistent_runs: int = DriftConfig.persistent_runs
+    cooldown_minutes: float = DriftConfig.cooldown_minutes
+    cooldown_runs: int = DriftConfig.cooldown_runs
+    max_redistills: int = DriftConfig.max_redistills
+    budget_period_hours: float = DriftConfig.budget_period_hours
 
     @classmethod
     def from_config(cls, d: DriftConfig) -> ActionPolicy:

@@ -32,3 +32,22 @@ def test_summary_gives_per_seed_mean_sd_and_which_baselines_distillation_beats()
     assert out["distilled"]["accuracy"]["std"] == pytest.approx(0.05)
     assert out["baseline_pretrained_init"]["accuracy"]["std"] == pytest.approx(0.02)
     assert out["distillation_beats"] == {"finetuned_init": False, "pretrained_init": True}
+
+
+def test_a_finished_piece_is_saved_and_a_rerun_reuses_it_instead_of_recomputing(tmp_path):
+    from benchmarks.pipeline_defaults import _resumable
+    from components.common.home import Home
+
+    home = Home.resolve(tmp_path / "home").ensure()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"seed": 0, "student_accuracy": 0.9}
+
+    assert _resumable(home, "run-seed0", ["a=1"], compute) == {"seed": 0, "student_accuracy": 0.9}
+    assert _resumable(home, "run-seed0", ["a=1"], compute) == {"seed": 0, "student_accuracy": 0.9}
+    assert len(calls) == 1
+    _resumable(home, "run-seed0", ["a=2"], compute)  # other overrides: another piece
+    assert len(calls) == 2
+    assert not list((home.root / "pipeline_defaults").glob("*.tmp"))
