@@ -12,8 +12,9 @@ first drawn from one shifted, real distribution (--first-shift, e.g. banking77 t
 
 --policy new: the drift policy's defaults (params.yaml), except drift.cooldown_minutes=0: a replay
 puts batches minutes apart where production has hours, so the cooldown in runs (drift.cooldown_runs)
-stands in for it. --policy legacy: drift.trigger_on=[any] with no cooldown, no budget and no
-production window: every drifted batch redistils, as before the policy existed. --set overrides any
+stands in for it. --policy legacy: drift.trigger_on=[any] with no cooldown, no budget, no
+production window, no redistill pool and production rows weighed like the others: every drifted
+batch redistils, as before the policy existed. --set overrides any
 config key on top of either (e.g. --set distill.epochs=2 for a quicker run).
 
 Prints (on stdout; task logs go to stderr) one JSON line per batch: the drift signals, what was seen
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 
 LEGACY = ["drift.trigger_on=[any]", "drift.cooldown_minutes=0", "drift.cooldown_runs=0", "drift.max_redistills=0",
-          "drift.reference_window_rows=0"]
+          "drift.reference_window_rows=0", "drift.redistill_pool=false", "distill.teacher_labelled_repeat=1"]
 NEW = ["drift.cooldown_minutes=0"]
 
 

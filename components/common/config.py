@@ -148,6 +148,11 @@ class DistillConfig:
     # distill.seed), labelled by the teacher's outputs (cached by content) and its argmax as the
     # hard label; 0 = train on the dataset's rows only.
     augment_copies: int = 0
+    # Training rows whose label came from the teacher (production traffic a drift-started
+    # redistillation added, label_source: teacher) are seen this many times per epoch. A batch of a
+    # few hundred new rows among the original ones is otherwise learned too slowly to close the
+    # disagreement that triggered the redistillation (drift replay, docs/benchmarks.md). 1 = once.
+    teacher_labelled_repeat: int = 3
 
 
 @dataclass(frozen=True)
@@ -483,6 +488,8 @@ def _validate_distill(d: DistillConfig) -> list[str]:
         problems.append(f"distill.grad_accumulation: must be >= 1, got {d.grad_accumulation}")
     if d.augment_copies < 0:
         problems.append(f"distill.augment_copies: must be >= 0, got {d.augment_copies}")
+    if d.teacher_labelled_repeat < 1:
+        problems.append(f"distill.teacher_labelled_repeat: must be >= 1, got {d.teacher_labelled_repeat}")
     if d.schedule not in ("linear", "cosine"):
         problems.append(f"distill.schedule: expected 'linear' or 'cosine', got {d.schedule!r}")
     if d.teacher_weights and len(d.teacher_weights) != 1 + len(d.extra_teachers):

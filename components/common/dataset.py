@@ -79,6 +79,13 @@ class Snapshot:
     def label_source(self, i: int) -> str:
         return GOLD if self.label_sources is None else self.label_sources[i]
 
+    def weighted(self, indices: list[int], teacher_repeat: int) -> list[int]:
+        """`indices` with each teacher-labelled row repeated `teacher_repeat` times (the training
+        order is shuffled by the trainer, so where the copies sit does not matter)."""
+        if teacher_repeat < 1:
+            raise ValueError(f"teacher_repeat must be >= 1, got {teacher_repeat}")
+        return [i for i in indices for _ in range(teacher_repeat if self.label_source(i) == TEACHER else 1)]
+
     def is_gold(self, indices: list[int]) -> list[bool]:
         """Whether each of the rows `indices` carries a gold label (not the teacher's)."""
         return [self.label_source(i) == GOLD for i in indices]

@@ -75,6 +75,14 @@ def encode(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.
     return tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
+def fitted_max_length(model, max_length: int) -> int:
+    """`max_length`, at most the model's position table: a student whose positions were trimmed to
+    the max_length it was trained at (student.trim_vocabulary) cannot read longer inputs, and a
+    later config with a larger distill.max_length must not make monitoring or serving it crash."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    return min(max_length, positions) if positions else max_length
+
+
 @torch.inference_mode()
 def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64,
                    desc: str | None = None) -> np.ndarray:
@@ -85,7 +93,7 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int, batc
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc=desc, disable=desc is None or not progress_bars_enabled(), unit="batch"):
         idx = order[start:start + batch_size]
-        logits = model(**encode(tokenizer, [texts[i] for i in idx], max_length)).logits
+        logits = model(**encode(tokenizer, [texts[i] for i in idx], fitted_max_length(model, max_length))).logits
         out[idx] = logits.float().numpy()
     return out
 

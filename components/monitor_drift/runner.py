@@ -29,7 +29,7 @@ from components.common.config import Config
 from components.common.dataset import read_snapshot, read_texts
 from components.common.home import Home
 from components.common.io import atomic_write_text
-from components.common.modeling import encode, label_names, load_classifier, predict_logits
+from components.common.modeling import encode, fitted_max_length, label_names, load_classifier, predict_logits
 from components.common.numerics import masked_mean
 from components.common.paths import safe_name
 from components.common.runtime import prepare_process
@@ -85,7 +85,7 @@ def _embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int 
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            enc = encode(tokenizer, texts[start:start + batch_size], max_length)
+            enc = encode(tokenizer, texts[start:start + batch_size], fitted_max_length(model, max_length))
             hidden = model(**enc, output_hidden_states=True).hidden_states[-1]
             out.append(masked_mean(hidden, enc["attention_mask"]).float().numpy())
     return np.concatenate(out)

@@ -215,6 +215,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         seed_everything(d.seed)
         label_id = {name: i for i, name in enumerate(outputs.label_names)}
         train_idx, val_idx = snapshot.indices("train"), snapshot.indices("validation")
+        # redistilled production rows (label_source: teacher) weigh distill.teacher_labelled_repeat times
+        train_idx = snapshot.weighted(train_idx, d.teacher_labelled_repeat)
         ckpt = checkpoint_dir(h, config_hash, data_version, outputs.teacher_versions)
         settings = settings_from(d, ckpt)
         train_texts = [snapshot.texts[i] for i in train_idx]
@@ -285,7 +287,9 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         lineage = {"data_version": data_version, "teacher_version": outputs.teacher_version,
                    "extra_teachers": outputs.extra_teachers,
                    "resumed_from_step": result.resumed_from_step, "stopped_early": result.stopped_early,
-                   "train_rows": len(train_texts), "augment": outputs.augment_meta if d.augment_copies else {},
+                   "train_rows": len(train_texts), "teacher_labelled_repeat": d.teacher_labelled_repeat,
+                   "teacher_labelled_train_rows": sum(not g for g in snapshot.is_gold(sorted(set(train_idx)))),
+                   "augment": outputs.augment_meta if d.augment_copies else {},
                    "teacher_ref": teacher_ref, "config_hash": config_hash, "mlflow_run_id": mlrun.run_id,
                    "input_example": input_example,
                    "config": plain, "parameters": params, "best_epoch": result.best_epoch,

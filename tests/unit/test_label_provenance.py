@@ -41,6 +41,21 @@ def test_label_source_survives_the_snapshot_round_trip(tmp_path):
         {"gold", "teacher"}
 
 
+def test_teacher_labelled_training_rows_are_repeated_and_gold_ones_are_not(tmp_path):
+    rows = _rows_with_sources()
+    snap = build_snapshot(write_jsonl(rows, tmp_path / "d.jsonl"))
+    train = snap.indices("train")
+    weighted = snap.weighted(train, 3)
+    teacher = [i for i in train if rows[i]["label_source"] == "teacher"]
+    assert teacher and len(weighted) == len(train) + 2 * len(teacher)
+    assert all(weighted.count(i) == (3 if rows[i]["label_source"] == "teacher" else 1) for i in train)
+    assert snap.weighted(train, 1) == train
+    with pytest.raises(ValueError, match="teacher_repeat must be >= 1, got 0"):
+        snap.weighted(train, 0)
+    with pytest.raises(ConfigError, match="distill.teacher_labelled_repeat: must be >= 1, got 0"):
+        config_from_dict({"distill": {"teacher_labelled_repeat": 0}})
+
+
 def test_no_column_or_all_gold_is_the_snapshot_it_always_was(tmp_path):
     rows = make_rows(40)
     plain = build_snapshot(write_jsonl(rows, tmp_path / "plain.jsonl"))

@@ -4,7 +4,7 @@ the strongest neurons; augmentation is seeded."""
 import pytest
 import torch
 
-from components.common.modeling import ModelError, load_classifier
+from components.common.modeling import ModelError, fitted_max_length, load_classifier, predict_logits
 from components.distillation.measure import count_parameters
 from components.distillation.students import (
     prune_intermediate,
@@ -39,6 +39,18 @@ def test_full_trim_gives_the_same_logits_with_fewer_rows(model_and_texts, tmp_pa
     assert again_tok.get_vocab() == s_tok.get_vocab()
     with torch.inference_mode():
         torch.testing.assert_close(again(**again_tok(texts, padding=True, return_tensors="pt")).logits, b)
+
+
+def test_a_student_trimmed_to_8_positions_reads_texts_at_a_larger_configured_max_length(model_and_texts):
+    """A champion trained at distill.max_length 8, monitored or served under a config saying 64."""
+    model, tokenizer, texts = model_and_texts
+    student, s_tok = trim_vocabulary(model, tokenizer, texts, max_positions=8)
+    long = [" ".join(texts[:6])]  # far more than 8 tokens
+    assert len(s_tok(long[0])["input_ids"]) > 8
+    assert fitted_max_length(student, 64) == 8 and fitted_max_length(model, 64) == 64
+    np_logits = predict_logits(student, s_tok, long, 64)  # truncated at the position table, no IndexError
+    assert np_logits.shape == (1, student.config.num_labels)
+    assert (predict_logits(student, s_tok, long, 8) == np_logits).all()
 
 
 def test_max_size_and_budget(model_and_texts):
