@@ -8,9 +8,8 @@ the content-addressed teacher store; the gate's report is signed.
    summary, record_refusal records it, nothing is registered.
 2. The same run again: every step up to the gate is served from KFP's cache, 0 teacher calls.
 3. Thresholds the tiny student meets (speed off: tiny models' speed-ups are noise): only the gate
-   reruns and passes. Promote's register path on this branch is the classification one (it reads
-   the classification report's student accuracy), so the run fails at promote and nothing is
-   registered; with the causal-LM promote (branch i14-promote) this case registers version 1.
+   reruns and passes, and promote registers version 1 of the causal-LM student, tagged
+   task=generation, with the champion alias on it.
 """
 
 from __future__ import annotations
@@ -123,8 +122,13 @@ def test_generation_dag_refuses_caches_and_gates(world, capsys):
     assert set(gate_json["models"]) == {"teacher", "student"}
     assert signing.verify_report(gate_json, SIGNING_KEY.encode()) == []
     assert gate_json["context"]["model_digest"] and gate_json["context"]["data_version"] == first["data_version"]
-    # promote on this branch: the classification register path, which needs the report's student
-    # accuracy; the task fails (exit 1) and nothing is registered.
-    assert code == 1 and third is None, err
-    assert "promote" in err and "FAILURE" in err.upper(), err
-    assert _registered(home) == []
+    # promote registers the causal-LM student as version 1, tagged with its task, as the champion
+    assert code == 0, err
+    assert third["promotion"] == {"action": "register", "version": "1"}
+    versions = _registered(home)
+    assert [str(v.version) for v in versions] == ["1"]
+    assert versions[0].tags["task"] == "generation"
+    client = registry.connect(home)
+    assert str(client.get_model_version_by_alias(STUDENT, "champion").version) == "1"
+    audit = (home.root / "audit" / f"{STUDENT}.jsonl").read_text().splitlines()
+    assert [json.loads(e)["record"]["action"] for e in audit] == ["refuse", "refuse", "promote"]
