@@ -152,7 +152,7 @@ class DistillConfig:
     # redistillation added, label_source: teacher) are seen this many times per epoch. A batch of a
     # few hundred new rows among the original ones is otherwise learned too slowly to close the
     # disagreement that triggered the redistillation (drift replay, docs/benchmarks.md). 1 = once.
-    teacher_labelled_repeat: int = 3
+    teacher_labelled_repeat: int = 5
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class GateConfig:
     max_champion_regression: float = 0.01
     min_agreement: float = 0.0
     latency_samples: int = 32
-    throughput_batches: int = 3
+    throughput_batches: int = 5
     # Earlier champions drawn in the report's trade-off plot beside this run's models, each measured
     # again on this test split (accuracy, latency, size; never gated). 0 = none.
     past_champions: int = 2

@@ -1,0 +1,37 @@
+"""measure_speeds: throughput comes from each model's fastest batch call, so a load spike that hits one
+model's call does not decide the speed-up ratio."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from components.distillation import measure
+
+
+class Sleeper:
+    """A "model" whose batch calls take `seconds`, except the ones listed in `slow` (call index -> seconds)."""
+
+    def __init__(self, seconds: float, slow: dict[int, float] | None = None):
+        self.seconds, self.slow, self.batch_calls = seconds, slow or {}, 0
+
+    def eval(self):
+        return self
+
+    def __call__(self, input_ids):
+        if len(input_ids) > 2:  # a batch call (warm-up and batch-1 calls are instant)
+            time.sleep(self.slow.get(self.batch_calls, self.seconds))
+            self.batch_calls += 1
+
+
+def test_a_spike_on_one_call_does_not_decide_the_speedup(monkeypatch):
+    monkeypatch.setattr(measure, "encode", lambda tokenizer, texts, max_length: {"input_ids": list(texts)})
+    teacher = Sleeper(0.08)
+    # the student is 4x faster, but a spike makes three of its five calls slower than the teacher's
+    student = Sleeper(0.02, slow={0: 0.1, 2: 0.1, 3: 0.1})
+    speeds = measure.measure_speeds({"teacher": (teacher, None, 8), "student": (student, None, 8)}, ["a", "b"],
+                                    latency_samples=1, throughput_batches=5)
+    assert teacher.batch_calls == student.batch_calls == 5
+    ratio = speeds["student"]["throughput_rows_per_s"] / speeds["teacher"]["throughput_rows_per_s"]
+    assert ratio == pytest.approx(4.0, rel=0.35)
