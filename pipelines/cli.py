@@ -70,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                        "default one is registered first when missing, as `distillops teacher --task generation` "
                        "does), the teacher's generations are cached by content, and the generative gate judges "
                        "the student (gate.lm_*); teacher_forward_passes counts the prompts sent to the teacher "
-                       "(0 on a rerun with nothing changed). A registered model holds one task's students: give "
-                       "generative students their own student.registered_name.", epilog=EPILOG)
+                       "(0 on a rerun with nothing changed). A registered model holds one task's students: a "
+                       "generative student is registered as distillops-lm-student unless the config names "
+                       "student.registered_name.", epilog=EPILOG)
     add_common(p)
     p.add_argument("--task", choices=("classification", "generation"), default=None,
                    help="what is distilled: a text classifier, or a causal LM on prompts (sets the config's "

@@ -79,6 +79,9 @@ class StudentConfig:
     init: str = "teacher_layers"
     layers: tuple[int, ...] = (0, 5)
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # The registered model the student is promoted into. Left out of the config, a task: generation
+    # run uses GENERATION_STUDENT_NAME instead: a registered model holds one task's students, so the
+    # two quickstarts can share a home.
     registered_name: str = "distillops-student"
     # init=model: any pretrained model (local directory or HF id in the local cache), fresh head.
     model: str = ""
@@ -582,6 +585,10 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+# student.registered_name when a task: generation config does not name one.
+GENERATION_STUDENT_NAME = "distillops-lm-student"
+
+
 def config_from_dict(values: dict[str, Any] | None, overrides: list[str] = ()) -> Config:
     """Build a validated Config from a (partial) mapping plus ``key.path=value`` overrides."""
     tree: dict[str, Any] = json.loads(json.dumps(values or {}))
@@ -590,6 +597,9 @@ def config_from_dict(values: dict[str, Any] | None, overrides: list[str] = ()) -
             raise ConfigError(f"override {item!r}: expected key.path=value")
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    student = tree.get("student")
+    if tree.get("task") == "generation" and not (isinstance(student, dict) and "registered_name" in student):
+        tree.setdefault("student", {})["registered_name"] = GENERATION_STUDENT_NAME
     cfg = _build(Config, tree)
     _validate(cfg)
     return cfg

@@ -8,6 +8,7 @@ from components.common.config import (
     config_from_dict,
     config_from_json,
     config_hash,
+    config_to_json,
     load_config,
 )
 from pipelines.parameters import step_config_json
@@ -24,6 +25,15 @@ def test_repo_params_yaml_matches_the_schema(tmp_path):
 
     params = Path(__file__).parents[2] / "params.yaml"
     assert load_config(params) == Config()  # the file documents the defaults, it does not change them
+
+
+def test_generative_students_get_their_own_registered_name_by_default():
+    assert config_from_dict({}).student.registered_name == "distillops-student"
+    generation = config_from_dict({}, ["task=generation"])
+    assert generation.student.registered_name == "distillops-lm-student"
+    assert config_from_json(config_to_json(generation)) == generation  # the steps see the same name
+    named = config_from_dict({"task": "generation", "student": {"registered_name": "support-bot"}})
+    assert named.student.registered_name == "support-bot"
 
 
 def test_unknown_key_names_the_key():
