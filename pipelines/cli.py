@@ -162,10 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("action", choices=["stats", "verify", "gc"],
                    help="stats: entries, bytes, hit rate; verify: check every shard's sha256 (quarantining bad "
-                   "ones); gc: remove entries no snapshot references")
+                   "ones); gc: remove entries no snapshot references, and stale teacher shard plans")
     p.add_argument("--dry-run", action="store_true", help="gc: report what would be removed, remove nothing")
     p.add_argument("--orphan-grace", type=float, default=3600.0,
                    help="gc: seconds before an unlisted shard counts as abandoned")
+    p.add_argument("--plan-grace", type=float, default=7 * 86400.0,
+                   help="gc: also remove the teacher fan-out's shard plans (<home>/teacher-plans) not planned "
+                   "again for this many seconds (default: 7 days; keep it above a run's length)")
 
     add_step_commands(sub)
     add_audit_commands(sub)
@@ -340,7 +343,7 @@ def cmd_watch(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from components.cache_teacher_outputs.runner import cache_hit_rate, open_store
+    from components.cache_teacher_outputs.runner import cache_hit_rate, open_store, prune_plans
 
     cfg, home = config_of(args), home_of(args)
     store = open_store(home, cfg.cache.url)
@@ -354,7 +357,8 @@ def cmd_cache(args) -> int:
         import dataclasses
 
         result = {"store": store.url, "dry_run": args.dry_run,
-                  **dataclasses.asdict(store.gc(dry_run=args.dry_run, orphan_grace_s=args.orphan_grace))}
+                  **dataclasses.asdict(store.gc(dry_run=args.dry_run, orphan_grace_s=args.orphan_grace)),
+                  "teacher_plans": prune_plans(home.teacher_plans, args.plan_grace, args.dry_run)}
     print(json.dumps(result, indent=2, sort_keys=True))
     return 1 if args.action == "verify" and result["problems"] else 0
 

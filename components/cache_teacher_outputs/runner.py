@@ -17,6 +17,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -439,10 +441,33 @@ def write_shard(plan_dir: str | Path, payload: dict, shard: int, shards: int) ->
     worker gets. The same rows under the same teacher are the same file, so a rerun plans idempotently."""
     body = json.dumps({"format": SHARD_FORMAT, **payload}, sort_keys=True, ensure_ascii=False)
     path = Path(plan_dir) / f"{hashlib.sha256(body.encode()).hexdigest()}.json"
-    if not path.is_file():
+    if path.is_file():
+        os.utime(path)  # planned again: its age (what prune_plans reads) counts from now
+    else:
         atomic_write_text(path, body)
     return json.dumps({"shard": shard, "shards": shards, "rows": len(payload["texts"]), "path": str(path)},
                       sort_keys=True)
+
+
+def prune_plans(plan_dir: str | Path, older_than_s: float, dry_run: bool = False) -> dict:
+    """Remove shard plans not written or planned again for `older_than_s` seconds (and temp files a
+    killed writer left that long). A plan is needed only while its run's workers and merge run; a
+    cached plan step of a later run hands out the same file again only if its worker or merge must
+    rerun too, so keep the grace well above a run's length. Returns what was (or would be) removed."""
+    plan_dir, cutoff = Path(plan_dir), time.time() - older_than_s
+    removed, freed, kept = 0, 0, 0
+    for path in sorted(plan_dir.glob("*")) if plan_dir.is_dir() else []:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if not path.is_file() or st.st_mtime >= cutoff:
+            kept += 1
+            continue
+        if not dry_run:
+            path.unlink(missing_ok=True)
+        removed, freed = removed + 1, freed + st.st_size
+    return {"dir": str(plan_dir), "removed": removed, "bytes": freed, "kept": kept}
 
 
 def empty_shard() -> str:

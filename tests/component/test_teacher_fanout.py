@@ -194,3 +194,35 @@ def test_a_killed_generation_worker_regenerates_only_its_unwritten_rows(tmp_path
     assert len(again) == 1 and json.loads(again[0])["rows"] == 0
     with pytest.raises(ValueError, match="planned with decoding"):
         fanout.work_generation(store, lm_teacher, "lm-v1", plan[1], Decoding(max_new_tokens=6), 4)
+
+
+def test_cache_gc_removes_only_stale_shard_plans(home, tmp_path, tiny_teacher, capsys):
+    """`distillops cache gc` prunes <home>/teacher-plans: a plan not planned again within --plan-grace
+    goes, one planned again (the same rows: the same file, its age reset) stays; --dry-run removes nothing."""
+    import os
+    import time
+
+    from components.common.home import Home
+    from pipelines.cli import main
+
+    plans = Home.resolve(home).teacher_plans
+    snap = _snapshot(make_rows(40), tmp_path / "snap.json")
+    old = _snapshot(make_rows(12, seed=7), tmp_path / "old.json")
+    stale = [json.loads(s)["path"] for s in fanout.plan_classification(str(home), str(old), str(tiny_teacher), _cfg(1))]
+    fresh = [json.loads(s)["path"] for s in fanout.plan_classification(str(home), str(snap), str(tiny_teacher), _cfg(2))]
+    week_ago = time.time() - 8 * 86400
+    for path in stale + fresh:
+        os.utime(path, (week_ago, week_ago))
+    # the fresh rows are planned again: the same files, their age reset
+    assert [json.loads(s)["path"] for s in fanout.plan_classification(str(home), str(snap), str(tiny_teacher),
+                                                                      _cfg(2))] == fresh
+
+    capsys.readouterr()
+    assert main(["cache", "gc", "--home", str(home), "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["teacher_plans"]["removed"] == len(stale) == 1
+    assert sorted(str(p) for p in plans.iterdir()) == sorted(stale + fresh)
+    stale_bytes = Path(stale[0]).stat().st_size
+    assert main(["cache", "gc", "--home", str(home)]) == 0
+    assert json.loads(capsys.readouterr().out)["teacher_plans"] == {
+        "dir": str(plans), "removed": 1, "bytes": stale_bytes, "kept": len(fresh)}
+    assert sorted(str(p) for p in plans.iterdir()) == sorted(fresh)
