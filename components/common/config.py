@@ -260,8 +260,9 @@ class DriftConfig:
     max_disagreement_increase: float = 0.10
     # Production rows added to the next data version when drift starts redistillation.
     redistill_max_rows: int = 5000
-    # Keep the teacher-labelled rows of refused redistillations from the same champion and train the
-    # next attempt on them too (bounded by redistill_max_rows, newest kept); false = this batch only.
+    # Keep the teacher-labelled rows of refused redistillations from the same champion, and the texts
+    # of drifted batches skipped by cooldown or budget (the backlog), and train the next attempt on
+    # them too (bounded by redistill_max_rows, newest kept); false = this batch only.
     redistill_pool: bool = True
     # What starts a redistillation (docs: "The drift policy"). "disagreement": the student no longer
     # imitates its teacher on production inputs; "persistent_input": input drift (descriptors, labels,

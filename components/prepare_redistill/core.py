@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.common.backlog import newest_unique
 from components.common.dataset import GOLD, LABEL_SOURCE_COLUMN, LABEL_SOURCES, TEACHER, normalize_text
 
 
@@ -62,6 +63,18 @@ def merge_rows(reference: list[tuple[str, str]], production: list[tuple[str, str
         rows.append({text_column: text, label_column: label, LABEL_SOURCE_COLUMN: TEACHER})
         added += 1
     return MergedData(rows, len(rows) - added, added, present)
+
+
+def rows_to_label(production: list[str], backlog: list[str], max_rows: int) -> tuple[list[str], list[str]]:
+    """The texts the teacher labels for a redistillation: this batch's (deduplicated, the first
+    `max_rows`), after the backlog's texts it does not repeat (the newest that still fit in
+    `max_rows`). Returns (the backlog texts used, every text to label, oldest first)."""
+    if max_rows < 0:
+        raise ValueError(f"drift.redistill_max_rows must be >= 0, got {max_rows}")
+    batch = list(dict.fromkeys(production))[:max_rows]
+    here = {normalize_text(t) for t in batch}
+    waiting = newest_unique([t for t in backlog if normalize_text(t) not in here], max_rows - len(batch))
+    return waiting, waiting + batch
 
 
 def pool_rows(pooled: list[tuple[str, str]], new: list[tuple[str, str]], max_rows: int) -> list[tuple[str, str]]:

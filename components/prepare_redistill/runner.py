@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from components.common import dvc_store
+from components.common.backlog import backlog_path, read_backlog
 from components.common.config import Config
 from components.common.dataset import read_snapshot, read_texts, validate_texts
 from components.common.home import Home
@@ -17,7 +18,7 @@ from components.common.io import atomic_write_bytes
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teachers import load_pinned, load_teacher
-from components.prepare_redistill.core import merge_rows, pool_rows
+from components.prepare_redistill.core import merge_rows, pool_rows, rows_to_label
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
         teacher = load_pinned(teacher_ref, teacher_version, h)
         loaded = load_teacher(teacher)
         names = loaded.label_names
-        todo = list(dict.fromkeys(production))[: cfg.drift.redistill_max_rows]
+        # with the pool, also the batches that drifted while the policy waited (cooldown, budget)
+        waiting = (read_backlog(backlog_path(h.root, verdict["reference_data_version"]))
+                   if cfg.drift.redistill_pool else [])
+        backlog, todo = rows_to_label(production, waiting, cfg.drift.redistill_max_rows)
         logits = loaded.compute(todo, ["logits"], cfg.teacher.max_length, cfg.teacher.batch_size,
                                 desc="teacher labels")["logits"]
         labelled = [(t, names[i]) for t, i in zip(todo, logits.argmax(-1), strict=True)]
@@ -67,11 +71,12 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
                    "signals": ",".join(verdict.get("signals", [])), "production": str(production_path),
                    "text_column": text_column,
                    "reference_data_version": verdict["reference_data_version"], "rows_added": merged.added,
-                   "rows_pooled": pooled, "teacher_version": teacher.version}
-        counters.update(rows_added=merged.added, rows_kept=merged.kept, rows_pooled=pooled,
+                   "rows_pooled": pooled, "rows_backlog": len(backlog), "teacher_version": teacher.version}
+        counters.update(rows_added=merged.added, rows_kept=merged.kept, rows_pooled=pooled, rows_backlog=len(backlog),
                         teacher_forward_passes=len(todo))
     log.info("redistill data %s: %d reference rows + %d teacher-labelled production rows (%d pooled from earlier "
-             "batches)", data_path.name, merged.kept, merged.added, pooled)
+             "attempts, %d from batches skipped by cooldown or budget)", data_path.name, merged.kept, merged.added,
+             pooled, len(backlog))
     return {"data_path": str(data_path), "data_fingerprint": fingerprint, "trigger": json.dumps(trigger, sort_keys=True),
             "report": json.dumps(counters, sort_keys=True),
             "rows_added": merged.added, "rows_kept": merged.kept}

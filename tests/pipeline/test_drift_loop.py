@@ -10,6 +10,7 @@ import pytest
 import yaml
 from fakes import make_rows, write_jsonl
 
+from components.common.backlog import backlog_path, read_backlog
 from components.common.config import config_from_dict
 from components.common.home import Home
 from components.monitor_drift import history
@@ -107,6 +108,13 @@ def test_a_shifted_batch_redistils_gates_and_promotes_with_lineage(tmp_path, tin
     assert again["model"] == "distillops-student/v2" and not again["redistill"], again["action_reasons"]
     assert again["action"] in ("none", "skipped_cooldown") and code == (0 if again["action"] == "none" else 3)
     assert again["moving_reference"]["window_rows"] == 80, again["moving_reference"]
+    # a batch a trigger asked to redistil during the cooldown waits in the backlog of the new champion's
+    # data for its next redistillation; a batch nothing triggered on does not
+    backlog = read_backlog(backlog_path(home.root, again["reference_data_version"]))
+    if again["action"] == "skipped_cooldown":
+        assert len(backlog) == again["backlog_rows"] == len({r["text"] for r in shifted(80)}) > 0
+    else:
+        assert backlog == [] and "backlog_rows" not in again
     assert again["moving_reference"]["input_drifted"] is False, again["moving_reference"]["reasons"]
     assert str(client.get_model_version_by_alias("distillops-student", "champion").version) == "2"
     runs = history.read(home)
