@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 LEGACY = ["drift.trigger_on=[any]", "drift.cooldown_minutes=0", "drift.cooldown_runs=0", "drift.max_redistills=0",
-          "drift.reference_window_rows=0", "drift.redistill_pool=false", "distill.teacher_labelled_repeat=1"]
+          "drift.reference_window_rows=0", "drift.redistill_pool=false", "distill.teacher_labelled_repeat=1",
+          "drift.redistill_min_rows=0"]
 NEW = ["drift.cooldown_minutes=0"]
 
 
@@ -154,7 +155,8 @@ def replay(args) -> dict:
                "gate_passed": loop.get("gate_passed"), "window_rows": (loop.get("moving_reference") or {}).get("window_rows"),
                "input_drift_vs_moving_reference": (loop.get("moving_reference") or {}).get("input_drifted"),
                "disagreement_before": dis.get("production"), "disagreement_reference": dis.get("reference"),
-               "disagreement_threshold": dis.get("threshold"), "disagreement_after": after, "seconds": seconds}
+               "disagreement_threshold": dis.get("threshold"), "disagreement_after": after,
+               "rows_added": loop.get("rows_added"), "backlog_rows": loop.get("backlog_rows"), "seconds": seconds}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return summarize(rows, args.policy)

@@ -86,7 +86,7 @@ def monitor_exit_code(verdict: dict) -> int:
 def loop_exit_code(loop: dict) -> int:
     """`monitor --redistill`: 0 nothing to act on (no drift, or drift seen that no trigger counts:
     action none), or the redistilled student was promoted (the champion is current again); 3 a
-    trigger fired but was skipped (cooldown, budget), or the redistilled student was not promoted."""
+    trigger fired but was skipped (cooldown, budget, gathering), or the redistilled student was not promoted."""
     action = loop.get("action", "redistill" if loop["drifted"] else "none")
     if action == "none":
         return EXIT_OK

@@ -196,6 +196,8 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
             "executed_steps": [s["step"] for s in steps],
             "new_data_version": by_step.get("version_data", {}).get("data_version"),
             "rows_added": by_step.get("prepare_redistill", {}).get("rows_added"),
+            "rows_backlog": by_step.get("prepare_redistill", {}).get("rows_backlog"),
+            "backlog_rows": verdict.get("backlog_rows"),
             "gate_passed": by_step.get("benchmark_gate", {}).get("passed"),
             "promotion": promotion,
             "seconds_total": round(time.time() - started, 1)}

@@ -278,6 +278,13 @@ class DriftConfig:
     # Budget: at most this many redistillations in any `budget_period_hours` window (0 = no budget).
     max_redistills: int = 3
     budget_period_hours: float = 24.0
+    # Gathering: a triggered redistillation waits ("skipped_gathering") until the batch and the backlog
+    # of batches skipped since the champion (drift.redistill_pool) hold at least this many distinct
+    # production texts, so a training run is not spent on a batch too small to learn the shift from
+    # (0 = redistil on the first triggered batch; without the pool there is no backlog, and no
+    # gathering). In the drift replay one 200-row batch left the
+    # disagreement there at 0.105-0.13 (refused) where 600 rows left it at 0.03.
+    redistill_min_rows: int = 500
     # The moving reference: the champion's training data plus up to this many of the most recent
     # production rows it was redistilled on (0 = training data only), tested as a reference of their
     # own: input drift counts for persistent_input only when the batch drifted from both.
@@ -531,12 +538,15 @@ def _validate_drift(d: DriftConfig) -> list[str]:
                         f"got {list(d.trigger_on)}")
     elif "any" in d.trigger_on and len(d.trigger_on) > 1:
         problems.append(f"drift.trigger_on: 'any' already covers every signal; list it alone, got {list(d.trigger_on)}")
-    for key in ("persistent_runs", "cooldown_runs", "max_redistills", "reference_window_rows"):
+    for key in ("persistent_runs", "cooldown_runs", "max_redistills", "reference_window_rows", "redistill_min_rows"):
         minimum = 1 if key == "persistent_runs" else 0
         if getattr(d, key) < minimum:
             problems.append(f"drift.{key}: must be >= {minimum}, got {getattr(d, key)}")
     if d.cooldown_minutes < 0:
         problems.append(f"drift.cooldown_minutes: must be >= 0, got {d.cooldown_minutes}")
+    if d.redistill_min_rows > d.redistill_max_rows:
+        problems.append(f"drift.redistill_min_rows: {d.redistill_min_rows} is more than drift.redistill_max_rows "
+                        f"({d.redistill_max_rows}): a redistillation could never gather enough rows")
     if d.budget_period_hours <= 0:
         problems.append(f"drift.budget_period_hours: must be > 0, got {d.budget_period_hours}")
     return problems

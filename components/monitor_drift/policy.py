@@ -1,5 +1,6 @@
 """Pure logic of the drift policy: what is *seen* (the verdict's ``drifted``) vs what is *acted on*
-(``action``: redistill, skipped_cooldown, skipped_budget, none, or would_redistill in a watch-only run).
+(``action``: redistill, skipped_cooldown, skipped_budget, skipped_gathering, none, or would_redistill in
+a watch-only run).
 
 Seeing drift is cheap and kept for people; acting on it costs a training run. A batch redistils when
 a configured trigger fires (``drift.trigger_on``), no cooldown holds and the budget allows:
@@ -28,7 +29,9 @@ from components.common.config import DriftConfig
 # The verdict's signals that are about the inputs (not about the student vs its teacher).
 INPUT_SIGNALS = ("descriptors_or_labels", "embeddings", "not_evaluated")
 DISAGREEMENT_SIGNAL = "teacher_student_disagreement"
-ACTIONS = ("redistill", "skipped_cooldown", "skipped_budget", "none", "would_redistill")
+ACTIONS = ("redistill", "skipped_cooldown", "skipped_budget", "skipped_gathering", "none", "would_redistill")
+# The actions that skip a triggered redistillation: their batch waits in the backlog for the next one.
+SKIPPED = ("skipped_cooldown", "skipped_budget", "skipped_gathering")
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,15 @@ class ActionPolicy:
     cooldown_runs: int = DriftConfig.cooldown_runs
     max_redistills: int = DriftConfig.max_redistills
     budget_period_hours: float = DriftConfig.budget_period_hours
+    # 0 unless the pool (and so the backlog that gathers rows) is on
+    min_rows: int = DriftConfig.redistill_min_rows if DriftConfig.redistill_pool else 0
 
     @classmethod
     def from_config(cls, d: DriftConfig) -> ActionPolicy:
         return cls(trigger_on=tuple(d.trigger_on), persistent_runs=d.persistent_runs,
                    cooldown_minutes=d.cooldown_minutes, cooldown_runs=d.cooldown_runs,
-                   max_redistills=d.max_redistills, budget_period_hours=d.budget_period_hours)
+                   max_redistills=d.max_redistills, budget_period_hours=d.budget_period_hours,
+                   min_rows=d.redistill_min_rows if d.redistill_pool else 0)
 
 
 def input_drifted(signals: list[str]) -> bool:
@@ -123,9 +129,11 @@ def _triggers(verdict: dict[str, Any], policy: ActionPolicy, streak: int) -> tup
 
 
 def decide_action(verdict: dict[str, Any], past: list[dict[str, Any]], policy: ActionPolicy, now: float,
-                  acts: bool = True) -> dict[str, Any]:
+                  acts: bool = True, gathered_rows: int | None = None) -> dict[str, Any]:
     """What to do about ``verdict`` given the earlier monitor runs of the same model (``past``,
     oldest first: history entries with ``timestamp``, ``redistill``, ``input_drifted``).
+    ``gathered_rows``: the distinct production texts a redistillation now would add (this batch and
+    the backlog); fewer than ``policy.min_rows`` and it waits (``skipped_gathering``). None: not counted.
 
     Returns ``{"action", "redistill", "triggers", "action_reasons", "input_drift_streak"}``.
     ``acts=False`` (the watch-only DAG): the same decision, but a batch that would redistil says
@@ -152,6 +160,10 @@ def decide_action(verdict: dict[str, Any], past: list[dict[str, Any]], policy: A
             action = "skipped_budget"
             reasons.append(f"skipped: budget, {used} redistillations in the last "
                            f"{_plural(policy.budget_period_hours, 'hour')} (at most {policy.max_redistills})")
+    if action == "redistill" and policy.min_rows and gathered_rows is not None and gathered_rows < policy.min_rows:
+        action = "skipped_gathering"
+        reasons.append(f"skipped: gathering, {gathered_rows} production texts since the champion (this batch and "
+                       f"the backlog), a redistillation needs {policy.min_rows} (drift.redistill_min_rows)")
     if action == "redistill":
         reasons.append(f"redistill: triggered by {', '.join(fired)}")
         if not acts:

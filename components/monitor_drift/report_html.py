@@ -223,6 +223,7 @@ _SERIES = (("disagreement_production", "teacher-student disagreement on producti
            ("embedding_auc", "embedding drift (domain classifier ROC AUC)", "#8c564b"),
            ("drifted_descriptor_share", "share of drifted descriptors", "#dd8452"))
 _ACTION_COLOURS = {"redistill": "#c62828", "skipped_cooldown": "#b26a00", "skipped_budget": "#b26a00",
+                   "skipped_gathering": "#b26a00",
                    "would_redistill": "#6f42c1", "none": "#57606a"}
 _W, _H, _L, _R, _T, _B = 760, 240, 44, 12, 12, 28  # size and margins of the plot, in px
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from components.common import dvc_store, registry
-from components.common.backlog import add_to_backlog, backlog_path
+from components.common.backlog import add_to_backlog, backlog_path, newest_unique, read_backlog
 from components.common.config import Config
 from components.common.dataset import read_snapshot, read_texts
 from components.common.home import Home
@@ -48,6 +48,7 @@ from components.monitor_drift.core import (
     validate_texts,
 )
 from components.monitor_drift.policy import (
+    SKIPPED,
     ActionPolicy,
     decide_action,
     history_entry,
@@ -258,12 +259,16 @@ def run(
         with history.locked(h):
             past = history.for_model(history.read(h), mv.name)
             now = time.time()
-            decision = decide_action(verdict, past, ActionPolicy.from_config(d), now, acts=acts)
+            backlog = backlog_path(h.root, data_version)
+            gathered = len(newest_unique([*read_backlog(backlog), *production], d.redistill_max_rows)
+                           ) if d.redistill_pool else None
+            decision = decide_action(verdict, past, ActionPolicy.from_config(d), now, acts=acts,
+                                     gathered_rows=gathered)
             verdict.update(decision)
-            if decision["action"] in ("skipped_cooldown", "skipped_budget") and d.redistill_pool:
+            if decision["action"] in SKIPPED and d.redistill_pool:
                 # the traffic seen while the policy waits joins the next redistillation from this champion
-                verdict["backlog_rows"] = add_to_backlog(backlog_path(h.root, data_version),
-                                                         list(dict.fromkeys(production)), d.redistill_max_rows)
+                verdict["backlog_rows"] = add_to_backlog(backlog, list(dict.fromkeys(production)),
+                                                         d.redistill_max_rows)
             tags.update(action=decision["action"], redistill=str(decision["redistill"]))
             with start_run(h, "monitor_drift", tags=tags) as drift_run:
                 verdict.update(mlflow_run_id=drift_run.run_id,

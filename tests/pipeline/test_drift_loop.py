@@ -32,7 +32,7 @@ OVERRIDES = {
     # Today's behaviour (every drifted batch redistils): this test is about the loop's mechanics; the
     # second batch below runs the drift policy's defaults.
     "drift": {"disagreement_sample": 60, "trigger_on": ["any"], "cooldown_minutes": 0, "cooldown_runs": 0,
-              "max_redistills": 0},
+              "max_redistills": 0, "redistill_min_rows": 0},
 }
 
 

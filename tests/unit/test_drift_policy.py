@@ -126,6 +126,30 @@ def test_budget_caps_redistillations_per_period_and_frees_up_after_it():
     assert "2 redistillations in the last 1 hour (at most 2)" in d["action_reasons"][-1]
 
 
+def test_a_triggered_redistillation_waits_until_enough_rows_are_gathered():
+    policy = ActionPolicy(cooldown_minutes=0, cooldown_runs=1, max_redistills=3, min_rows=500)
+    past, actions = [], []
+    for i, gathered in enumerate([200, 400, 600, 200, 400]):  # the backlog grows by a 200-row batch a run
+        d = decide_action(verdict(DISAGREE, grew=True), past, policy, NOW + i * 60, gathered_rows=gathered)
+        past.append(history_entry(verdict(DISAGREE, grew=True), d, NOW + i * 60, "student", "1"))
+        actions.append(d["action"])
+    # gathering spends no budget and starts no cooldown; the run after a redistillation is in cooldown
+    assert actions == ["skipped_gathering", "skipped_gathering", "redistill", "skipped_cooldown", "skipped_gathering"]
+    d = decide_action(verdict(DISAGREE, grew=True), [], policy, NOW, gathered_rows=200)
+    assert d["action_reasons"][-1] == ("skipped: gathering, 200 production texts since the champion (this batch "
+                                       "and the backlog), a redistillation needs 500 (drift.redistill_min_rows)")
+    assert not d["redistill"]
+    # nothing triggered: nothing to gather for; 0 (or no pool) switches gathering off
+    assert decide_action(verdict(INPUT), [], policy, NOW, gathered_rows=10)["action"] == "none"
+    assert decide_action(verdict(DISAGREE, grew=True), [], ActionPolicy(min_rows=0), NOW,
+                         gathered_rows=10)["action"] == "redistill"
+    no_pool = config_from_dict(None, ["drift.redistill_pool=false"]).drift
+    assert ActionPolicy.from_config(no_pool).min_rows == 0
+    assert ActionPolicy.from_config(config_from_dict(None).drift).min_rows == 500
+    with pytest.raises(ConfigError, match=r"drift.redistill_min_rows: 600 is more than drift.redistill_max_rows"):
+        config_from_dict(None, ["drift.redistill_min_rows=600", "drift.redistill_max_rows=500"])
+
+
 def test_watch_only_says_would_redistill_and_spends_no_budget():
     policy = ActionPolicy(cooldown_minutes=0, cooldown_runs=0, max_redistills=1)
     actions = run_sequence(policy, [verdict(DISAGREE, grew=True)] * 3, acts=False)
