@@ -86,23 +86,33 @@ def version_description(summary: dict[str, Any], lineage: dict[str, Any], licens
 # ---------------------------------------------------------------------------------------------
 
 
+def _front_matter(name: str, license_: License, pipeline_tag: str) -> list[str]:
+    """The YAML front matter a hub reads (license, library, pipeline tag), fenced, then a blank line."""
+    import yaml
+
+    front = {"license": license_.spdx, "library_name": "transformers", "pipeline_tag": pipeline_tag,
+             "tags": ["distillops", "distillation", pipeline_tag],
+             "model-index": [{"name": name, "results": []}]}
+    return ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", ""]
+
+
+def _checks_table(gate: dict[str, Any]) -> list[str]:
+    """The gate's checks as a Markdown table: name, value, threshold, and ok / FAILED / informational."""
+    rows = [f"| {c.get('name')} | {c.get('value')} | {c.get('threshold')} | "
+            f"{'informational' if c.get('informational') else ('ok' if c.get('passed') else 'FAILED')} |"
+            for c in gate.get("checks", []) if isinstance(c, dict)]
+    return ["| check | value | threshold | result |", "|---|---|---|---|", *rows]
+
+
 def render_card(name: str, gate: dict[str, Any], lineage: dict[str, Any], labels: list[str], license_: License,
                 examples: list[str]) -> str:
     """README.md for the logged model and its export: front matter a hub reads, then the
     distillation, the gate's checks, how to load it, and the license."""
-    import yaml
-
     summary = gate_summary(gate)
-    front = {"license": license_.spdx, "library_name": "transformers", "pipeline_tag": "text-classification",
-             "tags": ["distillops", "distillation", "text-classification"],
-             "model-index": [{"name": name, "results": []}]}
     ctx = gate.get("context", {})
-    rows = [f"| {c.get('name')} | {c.get('value')} | {c.get('threshold')} | "
-            f"{'informational' if c.get('informational') else ('ok' if c.get('passed') else 'FAILED')} |"
-            for c in gate.get("checks", []) if isinstance(c, dict)]
     example = json.dumps(examples[:1] or ["some text"])
     lines = [
-        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+        *_front_matter(name, license_, "text-classification"),
         f"# {name}", "",
         f"A text classifier distilled by distillops from a larger teacher. "
         f"{version_description(summary, lineage, license_)}", "",
@@ -116,7 +126,7 @@ def render_card(name: str, gate: dict[str, Any], lineage: dict[str, Any], labels
         "## Gate results", "",
         f"Verdict: **{summary['verdict']}**. Student accuracy {_num(summary['student_accuracy'])}, teacher "
         f"accuracy {_num(summary['teacher_accuracy'])} on the test split.", "",
-        "| check | value | threshold | result |", "|---|---|---|---|", *rows, "",
+        *_checks_table(gate), "",
         "## Labels", "", ", ".join(f"`{x}`" for x in labels) or "(none recorded)", "",
         "## How to use", "",
         "```python",
@@ -177,20 +187,12 @@ def render_lm_card(name: str, gate: dict[str, Any], lineage: dict[str, Any], lic
                    examples: list[str], max_new_tokens: int | None = None) -> str:
     """README.md of a generative student (logged model and export): a text-generation card with the
     distillation, the generative gate's checks, how to load it, and the license."""
-    import yaml
-
     summary = lm_gate_summary(gate)
-    front = {"license": license_.spdx, "library_name": "transformers", "pipeline_tag": "text-generation",
-             "tags": ["distillops", "distillation", "text-generation"],
-             "model-index": [{"name": name, "results": []}]}
     ctx = gate.get("context", {})
-    rows = [f"| {c.get('name')} | {c.get('value')} | {c.get('threshold')} | "
-            f"{'informational' if c.get('informational') else ('ok' if c.get('passed') else 'FAILED')} |"
-            for c in gate.get("checks", []) if isinstance(c, dict)]
     example = json.dumps(examples[0] if examples else "How do I reset my password?")
     new_tokens = f", max_new_tokens={int(max_new_tokens)}" if max_new_tokens else ""
     lines = [
-        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+        *_front_matter(name, license_, "text-generation"),
         f"# {name}", "",
         f"A generative (causal) language model distilled by distillops from a larger teacher. "
         f"{lm_version_description(summary, lineage, license_)}", "",
@@ -205,7 +207,7 @@ def render_lm_card(name: str, gate: dict[str, Any], lineage: dict[str, Any], lic
         f"Verdict: **{summary['verdict']}**. Against the teacher's answers: ROUGE-L {_num(summary['rouge_l'])}, "
         f"exact match {_num(summary['exact_match'])}, teacher-forced token agreement "
         f"{_num(summary['token_agreement'])}, NLL of the teacher's tokens {_num(summary['teacher_nll'])} nats/token.", "",
-        "| check | value | threshold | result |", "|---|---|---|---|", *rows, "",
+        *_checks_table(gate), "",
         "## How to use", "",
         "Prompts are answered in the tokenizer's chat template (a one-turn user message), greedily, as the "
         "gate measured them:", "",
