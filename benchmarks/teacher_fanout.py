@@ -88,6 +88,26 @@ def _collect(procs) -> list[dict]:
     return reports
 
 
+def _run_result(workers: int, threads: int, times: tuple[float, float, float, float], merged: dict,
+                reports: list[dict], out: Path, worker_keys: tuple[str, ...] = (), **extra) -> dict:
+    """One worker count's figures: the wall-clock of the plan, the workers and the merge (`times` are
+    perf_counter readings at the start, after the plan, after the workers, at the end), each worker's
+    report (its `worker_keys` beside the common ones), `extra` task-specific totals, and the merged
+    artifact's sha256."""
+    t0, t_plan, t_workers, t_end = times
+    return {
+        "workers": workers, "threads_per_worker": threads,
+        "seconds_total": round(t_end - t0, 2), "seconds_plan": round(t_plan - t0, 2),
+        "seconds_workers": round(t_workers - t_plan, 2), "seconds_merge": round(t_end - t_workers, 2),
+        "teacher_forward_passes": merged["teacher_forward_passes"], "fidelity_passes": merged["fidelity_passes"],
+        "per_worker": [{k: r[k] for k in ("shard", "rows", "teacher_forward_passes", "seconds", "rows_per_s",
+                                          *worker_keys, "process_seconds")} for r in reports],
+        "rows_per_s_all_workers": round(merged["teacher_forward_passes"] / (t_workers - t_plan), 2),
+        **extra,
+        "teacher_outputs_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+    }
+
+
 def fan_out_generation(home: Path, prompts: list[str], teacher, teacher_dir: Path, workers: int, threads: int,
                        batch_size: int, max_new_tokens: int, k: int, out: Path) -> dict:
     from components.cache_teacher_outputs import fanout
@@ -109,17 +129,9 @@ def fan_out_generation(home: Path, prompts: list[str], teacher, teacher_dir: Pat
                                      batch_size=batch_size)
     t_end = time.perf_counter()
     tokens = sum(r["generated_tokens"] for r in reports)
-    return {
-        "workers": workers, "threads_per_worker": threads,
-        "seconds_total": round(t_end - t0, 2), "seconds_plan": round(t_plan - t0, 2),
-        "seconds_workers": round(t_workers - t_plan, 2), "seconds_merge": round(t_end - t_workers, 2),
-        "teacher_forward_passes": merged["teacher_forward_passes"], "fidelity_passes": merged["fidelity_passes"],
-        "per_worker": [{k_: r[k_] for k_ in ("shard", "rows", "teacher_forward_passes", "seconds", "rows_per_s",
-                                             "generated_tokens", "tokens_per_s", "process_seconds")} for r in reports],
-        "rows_per_s_all_workers": round(merged["teacher_forward_passes"] / (t_workers - t_plan), 2),
-        "tokens_per_s_all_workers": round(tokens / (t_workers - t_plan), 2),
-        "teacher_outputs_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-    }
+    return _run_result(workers, threads, (t0, t_plan, t_workers, t_end), merged, reports, out,
+                       worker_keys=("generated_tokens", "tokens_per_s"),
+                       tokens_per_s_all_workers=round(tokens / (t_workers - t_plan), 2))
 
 
 def fan_out(home: Path, snapshot: Path, teacher: Path, workers: int, threads: int, batch_size: int,
@@ -140,16 +152,7 @@ def fan_out(home: Path, snapshot: Path, teacher: Path, workers: int, threads: in
     t_workers = time.perf_counter()
     merged = cache_step.run(str(home), str(snapshot), str(teacher), cfg, str(out), worker_reports=reports)
     t_end = time.perf_counter()
-    return {
-        "workers": workers, "threads_per_worker": threads,
-        "seconds_total": round(t_end - t0, 2), "seconds_plan": round(t_plan - t0, 2),
-        "seconds_workers": round(t_workers - t_plan, 2), "seconds_merge": round(t_end - t_workers, 2),
-        "teacher_forward_passes": merged["teacher_forward_passes"], "fidelity_passes": merged["fidelity_passes"],
-        "per_worker": [{k: r[k] for k in ("shard", "rows", "teacher_forward_passes", "seconds", "rows_per_s",
-                                          "process_seconds")} for r in reports],
-        "rows_per_s_all_workers": round(merged["teacher_forward_passes"] / (t_workers - t_plan), 2),
-        "teacher_outputs_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-    }
+    return _run_result(workers, threads, (t0, t_plan, t_workers, t_end), merged, reports, out)
 
 
 def main() -> None:
