@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +22,7 @@ import mlflow
 import pytest
 import yaml
 from fakes import make_rows, write_jsonl
+from mlflow_serving import serve_model
 
 from components.benchmark_gate import runner as gate_step
 from components.cache_teacher_outputs import runner as cache_step
@@ -50,7 +45,6 @@ URI = f"models:/{NAME}@champion"
 GATE = {"min_speedup": 0.0, "min_accuracy_retention": 0.0, "latency_samples": 2, "throughput_batches": 1,
         "robustness_perturbations": [], "quantized_teacher": False}
 TEACHER_CARD = "---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# a tiny teacher\n"
-SERVE_TIMEOUT_S = 240
 
 
 @dataclass(frozen=True)
@@ -97,12 +91,6 @@ def _own_argmax(student: Path, texts: list[str]) -> list[str]:
     return [names[i] for i in predict_logits(model, tokenizer, texts, 64).argmax(-1)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: dict) -> dict:
     req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as resp:
@@ -112,36 +100,8 @@ def _post(url: str, body: dict) -> dict:
 @pytest.fixture
 def served(champion, tmp_path):
     """`mlflow models serve` of the champion on a free loopback port; killed (its process group) after."""
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": Home.resolve(champion.home).tracking_uri, "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", URI, "--env-manager", "local",
-                             "-h", "127.0.0.1", "-p", str(port), "-w", "1"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + SERVE_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow models serve did not answer /ping (exit {proc.poll()}):\n"
-                            + (tmp_path / "serve.log").read_text()[-4000:])
-            time.sleep(1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        log.close()
+    with serve_model(Home.resolve(champion.home).tracking_uri, URI, tmp_path / "serve.log") as url:
+        yield url
 
 
 def test_the_champion_predicts_the_same_four_ways(champion, served, tmp_path, capsys):

@@ -9,20 +9,14 @@ nothing.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 from fakes import make_tiny_teacher
+from mlflow_serving import serve_model
 
 from components.common import registry
 from components.common.config import Config, config_from_dict, config_to_dict
@@ -37,7 +31,6 @@ from tests.tiny_lm import make_tiny_llama
 NAME = "distillops-student"
 URI = f"models:/{NAME}@champion"
 MAX_NEW = 4
-SERVE_TIMEOUT_S = 240
 PROMPTS = ["hello my card was declined", "where is my order"]
 
 
@@ -94,42 +87,6 @@ def _greedy(model_dir: Path, prompt: str) -> str:
     enc = tokenizer(rendered, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False)
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-
-
-@contextmanager
-def _served(home: Path, log_path: Path):
-    """`mlflow models serve` of the champion on a free loopback port; its process group killed after."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": Home.resolve(home).tracking_uri, "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", URI, "--env-manager",
-                                 "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + SERVE_TIMEOUT_S
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
-                        if resp.status == 200:
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow models serve did not answer /ping (exit {proc.poll()}):\n"
-                                + log_path.read_text()[-4000:])
-                time.sleep(1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=30)
 
 
 def _nothing_registered() -> None:
@@ -189,7 +146,7 @@ def test_a_generative_student_is_promoted_served_and_exported(home, tmp_path):
     expected = [_greedy(student, p) for p in PROMPTS]
     assert all(expected), expected  # this seed's tiny model says something (not EOS at once)
     assert [a.strip() for a in answers] == expected
-    with _served(home, tmp_path / "serve.log") as url:
+    with serve_model(Home.resolve(home).tracking_uri, URI, tmp_path / "serve.log") as url:
         req = urllib.request.Request(f"{url}/invocations", json.dumps({"inputs": PROMPTS}).encode(),
                                      {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as resp:
