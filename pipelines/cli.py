@@ -129,8 +129,16 @@ def _parser() -> argparse.ArgumentParser:
                        "<home>/drift/history.jsonl): it exits 0 when no trigger fired or the redistilled student "
                        "was promoted, 3 when a redistillation was skipped or refused.", epilog=EPILOG)
     add_common(p)
-    p.add_argument("--production", required=True, help="JSONL/CSV/Parquet file of production inputs")
-    p.add_argument("--text-column", default=None, help="text column of the production file (default: data.text_column)")
+    p.add_argument("--production", required=True, help="JSONL/CSV/Parquet file of production inputs (with --task "
+                   "generation: production prompts)")
+    p.add_argument("--task", choices=("classification", "generation"), default=None,
+                   help="the monitored model's task (the config's `task`; default classification). With generation "
+                   "the champion is a causal-LM student: its prompts are compared (text descriptors, the "
+                   "student's embeddings) and teacher and student answer a sample of them (disagreement = "
+                   "1 - ROUGE-L); --redistill adds the production prompts to the data, the teacher answers them "
+                   "through the cache, and the generative gate also scores the triggering prompts")
+    p.add_argument("--text-column", default=None, help="text column of the production file (default: data.text_column, "
+                   "or generation.prompt_column with --task generation)")
     p.add_argument("--model", default=None, help="model to monitor (default: models:/<student>@champion)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON on stdout")
     p.add_argument("--redistill", action="store_true",
@@ -272,6 +280,8 @@ def cmd_teacher(args) -> int:
 def cmd_monitor(args) -> int:
     from pipelines.local import run_monitor
 
+    if args.task:  # the config's task key, like `run --task`
+        args.overrides = [*args.overrides, f"task={args.task}"]
     home = home_of(args)
     if args.redistill:
         from pipelines.local import run_drift_loop

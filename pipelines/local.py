@@ -27,7 +27,13 @@ from components.common.home import Home
 from components.common.steplog import record_reused
 from components.common.teachers import resolve_teacher
 from pipelines.console import progress, step_line
-from pipelines.parameters import distill_parameters, drift_parameters, redistill_parameters, task_teacher_ref
+from pipelines.parameters import (
+    distill_parameters,
+    drift_parameters,
+    production_column,
+    redistill_parameters,
+    task_teacher_ref,
+)
 from pipelines.summary import reports_in_run, step_reports, summarize
 
 
@@ -93,7 +99,8 @@ def _checked_production(production_path: str, cfg: Config, text_column: str | No
     """The production batch, read and validated as monitor_drift will, before the drift DAG starts."""
     path = _existing(production_path, "production")
     d = cfg.data
-    validate_texts(read_texts(path, text_column or d.text_column, d.max_text_chars, d.long_texts), "production")
+    validate_texts(read_texts(path, text_column or production_column(cfg), d.max_text_chars, d.long_texts),
+                   "production")
     return path
 
 
@@ -167,7 +174,7 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
 
     path = _checked_production(production_path, cfg, text_column)
     home.ensure()
-    teacher = resolve_teacher(teacher_ref or cfg.teacher.ref, home)
+    teacher = resolve_teacher(teacher_ref or task_teacher_ref(cfg), home)
     started = time.time()
     init_kfp_local(home)
     task = drift_redistill_pipeline(**redistill_parameters(cfg, str(home.root), str(path), sha256_file(path),
@@ -194,6 +201,8 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
             "disagreement": verdict.get("disagreement"), "moving_reference": verdict.get("moving_reference"),
             "verdict_json": verdict["verdict_json"], "drift_run_id": verdict.get("mlflow_run_id"),
             "executed_steps": [s["step"] for s in steps],
+            # prompts or texts sent to the teacher by the redistillation (labels, cache misses); KFP floats
+            "teacher_forward_passes": int(sum(s.get("teacher_forward_passes", 0) for s in steps)),
             "new_data_version": by_step.get("version_data", {}).get("data_version"),
             "rows_added": by_step.get("prepare_redistill", {}).get("rows_added"),
             "rows_backlog": by_step.get("prepare_redistill", {}).get("rows_backlog"),

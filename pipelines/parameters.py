@@ -49,7 +49,8 @@ STEP_SECTIONS = {
 # Steps that run per task: with task other than classification their slices also carry `task` and
 # the `generation` section (a classification slice is the one it was before tasks existed, so its
 # KFP cache keys did not move).
-TASK_STEPS = ("version_data", "cache_teacher_outputs", "train_student", "benchmark_gate", "promote")
+TASK_STEPS = ("version_data", "cache_teacher_outputs", "train_student", "benchmark_gate", "promote",
+              "monitor_drift", "prepare_redistill")
 # Parameter name of each distillation step's slice in the DAGs.
 SLICE_PARAMETERS = {"version_data": "data_config", "cache_teacher_outputs": "teacher_config",
                     "train_student": "train_config", "benchmark_gate": "gate_config", "promote": "promote_config"}
@@ -103,6 +104,12 @@ def task_teacher_ref(cfg: Config) -> str:
     return cfg.generation.teacher_ref if cfg.task == "generation" else cfg.teacher.ref
 
 
+def production_column(cfg: Config) -> str:
+    """The column of a production batch the drift DAGs read by default: data.text_column, or
+    generation.prompt_column for task generation."""
+    return cfg.generation.prompt_column if cfg.task == "generation" else cfg.data.text_column
+
+
 def resolve_config(path: str | None = None, overrides: list[str] = ()) -> Config:
     """Defaults, then the YAML file, then the overrides; validated against the schema and registries."""
     return validate(load_config(path, overrides))
@@ -139,7 +146,7 @@ def watch_parameters(cfg: Config, home: str, data_path: str, teacher_ref: str) -
 def drift_parameters(cfg: Config, home: str, production_path: str, production_fingerprint: str,
                      model_ref: str | None = None, text_column: str | None = None) -> dict[str, str]:
     return {"home": home, "production_path": production_path, "production_fingerprint": production_fingerprint,
-            "text_column": text_column or cfg.data.text_column,
+            "text_column": text_column or production_column(cfg),
             "model_ref": model_ref or f"models:/{cfg.student.registered_name}@champion",
             "drift_config": step_config_json(cfg, "monitor_drift")}
 

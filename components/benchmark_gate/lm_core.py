@@ -37,9 +37,10 @@ issue's benchmark is where they get confirmed or retuned.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
-from components.benchmark_gate.core import Check, GateResult, _check
+from components.benchmark_gate.core import Check, GateResult, _check, trigger_check
 from components.common.config import GateConfig
 
 SPEED_BATCHES = (1, 8)
@@ -126,7 +127,7 @@ def champion_check(student: dict, champion: dict | None, policy: GateConfig) -> 
 
 
 def evaluate_lm_gate(student: dict[str, Any], teacher: dict[str, Any], champion: dict[str, Any] | None,
-                     policy: GateConfig) -> GateResult:
+                     policy: GateConfig, trigger: dict[str, Any] | None = None) -> GateResult:
     """Decide whether a generative `student` may replace `champion` (cards: see the module docstring).
 
     A champion card needs ``rouge_l`` only (a champion with another tokenizer has no teacher-forced
@@ -142,6 +143,8 @@ def evaluate_lm_gate(student: dict[str, Any], teacher: dict[str, Any], champion:
     checks = [*fidelity_checks(student, teacher, policy), *reference_check(student, teacher, policy),
               *speed_checks(student, teacher, policy), *size_checks(student, teacher, policy),
               *champion_check(student, champion, policy)]
+    if trigger is not None:  # a drift-triggered run: did the student learn the prompts that drifted?
+        checks.append(trigger_check(trigger, replace(policy, max_trigger_disagreement=policy.lm_max_trigger_disagreement)))
     models = {"teacher": teacher, "student": student, **({"champion": champion} if champion is not None else {})}
     return GateResult(all(c.passed for c in checks if not c.informational), checks, models)
 

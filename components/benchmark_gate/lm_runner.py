@@ -103,7 +103,8 @@ def evaluate_generation(teacher_model, tokenizer, student_dir: str | Path, promp
                         teacher_dir: str | Path | None = None, context: dict[str, Any] | None = None,
                         max_new_tokens: int | None = None, max_length: int = 512,
                         report_json: str | Path | None = None, report_md: str | Path | None = None,
-                        report_html: str | Path | None = None) -> dict[str, Any]:
+                        report_html: str | Path | None = None, trigger: dict[str, Any] | None = None,
+                        ) -> dict[str, Any]:
     """Measure the student at `student_dir` (and the champion at `champion_dir`, if any) against the
     loaded teacher on the held-out `prompts` (raw; rendered here with `tokenizer`'s chat template) and
     the teacher's cached `generations` for them (in the same order); decide with lm_core.
@@ -114,6 +115,10 @@ def evaluate_generation(teacher_model, tokenizer, student_dir: str | Path, promp
     length (default generation.max_new_tokens, the teacher's). The report is written to the paths
     given (atomically) and returned as a JSON-able dict with keys: passed, reasons, checks, models,
     compression, speed, samples, context.
+
+    `trigger` (a drift-triggered run): {"prompts", "generations" (the teacher's, cached), "production",
+    "batch_rows", ...}: the student's and champion's disagreement with the teacher on them (1 - ROUGE-L)
+    is the trigger_disagreement check (gate.lm_max_trigger_disagreement, below the champion's).
 
     The student must share the teacher's tokenizer (a ModelError otherwise). A champion with another
     tokenizer is measured on its answers only (ROUGE-L, exact match, references, size)."""
@@ -169,7 +174,11 @@ def evaluate_generation(teacher_model, tokenizer, student_dir: str | Path, promp
                                 f"ttft_ms_batch{batch}": figures["ttft_ms"]})
     cards = {name: _rounded(card) for name, card in cards.items()}
 
-    result = evaluate_lm_gate(cards["student"], cards["teacher"], cards.get("champion"), gate)
+    trigger_batch = None
+    if trigger is not None:
+        trigger_batch = _trigger_batch(trigger, tokenizer, {"student": (student, tokenizer), **(
+            {"champion": (champion, tokenizer if same else c_tok)} if champion_dir is not None else {})}, max_new)
+    result = evaluate_lm_gate(cards["student"], cards["teacher"], cards.get("champion"), gate, trigger_batch)
     samples = []
     for i in range(min(gate.lm_report_samples, len(prompts))):
         row = {"prompt": prompts[i], "reference": refs[i], "teacher": teacher_texts[i]}
@@ -177,7 +186,8 @@ def evaluate_generation(teacher_model, tokenizer, student_dir: str | Path, promp
             row[name] = texts[i]
             row[f"{name}_rouge_l"] = round(rouge_l(texts[i], teacher_texts[i]), 4)
         samples.append(row)
-    report = {**result.to_dict(), "compression": lm_compression(cards["student"], cards["teacher"]),
+    report = {**result.to_dict(), **({"trigger_batch": trigger_batch} if trigger_batch else {}),
+              "compression": lm_compression(cards["student"], cards["teacher"]),
               "speed": speed_table(result.models), "samples": samples,
               "context": {"task": "generation", "prompts": len(prompts),
                           "references": sum(r is not None for r in refs), "max_new_tokens": max_new,
@@ -188,6 +198,24 @@ def evaluate_generation(teacher_model, tokenizer, student_dir: str | Path, promp
     log.info("generative gate %s: %s", "PASSED" if report["passed"] else "FAILED",
              "; ".join(report["reasons"]) or "all checks ok")
     return report
+
+
+def _trigger_batch(trigger: dict[str, Any], tokenizer, models: dict[str, tuple], max_new: int) -> dict[str, Any]:
+    """Disagreement with the teacher (1 - ROUGE-L, mean) of each model's greedy answers to the
+    triggering batch's sampled prompts, against the teacher's cached generations of them."""
+    prompts = list(trigger["prompts"])
+    teacher_texts = [tokenizer.decode([int(t) for t in g.tokens], skip_special_tokens=True)
+                     for g in trigger["generations"]]
+    if len(teacher_texts) != len(prompts) or not prompts:
+        raise ValueError(f"trigger: {len(teacher_texts)} teacher generations for {len(prompts)} triggering prompts")
+    out = {}
+    for name, (model, tok) in models.items():
+        answers = greedy_answers(model, tok, render_prompts(tok, prompts), max_new)
+        out[name] = round(1.0 - text_fidelity(answers, teacher_texts)["rouge_l"], 6)
+    return {"production": trigger["production"], "drift_verdict": trigger.get("drift_verdict", ""),
+            "rows": len(prompts), "batch_rows": trigger.get("batch_rows", len(prompts)),
+            "student_disagreement": out["student"], "champion_disagreement": out.get("champion"),
+            "measure": "1 - ROUGE-L against the teacher's cached generation"}
 
 
 def write_lm_reports(report: dict[str, Any], report_json: str | Path | None = None,

@@ -146,6 +146,22 @@ def _trigger_batch(trigger: dict, sample: list[str], batch_rows: int, teacher, n
             "champion_disagreement": disagreement.get("champion")}
 
 
+def _lm_trigger_rows(trigger: dict, snapshot_prompts: list[str], cfg: Config) -> dict:
+    """task generation: the triggering batch's first gate.lm_trigger_sample distinct prompts that the
+    snapshot holds (their teacher generations are in this run's cache), as snapshot indices."""
+    path = trigger["production"]
+    column = trigger.get("text_column") or cfg.generation.prompt_column
+    texts = validate_texts(read_texts(path, column, cfg.data.max_text_chars, cfg.data.long_texts),
+                           f"triggering production batch {path}")
+    where = {p: i for i, p in reversed(list(enumerate(snapshot_prompts)))}
+    indices = [where[t] for t in dict.fromkeys(texts) if t in where][: cfg.gate.lm_trigger_sample]
+    if not indices:
+        raise ValueError(f"trigger: none of the {len(texts)} prompts of the triggering batch {path} is in the "
+                         f"snapshot this student was trained on; was the batch added to the data (prepare_redistill)?")
+    return {"production": str(path), "drift_verdict": trigger.get("drift_verdict", ""), "indices": indices,
+            "prompts": [snapshot_prompts[i] for i in indices], "batch_rows": len(texts)}
+
+
 def _shape_summary(lineage: dict) -> str:
     """What the student step chose and why (shape: budget), or that the config described it."""
     shape = lineage.get("shape") or {}
@@ -382,19 +398,20 @@ def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, stu
     student.registered_name if there is one; decide with lm_core (the gate.lm_* thresholds). The
     report (JSON, Markdown, HTML) is bound to the student, signed when a key is configured, written to
     the step's outputs and the home's reports/, and logged to the training run in MLflow. Returns it
-    with the step report. `trigger` (the drift loop's) is not supported for this task yet."""
+    with the step report. `trigger` (the drift loop's lineage): the student is also gated on a sample
+    of the triggering batch's prompts (gate.lm_trigger_sample), whose teacher generations this run's
+    cache already holds (prepare_redistill added the batch to the data): no teacher call."""
     from components.benchmark_gate.lm_core import SPEED_BATCHES
     from components.benchmark_gate.lm_runner import evaluate_generation
 
     h = Home.resolve(home).ensure()
     prepare_process()
     with record_step(h, "benchmark_gate") as counters:
-        if _parse_trigger(trigger) is not None:
-            raise ValueError("trigger: the drift loop's trigger check is not built for task generation yet; run the "
-                             "generative gate without a trigger")
+        drift_trigger = _parse_trigger(trigger)  # before any measuring: a bad trigger fails fast
         snapshot = read_prompt_snapshot(snapshot_path)
         outputs = read_generation_outputs(teacher_outputs_path)
         check_generations_aligned(outputs, snapshot.prompts, teacher_outputs_path)
+        trigger_rows = _lm_trigger_rows(drift_trigger, snapshot.prompts, cfg) if drift_trigger else None
         lineage = read_lineage(student_path)
         if lineage.get("task") != "generation":
             raise ModelError(f"{student_path}: not a generative student (its lineage's task is "
@@ -420,7 +437,7 @@ def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, stu
         champion_dir, champion_version = _lm_champion(client, h, cfg.student.registered_name)
         context = {"data_version": lineage["data_version"], "teacher_version": outputs.teacher_version,
                    "config_hash": lineage["config_hash"], "champion_version": champion_version or "none",
-                   "test_rows": len(prompts), "trigger": "none",
+                   "test_rows": len(prompts), "trigger": "drift" if drift_trigger else "none",
                    "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
                    "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html",
                    "student_parameter_fraction": lineage.get("parameter_fraction"), **bound}
@@ -429,7 +446,9 @@ def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, stu
                                      outputs.generations(test_idx), cfg, references=references,
                                      champion_dir=champion_dir, teacher_dir=teacher.path, context=context,
                                      max_new_tokens=int(outputs.decoding.get("max_new_tokens") or 0) or None,
-                                     max_length=cfg.generation.max_length)
+                                     max_length=cfg.generation.max_length,
+                                     trigger=None if trigger_rows is None else {
+                                         **trigger_rows, "generations": outputs.generations(trigger_rows["indices"])})
         report["context"]["champion"] = f"version {champion_version}" if champion_version else "none"
         if key is not None:
             report = signing.sign_report(report, key)

@@ -244,6 +244,12 @@ class GateConfig:
     lm_speed_repeats: int = 3
     # Prompts shown in the report with the teacher's, student's and champion's answers side by side.
     lm_report_samples: int = 8
+    # A drift-triggered generative run: on a sample of the triggering batch's prompts (at most
+    # lm_trigger_sample, their teacher generations read from the run's cache), the student's
+    # disagreement with the teacher (1 - ROUGE-L of its answer against the teacher's) must be at most
+    # this AND below the champion's. 1.0: only "below the champion's" is required.
+    lm_max_trigger_disagreement: float = 1.0
+    lm_trigger_sample: int = 100
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,9 @@ class DriftConfig:
     # Teacher-student disagreement on a sample of production inputs vs the reference sample.
     disagreement_sample: int = 200
     max_disagreement_increase: float = 0.10
+    # task: generation: the teacher and the student answer this many reference and production prompts
+    # each (greedy); disagreement is 1 - ROUGE-L of the student's answer against the teacher's.
+    lm_disagreement_sample: int = 100
     # Production rows added to the next data version when drift starts redistillation.
     redistill_max_rows: int = 5000
     # Keep the teacher-labelled rows of refused redistillations from the same champion, and the texts
@@ -522,6 +531,11 @@ def _validate_lm_gate(g: GateConfig) -> list[str]:
     for key in ("lm_speed_new_tokens", "lm_speed_repeats"):
         if getattr(g, key) < 1:
             problems.append(f"gate.{key}: must be >= 1, got {getattr(g, key)}")
+    if not 0 <= g.lm_max_trigger_disagreement <= 1:
+        problems.append(f"gate.lm_max_trigger_disagreement: expected a share in [0, 1] (0 = reported, not gated), "
+                        f"got {g.lm_max_trigger_disagreement}")
+    if g.lm_trigger_sample < 1:
+        problems.append(f"gate.lm_trigger_sample: must be >= 1, got {g.lm_trigger_sample}")
     if g.lm_report_samples < 0:
         problems.append(f"gate.lm_report_samples: must be >= 0, got {g.lm_report_samples}")
     return problems
@@ -538,8 +552,9 @@ def _validate_drift(d: DriftConfig) -> list[str]:
                         f"got {list(d.trigger_on)}")
     elif "any" in d.trigger_on and len(d.trigger_on) > 1:
         problems.append(f"drift.trigger_on: 'any' already covers every signal; list it alone, got {list(d.trigger_on)}")
-    for key in ("persistent_runs", "cooldown_runs", "max_redistills", "reference_window_rows", "redistill_min_rows"):
-        minimum = 1 if key == "persistent_runs" else 0
+    for key in ("persistent_runs", "cooldown_runs", "max_redistills", "reference_window_rows", "redistill_min_rows",
+                "lm_disagreement_sample"):
+        minimum = 1 if key in ("persistent_runs", "lm_disagreement_sample") else 0
         if getattr(d, key) < minimum:
             problems.append(f"drift.{key}: must be >= {minimum}, got {getattr(d, key)}")
     if d.cooldown_minutes < 0:

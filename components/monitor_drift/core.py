@@ -297,10 +297,23 @@ def disagreement_result(reference_student: Any, reference_teacher: Any, producti
         if len(s) == 0 or len(s) != len(t):
             raise DriftInputError(f"{name} disagreement sample: {len(s)} student and {len(t)} teacher predictions")
         rates[name] = float((s != t).mean())
-    increase = rates["production"] - rates["reference"]
-    return {"reference": rates["reference"], "production": rates["production"], "increase": increase,
-            "threshold": max_increase, "drifted": increase > max_increase,
-            "n_production": len(np.asarray(production_student))}
+    return disagreement_from_rates(rates["reference"], rates["production"], len(np.asarray(production_student)),
+                                   max_increase)
+
+
+def disagreement_from_rates(reference: float, production: float, n_production: int,
+                            max_increase: float) -> dict[str, Any]:
+    """The disagreement signal from the two rates (any measure in [0, 1]: a label mismatch share, or
+    1 - ROUGE-L of generated answers): drift when production exceeds the reference by more than
+    ``max_increase``."""
+    for name, value in (("reference", reference), ("production", production)):
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise DriftInputError(f"{name} disagreement rate must be in [0, 1], got {value!r}")
+    if n_production <= 0:
+        raise DriftInputError(f"disagreement sample: {n_production} production rows")
+    increase = production - reference
+    return {"reference": reference, "production": production, "increase": increase,
+            "threshold": max_increase, "drifted": increase > max_increase, "n_production": n_production}
 
 
 def combine_signals(verdict: DriftVerdict, embedding: dict | None, disagreement: dict | None) -> dict[str, Any]:

@@ -95,7 +95,8 @@ def signal_rows(verdict: dict, columns: dict[str, dict], label: dict | None,
                      "threshold", "state": "drift" if dis.get("drifted") else "ok",
                      "detail": f"{dis['production']:.1%} of {dis['n_production']} production inputs vs "
                                f"{dis['reference']:.1%} on the reference"
-                               + (f" (teacher {dis['teacher_version']})" if dis.get("teacher_version") else "")})
+                               + (f" (teacher {dis['teacher_version']})" if dis.get("teacher_version") else "")
+                               + (f"; measure: {dis['measure']}" if dis.get("measure") else "")})
     return rows
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -26,24 +25,19 @@ import numpy as np
 
 from components.common import dvc_store, registry
 from components.common.backlog import add_to_backlog, backlog_path, newest_unique, read_backlog
-from components.common.config import Config
-from components.common.dataset import read_snapshot, read_texts
+from components.common.config import Config, ConfigError
+from components.common.dataset import read_texts
 from components.common.home import Home
 from components.common.io import atomic_write_text
-from components.common.modeling import encode, fitted_max_length, label_names, load_classifier, predict_logits
-from components.common.numerics import masked_mean
 from components.common.paths import safe_name
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teachers import load_pinned, load_teacher, pinned_ref_for
 from components.common.tracking import start_run
 from components.monitor_drift import history
 from components.monitor_drift.core import (
     DriftPolicy,
     combine_signals,
     decide_drift,
-    disagreement_result,
-    text_descriptors,
     validate_embeddings,
     validate_texts,
 )
@@ -60,6 +54,7 @@ from components.monitor_drift.report_html import (
     add_signals_section,
     render_signals_section,
 )
+from components.monitor_drift.views import sample, view_for
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 2000  # per batch: descriptors and predictions of a sample are enough to see drift
@@ -68,52 +63,7 @@ MIN_WINDOW_ROWS = 20
 
 
 def _sample(texts: list[str], n: int, seed: int = 0) -> list[str]:
-    return texts if len(texts) <= n else random.Random(seed).sample(texts, n)
-
-
-def _frame(model, tokenizer, texts: list[str], max_length: int):
-    frame = text_descriptors(texts)
-    names = label_names(model)
-    frame["predicted_label"] = [
-        names[i] for i in predict_logits(model, tokenizer, texts, max_length).argmax(-1)
-    ]
-    return frame
-
-
-def _embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Mean-pooled last hidden states of the monitored model: what it 'sees' in each input."""
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            enc = encode(tokenizer, texts[start:start + batch_size], fitted_max_length(model, max_length))
-            hidden = model(**enc, output_hidden_states=True).hidden_states[-1]
-            out.append(masked_mean(hidden, enc["attention_mask"]).float().numpy())
-    return np.concatenate(out)
-
-
-def _labels(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
-    names = label_names(model)
-    return np.array([names[i] for i in predict_logits(model, tokenizer, texts, max_length).argmax(-1)])
-
-
-def _disagreement(h, mv, cfg, model, tokenizer, reference: list[str], production: list[str]) -> dict:
-    """Teacher and student label the same samples of reference and production inputs. The teacher is
-    the one the monitored model was distilled from (its lineage tags), pinned to that version."""
-    version = mv.tags.get("teacher_version", "")
-    teacher = load_pinned(pinned_ref_for(mv.tags.get("teacher_ref") or cfg.teacher.ref, version), version, h,
-                          where=f"the teacher of {mv.name} v{mv.version}")
-    loaded = load_teacher(teacher)
-    t_model, t_tok = loaded.model, loaded.tokenizer
-    n = cfg.drift.disagreement_sample
-    ref, prod = _sample(reference, n, seed=1), _sample(production, n, seed=1)
-    result = disagreement_result(
-        _labels(model, tokenizer, ref, cfg.distill.max_length), _labels(t_model, t_tok, ref, cfg.teacher.max_length),
-        _labels(model, tokenizer, prod, cfg.distill.max_length), _labels(t_model, t_tok, prod, cfg.teacher.max_length),
-        cfg.drift.max_disagreement_increase)
-    result["teacher_version"] = teacher.version
-    return result
+    return sample(texts, n, seed)
 
 
 def _snapshot_rows(path: Path) -> list[dict]:
@@ -121,7 +71,7 @@ def _snapshot_rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _window(h: Home, mv, rows: list[dict], cfg: Config, tmp: str) -> list[str]:
+def _window(h: Home, mv, rows: list[dict], cfg: Config, tmp: str, view) -> list[str]:
     """The recent production rows the champion was redistilled on (policy.production_window): rows
     marked ``label_source: teacher``, else those its data version added to the one its redistillation
     started from (the ``trigger`` tag promote wrote)."""
@@ -136,13 +86,13 @@ def _window(h: Home, mv, rows: list[dict], cfg: Config, tmp: str) -> list[str]:
             parent = None
         if not parent:
             return []
-        parent_texts = set(read_snapshot(dvc_store.materialize(h.data_repo, h.dvc_remote, parent,
-                                                               Path(tmp) / "parent.jsonl")).texts)
-    window = production_window(rows, parent_texts, limit)
+        parent_texts = set(view.all_texts(dvc_store.materialize(h.data_repo, h.dvc_remote, parent,
+                                                                Path(tmp) / "parent.jsonl")))
+    window = production_window(rows, parent_texts, limit, "prompt" if view.task == "generation" else "text")
     return [t[:cfg.data.max_text_chars] for t in window]
 
 
-def _moving_reference(verdict: dict, window: list[str], model, tokenizer, prod_frame, prod_emb, policy: DriftPolicy,
+def _moving_reference(verdict: dict, window: list[str], view, prod_frame, prod_emb, policy: DriftPolicy,
                       cfg: Config) -> dict:
     """Input drift against the moving reference: the same input tests with the production window the
     champion was redistilled on as the reference; the batch counts as input-drifted when it drifted
@@ -157,19 +107,19 @@ def _moving_reference(verdict: dict, window: list[str], model, tokenizer, prod_f
                f"the training data alone")
         return {"window_rows": 0, "input_drifted": moving_input_drift(verdict["signals"], None),
                 "window_signals": None, "reasons": [why]}
-    sample = _sample(window, MAX_ROWS)
-    win_frame = _frame(model, tokenizer, sample, cfg.distill.max_length)
-    report = run_drift_report(win_frame, prod_frame, "predicted_label", policy)
+    rows = _sample(window, MAX_ROWS)
+    win_frame = view.frame(rows)
+    report = run_drift_report(win_frame, prod_frame, view.label_column, policy)
     embedding = None
     if prod_emb is not None:
-        win_emb = validate_embeddings(_embed(model, tokenizer, sample, cfg.distill.max_length), "production window")
+        win_emb = validate_embeddings(view.embed(rows), "production window")
         embedding = run_embedding_drift_report(win_emb, prod_emb, cfg.drift.embedding_threshold).results
     against = combine_signals(decide_drift(report.results["columns"], report.results["label"], policy,
                                            len(win_frame), len(prod_frame)), embedding, None)
     drifted = moving_input_drift(verdict["signals"], against["signals"])
-    lead = (f"moving reference: {len(sample)} recent production rows the champion was redistilled on; against "
+    lead = (f"moving reference: {len(rows)} recent production rows the champion was redistilled on; against "
             f"them the batch {'drifted too' if against['drifted'] else 'did not drift'}")
-    return {"window_rows": len(sample), "input_drifted": drifted, "window_signals": against["signals"],
+    return {"window_rows": len(rows), "input_drifted": drifted, "window_signals": against["signals"],
             "window_embedding_score": (embedding or {}).get("score"),
             "reasons": [lead] + [f"against the window: {r}" for r in against["reasons"]]}
 
@@ -201,34 +151,36 @@ def run(
                 f"{model_ref} (version {mv.version}) has no data_version tag: "
                 f"cannot find the data it was trained on"
             )
+        task = (mv.tags or {}).get("task", "classification")
+        if task != cfg.task:
+            raise ConfigError(f"{model_ref} (version {mv.version}) is a {task} model; monitor it with task: {task} "
+                              f"(--task {task}), not {cfg.task}")
+        view = view_for(task, model_path, cfg)
         with tempfile.TemporaryDirectory() as tmp:
             snap_path = dvc_store.materialize(h.data_repo, h.dvc_remote, data_version, Path(tmp) / "reference.jsonl")
-            snap = read_snapshot(snap_path)
-            window = _window(h, mv, _snapshot_rows(snap_path), cfg, tmp)
+            training = view.training_texts(snap_path)
+            window = _window(h, mv, _snapshot_rows(snap_path), cfg, tmp, view)
         # A snapshot versioned before data.max_text_chars existed may hold longer texts.
-        reference = [t[:cfg.data.max_text_chars] for t in validate_texts(snap.split("train")[0], "reference")]
-        model, tokenizer = load_classifier(model_path)
-        ref_frame = _frame(model, tokenizer, _sample(reference, MAX_ROWS), cfg.distill.max_length)
-        prod_frame = _frame(model, tokenizer, _sample(production, MAX_ROWS), cfg.distill.max_length)
+        reference = [t[:cfg.data.max_text_chars] for t in validate_texts(training, "reference")]
+        ref_frame = view.frame(_sample(reference, MAX_ROWS))
+        prod_frame = view.frame(_sample(production, MAX_ROWS))
         d = cfg.drift
         policy = DriftPolicy(
             column_drift_share=d.column_drift_share,
             stattest_threshold=d.stattest_threshold,
             label_drift=d.label_drift,
         )
-        descriptors = run_drift_report(ref_frame, prod_frame, "predicted_label", policy)
+        descriptors = run_drift_report(ref_frame, prod_frame, view.label_column, policy)
         columns, label = descriptors.results["columns"], descriptors.results["label"]
         embedding, embedding_html, embedding_run, prod_emb = None, "", None, None
         if d.embedding_drift:
             from components.monitor_drift.evidently_report import run_embedding_drift_report
 
-            ref_emb = validate_embeddings(_embed(model, tokenizer, _sample(reference, MAX_ROWS),
-                                                 cfg.distill.max_length), "reference")
-            prod_emb = validate_embeddings(_embed(model, tokenizer, _sample(production, MAX_ROWS),
-                                                  cfg.distill.max_length), "production")
+            ref_emb = validate_embeddings(view.embed(_sample(reference, MAX_ROWS)), "reference")
+            prod_emb = validate_embeddings(view.embed(_sample(production, MAX_ROWS)), "production")
             embedding_run = run_embedding_drift_report(ref_emb, prod_emb, d.embedding_threshold)
             embedding_html, embedding = embedding_run.html, embedding_run.results
-        disagreement = _disagreement(h, mv, cfg, model, tokenizer, reference, production)
+        disagreement = view.disagreement(h, mv, reference, production)
         verdict = combine_signals(decide_drift(columns, label, policy, len(ref_frame), len(prod_frame)), embedding,
                                   disagreement)
         verdict.update(
@@ -236,11 +188,11 @@ def run(
             reference_data_version=data_version,
             production=str(production_path),
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            production_label_share=_shares(prod_frame["predicted_label"]),
-            reference_label_share=_shares(ref_frame["predicted_label"]),
+            task=task,
+            production_label_share=_shares(prod_frame[view.label_column]) if view.label_column else {},
+            reference_label_share=_shares(ref_frame[view.label_column]) if view.label_column else {},
         )
-        verdict["moving_reference"] = _moving_reference(verdict, window, model, tokenizer, prod_frame,
-                                                        prod_emb, policy, cfg)
+        verdict["moving_reference"] = _moving_reference(verdict, window, view, prod_frame, prod_emb, policy, cfg)
 
         stem = safe_name(f"drift-{time.strftime('%Y%m%d-%H%M%S')}-{mv.name}-v{mv.version}", "drift report name")
         kept_html, kept_json = h.reports / f"{stem}.html", h.reports / f"{stem}.json"

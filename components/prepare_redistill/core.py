@@ -65,6 +65,30 @@ def merge_rows(reference: list[tuple[str, str]], production: list[tuple[str, str
     return MergedData(rows, len(rows) - added, added, present)
 
 
+def merge_prompts(reference: list[tuple[str, str | None]], production: list[str], max_added: int,
+                  prompt_column: str = "prompt", response_column: str = "response") -> MergedData:
+    """task generation: the reference (prompt, response or None) rows, then the production prompts new
+    to them (by normalised text, as merge_rows), at most `max_added`, without a response: the
+    distillation DAG's cache step has the teacher answer them (a prompt already cached costs nothing)."""
+    if max_added < 0:
+        raise ValueError(f"drift.redistill_max_rows must be >= 0, got {max_added}")
+    keys: set[str] = set()
+    rows: list[dict] = []
+    for prompt, response in reference:
+        if normalize_text(prompt) not in keys:
+            keys.add(normalize_text(prompt))
+            rows.append({prompt_column: prompt, response_column: response})
+    kept, present = len(rows), 0
+    for prompt in production:
+        key = normalize_text(prompt)
+        if key in keys:
+            present += 1
+        elif len(rows) - kept < max_added:
+            keys.add(key)
+            rows.append({prompt_column: prompt, response_column: None})
+    return MergedData(rows, kept, len(rows) - kept, present)
+
+
 def rows_to_label(production: list[str], backlog: list[str], max_rows: int) -> tuple[list[str], list[str]]:
     """The texts the teacher labels for a redistillation: this batch's (deduplicated, the first
     `max_rows`), after the backlog's texts it does not repeat (the newest that still fit in

@@ -111,8 +111,27 @@ def test_a_classifier_champion_under_the_name_is_a_clear_error(home, tmp_path, t
     assert not out.exists()  # nothing half-written
 
 
-def test_trigger_is_refused_for_generation(home, tmp_path, trained):
+def test_a_drift_trigger_scores_the_triggering_prompts_from_the_cache(home, tmp_path, trained):
     teacher, snap, gens, student, cfg = trained
-    with pytest.raises(ValueError, match="not built for task generation"):
-        gate_step.run(str(home), str(snap), str(gens), str(student), str(teacher), cfg, str(tmp_path / "g.json"),
-                      str(tmp_path / "g.md"), trigger=json.dumps({"production": "batch.jsonl"}))
+    prompts = [json.loads(line)["prompt"] for line in snap.read_text().splitlines()]
+    batch = tmp_path / "batch.jsonl"  # 12 prompts of the snapshot (one twice) and one it never saw
+    batch.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in [*prompts[:12], prompts[0], "never seen"]))
+    trigger = json.dumps({"production": str(batch), "drift_verdict": "v.json", "text_column": "prompt"})
+    cfg = _cfg("lm-student", lm_trigger_sample=10)
+    report = gate_step.run(str(home), str(snap), str(gens), str(student), str(teacher), cfg, str(tmp_path / "g.json"),
+                           str(tmp_path / "g.md"), trigger=trigger)
+    t = report["trigger_batch"]
+    assert t["rows"] == 10 and t["batch_rows"] == 14 and t["production"] == str(batch)
+    assert 0.0 <= t["student_disagreement"] <= 1.0 and t["champion_disagreement"] is None
+    check = {c["name"]: c for c in report["checks"]}["trigger_disagreement"]
+    assert check["threshold"] == 1.0 and check["passed"] is True  # no champion: the threshold alone
+    assert report["context"]["trigger"] == "drift"
+
+    # a batch none of whose prompts the student was trained on: a clear error before any measuring
+    stranger = tmp_path / "stranger.jsonl"
+    stranger.write_text(json.dumps({"prompt": "nobody asked this"}) + "\n")
+    out = tmp_path / "g2.json"
+    with pytest.raises(ValueError, match="none of the 1 prompts of the triggering batch"):
+        gate_step.run(str(home), str(snap), str(gens), str(student), str(teacher), cfg, str(out),
+                      str(tmp_path / "g2.md"), trigger=json.dumps({"production": str(stranger)}))
+    assert not out.exists()

@@ -132,3 +132,52 @@ def test_generation_dag_refuses_caches_and_gates(world, capsys):
     assert str(client.get_model_version_by_alias(STUDENT, "champion").version) == "1"
     audit = (home.root / "audit" / f"{STUDENT}.jsonl").read_text().splitlines()
     assert [json.loads(e)["record"]["action"] for e in audit] == ["refuse", "refuse", "promote"]
+
+
+def _shifted(n: int) -> list[dict]:
+    # The same words, asked very differently: long and full of numbers (the tiny tokenizer knows the
+    # words only, lower-cased: the numbers are all one unknown token).
+    return [{"prompt": " ".join(WORDS[(i * 3 + j * 5) % len(WORDS)] for j in range(14)) + f" #{i}0{i} 99{i} 7{i}"}
+            for i in range(n)]
+
+
+def test_generation_drift_starts_redistillation(world, capsys):
+    """4. After case 3 promoted version 1: a batch of shifted production prompts drifts; the loop
+    (`monitor --task generation --redistill`) adds them to the data, the teacher answers only them
+    (the rest come from the cache), the student is retrained and gated on the triggering prompts too,
+    and promote registers version 2 with the drift run in its lineage."""
+    home = world["home"]
+    client = registry.connect(home)
+    assert str(client.get_model_version_by_alias(STUDENT, "champion").version) == "1", "needs case 3 first"
+    config = world["root"] / "drift.yaml"
+    config.write_text(yaml.safe_dump({
+        **BASE, "gate": {**LOOSE, "lm_max_champion_regression": 1.0, "lm_trigger_sample": 8},
+        # this test is about the loop's mechanics: every drifted batch redistils
+        "drift": {"lm_disagreement_sample": 8, "trigger_on": ["any"], "cooldown_minutes": 0, "cooldown_runs": 0,
+                  "max_redistills": 0, "redistill_min_rows": 0}}))
+    production = world["root"] / "production.jsonl"
+    production.write_text("".join(json.dumps(r) + "\n" for r in _shifted(20)))
+    code = main(["monitor", "--task", "generation", "--redistill", "--home", str(home.root), "--production",
+                 str(production), "--config", str(config), "--json"])
+    out, err = capsys.readouterr()
+    loop = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    assert loop["drifted"] and loop["action"] == "redistill", (loop["reasons"], loop["action_reasons"])
+    assert code == 0, err
+    assert loop["executed_steps"] == ["monitor_drift", "prepare_redistill", "version_data", "cache_teacher_outputs",
+                                      "train_student", "benchmark_gate", "promote"]
+    assert loop["rows_added"] == 20
+    assert loop["teacher_forward_passes"] == 20  # only the new prompts: the first 40 answers are cached
+    assert loop["promotion"] == {"action": "register", "version": "2"}
+    verdict = json.loads(open(loop["verdict_json"]).read())
+    assert verdict["task"] == "generation" and verdict["disagreement"]["n_production"] == 8
+    assert "ROUGE-L" in verdict["disagreement"]["measure"] and verdict["embedding"]["method"]
+    assert verdict["production_label_share"] == {}
+    champion = client.get_model_version_by_alias(STUDENT, "champion")
+    assert str(champion.version) == "2" and champion.tags["task"] == "generation"
+    assert champion.tags["trigger_drift_run_id"] == loop["drift_run_id"]
+    assert champion.tags["data_version"] == loop["new_data_version"]
+    gate = next(r for r in (json.loads(p.read_text()) for p in home.reports.glob("gate-*.json")) if "trigger_batch" in r)
+    assert gate["trigger_batch"]["rows"] == 8 and gate["trigger_batch"]["champion_disagreement"] is not None
+    assert {c["name"] for c in gate["checks"]} >= {"trigger_disagreement", "lm_champion_regression"}
+    audit = (home.root / "audit" / f"{STUDENT}.jsonl").read_text().splitlines()
+    assert [json.loads(e)["record"]["action"] for e in audit] == ["refuse", "refuse", "promote", "promote"]
