@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from components.common.dataset import normalize_text
-from components.common.io import atomic_write_bytes
+from components.common.io import atomic_write_bytes, read_string_rows
 
 
 def backlog_path(home_root: str | Path, reference_data_version: str) -> Path:
@@ -29,21 +29,8 @@ def backlog_path(home_root: str | Path, reference_data_version: str) -> Path:
 
 def read_backlog(path: str | Path) -> list[str]:
     """The backlog's texts, oldest first ([] when there is none)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    texts = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                text = json.loads(line)["text"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path} line {n}: a redistill backlog row must be a JSON object with a string "
-                                 f"'text' ({e}); delete the file to drop the backlog") from e
-            if not isinstance(text, str):
-                raise ValueError(f"{path} line {n}: 'text' must be a string, got {type(text).__name__}")
-            texts.append(text)
-    return texts
+    return [text for (text,) in read_string_rows(path, ("text",), "redistill backlog",
+                                                 "delete the file to drop the backlog")]
 
 
 def add_to_backlog(path: str | Path, texts: list[str], max_rows: int) -> int:

@@ -98,3 +98,28 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_string_rows(path: str | os.PathLike, keys: tuple[str, ...], what: str, remedy: str) -> list[tuple[str, ...]]:
+    """The rows of a JSONL file the system keeps (one JSON object per line), as tuples of the string
+    fields `keys`; [] when the file does not exist. A bad line is a ValueError naming the file, the
+    line, what the file is (`what`) and what to do about it (`remedy`)."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                values = tuple(row[k] for k in keys)
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path} line {n}: a {what} row must be a JSON object with string "
+                                 f"{' and '.join(repr(k) for k in keys)} ({e}); {remedy}") from e
+            bad = [k for k, v in zip(keys, values, strict=True) if not isinstance(v, str)]
+            if bad:
+                raise ValueError(f"{path} line {n}: {' and '.join(repr(k) for k in bad)} must be a string; {remedy}")
+            rows.append(values)
+    return rows

@@ -14,7 +14,7 @@ from components.common.backlog import backlog_path, read_backlog
 from components.common.config import Config
 from components.common.dataset import read_snapshot, read_texts, validate_texts
 from components.common.home import Home
-from components.common.io import atomic_write_bytes
+from components.common.io import atomic_write_bytes, read_string_rows
 from components.common.modeling import ModelError
 from components.common.prompts import read_prompt_snapshot
 from components.common.runtime import prepare_process
@@ -99,21 +99,7 @@ def run(home: str, verdict_path: str, production_path: str, text_column: str, te
 
 def read_pool(path: Path) -> list[tuple[str, str]]:
     """The pooled (text, teacher label) rows of `path` ([] when there is none yet)."""
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                row = json.loads(line)
-                text, label = row["text"], row["label"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path} line {n}: a redistill pool row must be a JSON object with string "
-                                 f"'text' and 'label' ({e}); delete the file to start the pool afresh") from e
-            if not isinstance(text, str) or not isinstance(label, str):
-                raise ValueError(f"{path} line {n}: 'text' and 'label' must be strings")
-            rows.append((text, label))
-    return rows
+    return read_string_rows(path, ("text", "label"), "redistill pool", "delete the file to start the pool afresh")
 
 
 def write_pool(path: Path, rows: list[tuple[str, str]]) -> None:
