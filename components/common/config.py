@@ -342,8 +342,24 @@ class GenerationConfig:
     student_layers: tuple[int, ...] = ()
     student_max_parameter_fraction: float = 0.45
     # Any causal-LM directory with the teacher's tokenizer instead (a different tokenizer is an error
-    # before training: the cached top-k ids would mean other tokens); "" = a layer subset of the teacher.
+    # before training: the cached top-k ids would mean other tokens); "" = built from the teacher, as
+    # student_init says.
     student_model: str = ""
+    # How a student is built from the teacher: "layers" (a subset of its decoder layers, above) or
+    # "narrow" (a fresh, randomly initialised model of the teacher's architecture and vocabulary with
+    # the widths below, each 0 = derived from the teacher: half its hidden size, its feed-forward
+    # ratio, half its layers, its head count; key-value heads are the teacher's where they divide the
+    # student's heads, else one per head).
+    student_init: str = "layers"
+    student_hidden_size: int = 0
+    student_intermediate_size: int = 0
+    student_num_layers: int = 0
+    student_num_heads: int = 0
+    # LoRA adapters (peft; Hu et al. 2021) on the attention's query and value projections of a
+    # pretrained student (student_init: layers, or student_model): only the adapters train, and they are
+    # merged into the weights before the student is saved (a plain causal-LM folder). 0 = train all weights.
+    lora_r: int = 0
+    lora_alpha: int = 16
     # Loss terms as {key: weight} (components/distillation/lm_losses.py: seq_kd, token_kl,
     # token_reverse_kl, token_js, ref_ce); empty = seq_kd 0.5 + token_kl 1.0, plus ref_ce 0.5 when
     # training prompts carry reference responses. Epochs, batch size, learning rate: the distill section.
@@ -585,6 +601,7 @@ def _validate_generation(g: GenerationConfig) -> list[str]:
     if any(x < 0 for x in g.student_layers) or len(set(g.student_layers)) != len(g.student_layers):
         problems.append(f"generation.student_layers: expected distinct teacher layer indices >= 0, got "
                         f"{list(g.student_layers)}")
+    problems.extend(_validate_lm_student(g))
     for key, w in g.losses.items():
         if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
             problems.append(f"generation.losses.{key}: expected a weight >= 0, got {w!r}")
@@ -593,6 +610,41 @@ def _validate_generation(g: GenerationConfig) -> list[str]:
     if not g.prompt_column or g.prompt_column == g.response_column:
         problems.append(f"generation.prompt_column: must be set and differ from response_column "
                         f"({g.prompt_column!r} vs {g.response_column!r})")
+    return problems
+
+
+def _validate_lm_student(g: GenerationConfig) -> list[str]:
+    """The student keys of the generation section; shapes that depend on the teacher (a derived width
+    that does not fit) are checked when the student is built (lm_students.narrow_shape)."""
+    problems = []
+    if g.student_init not in ("layers", "narrow"):
+        problems.append(f"generation.student_init: expected 'layers' or 'narrow', got {g.student_init!r}")
+    widths = ("student_hidden_size", "student_intermediate_size", "student_num_layers", "student_num_heads")
+    for key in widths:
+        if getattr(g, key) < 0:
+            problems.append(f"generation.{key}: must be >= 0 (0 = derived from the teacher), got {getattr(g, key)}")
+    if g.student_init == "narrow":
+        if g.student_model:
+            problems.append(f"generation.student_init: narrow builds the student from the teacher's config, but "
+                            f"generation.student_model is {g.student_model!r}; set one of them")
+        if g.student_layers:
+            problems.append(f"generation.student_layers: applies to student_init: layers, got "
+                            f"{list(g.student_layers)} with student_init: narrow")
+        hidden, heads = g.student_hidden_size, g.student_num_heads
+        if hidden > 0 and heads > 0 and hidden % heads:
+            problems.append(f"generation.student_hidden_size: {hidden} is not a multiple of "
+                            f"generation.student_num_heads {heads}")
+    else:
+        given = [f"generation.{k}" for k in widths if getattr(g, k)]
+        if given:
+            problems.append(f"{', '.join(given)}: apply to generation.student_init: narrow, got "
+                            f"student_init: {g.student_init!r}")
+    if g.lora_r < 0 or g.lora_alpha < 1:
+        problems.append(f"generation.lora_r / lora_alpha: expected lora_r >= 0 (0 = off) and lora_alpha >= 1, got "
+                        f"{g.lora_r} / {g.lora_alpha}")
+    if g.lora_r > 0 and g.student_init == "narrow" and not g.student_model:
+        problems.append("generation.lora_r: LoRA adapts a pretrained student, but student_init: narrow is randomly "
+                        "initialised (frozen random weights would stay random); train all its weights (lora_r: 0)")
     return problems
 
 

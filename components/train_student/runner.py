@@ -7,9 +7,10 @@ teacher itself is loaded, pinned to the run's teacher_version, only to initialis
 its weights and for the token-level hint losses.
 
 task: generation (``run_generation``, which ``run`` hands a generation config to): a generative
-student (a layer subset of the causal-LM teacher, or any causal LM with its tokenizer) distilled from
-the cached generations and top-k log-probs with the weighted LM losses (generation.losses), saved as a
-plain Hugging Face causal-LM folder with the same lineage file.
+student (a layer subset or a narrower config of the causal-LM teacher, or any causal LM with its
+tokenizer; all its weights trained, or LoRA adapters merged before saving) distilled from the cached
+generations and top-k log-probs with the weighted LM losses (generation.losses), saved as a plain
+Hugging Face causal-LM folder with the same lineage file.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from components.common.tracking import start_run
 from components.distillation import distributed as ddp
 from components.distillation.classifier import train_classifier
 from components.distillation.lm_losses import default_lm_losses, resolve_lm_losses
-from components.distillation.lm_students import build_lm_student, parameter_count
+from components.distillation.lm_students import build_lm_student, merged, parameter_count
 from components.distillation.lm_trainer import build_examples, train_lm_student
 from components.distillation.losses import needs, resolve_losses
 from components.distillation.measure import count_parameters
@@ -355,7 +356,8 @@ def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, tea
             raise ModelError(f"task generation needs a causal-LM teacher; {teacher_ref} is a {loaded.kind} teacher")
         tokenizer = loaded.tokenizer
         seed_everything(d.seed)  # a fresh student's random parts are part of what distill.seed fixes
-        student, s_tokenizer, init = build_lm_student(loaded.model, tokenizer, g)  # tokenizer mismatch fails here
+        # a tokenizer mismatch or an impossible narrow shape fails here, before any training
+        student, s_tokenizer, init = build_lm_student(loaded.model, tokenizer, g, d.seed)
         rendered = render_prompts(tokenizer, snapshot.prompts)
         train = build_examples(tokenizer, [rendered[i] for i in train_idx], outputs.generations(train_idx), responses,
                                g.max_length)
@@ -370,7 +372,7 @@ def run_generation(home: str, snapshot_path: str, teacher_outputs_path: str, tea
             log_prompt_snapshot(mlrun, h, snapshot, data_version)
             result = train_lm_student(student, train, lm_settings(cfg, ckpt), terms, tokenizer.pad_token_id, val,
                                       on_metrics=mlrun.metric_logger())
-            student.to("cpu")
+            student = merged(student.to("cpu"))  # LoRA: the adapters folded in; a plain causal LM is saved
             params = parameter_count(student)
             val_nll = -result.best_validation_accuracy if val else None
             mlrun.log_metrics({"student_parameters": params, "train_seconds": result.seconds,

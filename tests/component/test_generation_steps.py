@@ -41,11 +41,11 @@ def _write(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _cfg(**generation):
+def _cfg(epochs: int = 2, **generation):
     return config_from_dict({"task": "generation",
                              "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 4, "max_length": 48,
                                             **generation},
-                             "distill": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3},
+                             "distill": {"epochs": epochs, "batch_size": 8, "learning_rate": 1e-3},
                              "cache": {"fidelity_sample": 4}})
 
 
@@ -272,3 +272,43 @@ def test_a_registered_teacher_is_pinned_through_the_steps(home, tmp_path, lm_dir
     done = train_step.run(str(home), str(snap), str(tmp_path / "g.safetensors"), ref, cfg, v["data_version"],
                           str(tmp_path / "student"), "h", out["teacher_version"])
     assert done["teacher_version"] == out["teacher_version"] and done["teacher_ref"] == ref
+
+
+def test_a_narrow_student_and_a_lora_student_train_and_save_plain_folders(home, tmp_path, lm_dir):
+    """generation.student_init: narrow and generation.lora_r through the real train_student runner: each
+    saved folder is a plain causal LM with the teacher's vocabulary (LoRA merged), its shape in the lineage."""
+    pytest.importorskip("peft")
+    import transformers
+    from safetensors import safe_open
+
+    cfg = _cfg()
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(_write(_prompts(24), tmp_path / "p.jsonl")), cfg, str(snap))
+    out = cache_step.run(str(home), str(snap), str(lm_dir), cfg, str(tmp_path / "g.safetensors"))
+    teacher_tokenizer = transformers.AutoTokenizer.from_pretrained(lm_dir)
+
+    def train(name, **generation):
+        summary = train_step.run(str(home), str(snap), str(tmp_path / "g.safetensors"), str(lm_dir),
+                                 _cfg(epochs=1, **generation),
+                                 v["data_version"], str(tmp_path / name), f"h-{name}", out["teacher_version"])
+        folder = tmp_path / name
+        with safe_open(folder / "model.safetensors", "pt") as f:
+            assert not any("lora_" in k or k.startswith("base_model.") for k in f.keys())
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+        assert transformers.AutoTokenizer.from_pretrained(folder).get_vocab() == teacher_tokenizer.get_vocab()
+        assert model.config.vocab_size == len(teacher_tokenizer) and len(summary["history"]) == 1
+        generator = transformers.pipeline("text-generation", model=str(folder))
+        assert generator("hello my card", max_new_tokens=3, do_sample=False)[0]["generated_text"]
+        return summary, model
+
+    narrow, model = train("narrow", student_init="narrow")
+    assert narrow["student"] == {"init": "narrow", "hidden_size": 16, "intermediate_size": 32, "num_layers": 2,
+                                 "num_heads": 4, "num_kv_heads": 2, "seed": 0}
+    assert model.config.hidden_size == 16 and model.config.num_hidden_layers == 2
+    assert narrow["parameters"] == sum(p.numel() for p in model.parameters()) < narrow["teacher_parameters"]
+
+    lora, model = train("lora", student_layers=[0, 3], lora_r=2)
+    assert lora["student"]["layers"] == [0, 3] and lora["student"]["lora"]["r"] == 2
+    assert 0 < lora["student"]["lora"]["trainable_parameters"] < lora["parameters"]
+    assert lora["parameters"] == sum(p.numel() for p in model.parameters())  # counted merged, adapters folded in
+    assert read_lineage(tmp_path / "lora")["student"]["lora"]["merged"] is True

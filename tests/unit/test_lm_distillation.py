@@ -178,3 +178,85 @@ def test_layers_for_budget_spreads_the_most_layers_that_fit(teacher):
     assert layers_for_budget(teacher.model, 1.0) == [0, 1, 2, 3]
     with pytest.raises(ModelError, match="embeddings, norm and head alone"):
         layers_for_budget(teacher.model, 0.01)
+
+
+def _generation(**keys):
+    from components.common.config import config_from_dict
+
+    return config_from_dict({"task": "generation", "generation": keys}).generation
+
+
+def test_a_narrow_student_is_derived_from_the_teacher_unless_sized(teacher):
+    from components.distillation.lm_students import build_lm_student, narrow_shape
+
+    # the tiny teacher: hidden 32, feed-forward 64, 4 layers, 4 heads, 2 key-value heads
+    assert narrow_shape(teacher.model.config, _generation(student_init="narrow")) == {
+        "hidden_size": 16, "intermediate_size": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2}
+    sized = _generation(student_init="narrow", student_hidden_size=24, student_intermediate_size=40,
+                        student_num_layers=1, student_num_heads=3)
+    assert narrow_shape(teacher.model.config, sized)["num_kv_heads"] == 3  # 2 does not divide 3: one per head
+    student, tokenizer, init = build_lm_student(teacher.model, teacher.tokenizer, sized, seed=5)
+    assert init == {"init": "narrow", "hidden_size": 24, "intermediate_size": 40, "num_layers": 1, "num_heads": 3,
+                    "num_kv_heads": 3, "seed": 5}
+    assert tokenizer is teacher.tokenizer and student.config.vocab_size == teacher.model.config.vocab_size
+    assert student.config.head_dim == 8 and parameter_count(student) < parameter_count(teacher.model)
+    again, _, _ = build_lm_student(teacher.model, teacher.tokenizer, sized, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(student.parameters(), again.parameters(), strict=True))
+
+
+def test_impossible_narrow_shapes_are_errors_naming_the_key(teacher):
+    from components.common.config import ConfigError
+    from components.distillation.lm_students import build_lm_student
+
+    with pytest.raises(ConfigError, match="generation.student_hidden_size: 20 is not a multiple of "
+                                          "generation.student_num_heads 3"):
+        _generation(student_init="narrow", student_hidden_size=20, student_num_heads=3)
+    with pytest.raises(ConfigError, match="generation.student_init: expected 'layers' or 'narrow', got 'wide'"):
+        _generation(student_init="wide")
+    with pytest.raises(ConfigError, match="generation.student_hidden_size: apply to generation.student_init: narrow"):
+        _generation(student_hidden_size=16)
+    with pytest.raises(ConfigError, match="generation.student_init: narrow .* generation.student_model"):
+        _generation(student_init="narrow", student_model="some/dir")
+    with pytest.raises(ConfigError, match="generation.student_num_layers: must be >= 0"):
+        _generation(student_init="narrow", student_num_layers=-1)
+    with pytest.raises(ConfigError, match="generation.lora_r: LoRA adapts a pretrained student"):
+        _generation(student_init="narrow", lora_r=4)
+    # derived from the teacher (4 heads), a width of 18 does not split: named before any model is built
+    with pytest.raises(ModelError, match=r"generation.student_hidden_size: 18 is not a multiple of "
+                                         r"generation.student_num_heads 4 \(the teacher's head count"):
+        build_lm_student(teacher.model, teacher.tokenizer, _generation(student_init="narrow", student_hidden_size=18))
+    # head size 3: the rotary embeddings cannot run it; the forward-pass check says so
+    with pytest.raises(ModelError, match="generation.student_hidden_size / student_num_heads: .*head size 3"):
+        build_lm_student(teacher.model, teacher.tokenizer, _generation(student_init="narrow", student_hidden_size=12))
+
+
+def test_a_lora_student_trains_only_its_adapters_and_merges_into_a_plain_model(teacher):
+    pytest.importorskip("peft")
+    from components.distillation.lm_students import build_lm_student, merged
+
+    student, _, init = build_lm_student(teacher.model, teacher.tokenizer, _generation(student_layers=[0, 3], lora_r=2,
+                                                                                     lora_alpha=4))
+    trainable = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert init["lora"] == {"r": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"], "merged": True,
+                            "trainable_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad)}
+    base = {n: p.detach().clone() for n, p in student.named_parameters() if "lora_" not in n}
+    d = Decoding(max_new_tokens=4)
+    rendered, keys = teacher.generation_keys(PROMPTS[:8], "v", d, 8)
+    examples = build_examples(teacher.tokenizer, rendered, teacher.generate(rendered, keys, d, 8))
+    train_lm_student(student, examples, TrainSettings(epochs=1, batch_size=4, learning_rate=1e-2, max_length=64),
+                     {"token_kl": 1.0}, teacher.tokenizer.pad_token_id)
+    assert all(torch.equal(p, base[n]) for n, p in student.named_parameters() if "lora_" not in n)
+    ids = torch.tensor([[2, 6, 7, 8]])
+    student.eval()
+    with torch.no_grad():
+        adapted = student(input_ids=ids).logits
+    plain = merged(student)
+    assert type(plain).__name__ == "LlamaForCausalLM" and not any("lora_" in n for n, _ in plain.named_parameters())
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, adapted, atol=1e-5)
+    state = plain.state_dict()
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(state[q], base[f"base_model.model.{q}".replace("q_proj.weight", "q_proj.base_layer.weight")])
+    assert torch.equal(state["model.layers.1.mlp.down_proj.weight"],
+                       base["base_model.model.model.layers.1.mlp.down_proj.weight"])
