@@ -33,12 +33,13 @@ def read_backlog(path: str | Path) -> list[str]:
                                                  "delete the file to drop the backlog")]
 
 
-def add_to_backlog(path: str | Path, texts: list[str], max_rows: int) -> int:
+def add_to_backlog(path: str | Path, texts: list[str], max_rows: int, current: list[str] | None = None) -> int:
     """Append `texts` (deduplicated by normalised text, a repeat moves to the end), keep the newest
-    `max_rows`; written atomically. Returns the rows the backlog holds."""
+    `max_rows`; written atomically. Returns the rows the backlog holds. `current`: the backlog as the
+    caller just read it (under the same lock), else it is read here."""
     if max_rows < 0:
         raise ValueError(f"drift.redistill_max_rows must be >= 0, got {max_rows}")
-    rows = newest_unique([*read_backlog(path), *texts], max_rows)
+    rows = newest_unique([*(read_backlog(path) if current is None else current), *texts], max_rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows).encode())

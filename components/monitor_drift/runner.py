@@ -212,15 +212,15 @@ def run(
             past = history.for_model(history.read(h), mv.name)
             now = time.time()
             backlog = backlog_path(h.root, data_version)
-            gathered = len(newest_unique([*read_backlog(backlog), *production], d.redistill_max_rows)
-                           ) if d.redistill_pool else None
+            waiting = read_backlog(backlog) if d.redistill_pool else []
+            gathered = len(newest_unique([*waiting, *production], d.redistill_max_rows)) if d.redistill_pool else None
             decision = decide_action(verdict, past, ActionPolicy.from_config(d), now, acts=acts,
                                      gathered_rows=gathered)
             verdict.update(decision)
             if decision["action"] in SKIPPED and d.redistill_pool:
                 # the traffic seen while the policy waits joins the next redistillation from this champion
                 verdict["backlog_rows"] = add_to_backlog(backlog, list(dict.fromkeys(production)),
-                                                         d.redistill_max_rows)
+                                                         d.redistill_max_rows, waiting)
             tags.update(action=decision["action"], redistill=str(decision["redistill"]))
             with start_run(h, "monitor_drift", tags=tags) as drift_run:
                 verdict.update(mlflow_run_id=drift_run.run_id,
