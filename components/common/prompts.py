@@ -5,7 +5,8 @@ split by the same hash of each prompt's normalised text (``data.split_salt`` and
 prompt's split never changes when rows are appended and near-duplicate prompts never straddle
 train and test. Prompts whose normalised text repeats are kept once (the first; the report counts
 the rest). A response column that is absent from the file means no references; a row may leave it
-empty or null; anything but text there is an error naming the row.
+empty or null; anything but text there is an error naming the row. With ``require_responses`` (the
+pairs a teacher is fine-tuned on) a row without a response is an error naming the file and rows.
 """
 
 from __future__ import annotations
@@ -63,13 +64,29 @@ def _response(row: dict[str, Any], column: str, path: Path) -> str | None:
     return value
 
 
+def _check_responses(rows: list[dict[str, Any]], responses: list[str | None], column: str, path: Path) -> None:
+    missing = [r["__row__"] for r, resp in zip(rows, responses, strict=True) if resp is None]
+    if not missing:
+        return
+    if all(column not in r for r in rows):
+        raise DatasetError(f"{path}: no column {column!r}; every row needs a response to fine-tune on "
+                           f"(generation.response_column)")
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    raise DatasetError(f"{path}: {len(missing)} of {len(rows)} rows have no response in column {column!r} ({shown}); "
+                       f"every row needs one to fine-tune on (drop those rows or fill them in)")
+
+
 def build_prompt_snapshot(path: str | Path, data: Any, prompt_column: str = "prompt",
-                          response_column: str = "response") -> tuple[PromptSnapshot, dict[str, Any]]:
+                          response_column: str = "response",
+                          require_responses: bool = False) -> tuple[PromptSnapshot, dict[str, Any]]:
     """(snapshot, report) of a prompt file with the split settings and text policies of `data`
-    (a DataConfig: split_salt, validation_fraction, test_fraction, max_text_chars, long_texts)."""
+    (a DataConfig: split_salt, validation_fraction, test_fraction, max_text_chars, long_texts).
+    `require_responses`: a row without a response is an error (naming the file and its rows)."""
     path = Path(path)
     rows = read_table(path, columns=(prompt_column,))
     responses = [_response(r, response_column, path) for r in rows]
+    if require_responses:
+        _check_responses(rows, responses, response_column, path)
     truncated = cap_texts(rows, prompt_column, data.max_text_chars, data.long_texts, path)
     for row, resp in zip(rows, responses, strict=True):
         row[response_column] = resp

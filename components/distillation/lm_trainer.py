@@ -5,6 +5,10 @@ at the positions that predict those tokens meet the cached top-k distributions (
 are right-padded per micro-batch; a prompt longer than `max_length` minus its generation is cut from
 the left (the generation is never cut). Reference responses, where present, are a second
 teacher-forced sequence per example for the ``ref_ce`` term.
+
+Fine-tuning the teacher itself on prompt/response pairs uses the same examples with the reference
+response in place of a generation and no teacher distribution (k = 0): :func:`build_reference_examples`
+and :func:`finetune_on_references` (cross-entropy on the response tokens only, the ``seq_kd`` term).
 """
 
 from __future__ import annotations
@@ -55,6 +59,21 @@ def build_examples(tokenizer, rendered: Sequence[str], generations: Sequence, re
     return out
 
 
+def build_reference_examples(tokenizer, rendered: Sequence[str], responses: Sequence[str],
+                             max_length: int = 512) -> list[LMExample]:
+    """Examples of (rendered prompt, reference response + EOS) whose target tokens are the response's:
+    supervised fine-tuning data, with empty top-k arrays (there is no teacher to imitate)."""
+    out = []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    for text, ref in zip(rendered, responses, strict=True):
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+        target = (tokenizer(ref, add_special_tokens=False)["input_ids"] + eos)[:max(max_length - 1, 1)]
+        p = _fit(prompt, len(target), max_length)
+        out.append(LMExample(p + target, len(p), np.zeros((len(target), 0), np.int64),
+                             np.zeros((len(target), 0), np.float32), np.zeros(len(target), np.float32)))
+    return out
+
+
 def _padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -97,7 +116,8 @@ def token_batch(model, examples: Sequence[LMExample], pad_id: int, with_refs: bo
 
 @torch.no_grad()
 def teacher_nll(model, examples: Sequence[LMExample], pad_id: int, batch_size: int = 8) -> float:
-    """Mean negative log-likelihood per token of the teacher's generations under `model`."""
+    """Mean negative log-likelihood per token of the examples' targets under `model`: the teacher's
+    generations (build_examples) or the reference responses (build_reference_examples)."""
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
@@ -123,3 +143,12 @@ def train_lm_student(model, examples: Sequence[LMExample], settings: TrainSettin
     evaluate = (lambda: -teacher_nll(model, val_examples, pad_id)) if val_examples else None
     return train_loop({"model": model}, len(examples), settings, batch_loss, evaluate=evaluate,
                       on_metrics=on_metrics, desc=desc)
+
+
+def finetune_on_references(model, examples: Sequence[LMExample], settings: TrainSettings, pad_id: int,
+                           val_examples: Sequence[LMExample] = (),
+                           on_metrics: Callable[[dict[str, float], int], None] | None = None,
+                           desc: str = "fine-tune generation teacher") -> TrainResult:
+    """Fine-tune `model` on build_reference_examples: cross-entropy on the response tokens only (the
+    prompt's tokens are context, never targets). Validation score = -(mean NLL per response token)."""
+    return train_lm_student(model, examples, settings, {"seq_kd": 1.0}, pad_id, val_examples, on_metrics, desc)

