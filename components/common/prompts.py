@@ -11,44 +11,23 @@ pairs a teacher is fine-tuned on) a row without a response is an error naming th
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.common.dataset import (
+from components.common.dataset import (  # the snapshot type and its files are dataset's (version_data's)
     SPLITS,
     DatasetError,
+    PromptSnapshot,
     _check_characters,
     assign_split,
     cap_texts,
     normalize_text,
     overlap_report,
+    read_prompt_snapshot,
     read_table,
+    write_prompt_snapshot,
 )
-from components.common.io import atomic_writer
-
-
-@dataclass(frozen=True)
-class PromptSnapshot:
-    prompts: list[str]
-    responses: list[str | None]
-    splits: list[str]
-
-    def __len__(self) -> int:
-        return len(self.prompts)
-
-    def split(self, name: str) -> tuple[list[str], list[str | None]]:
-        """(prompts, responses) of one split, in snapshot order."""
-        if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
-        rows = [(p, r) for p, r, s in zip(self.prompts, self.responses, self.splits, strict=True) if s == name]
-        return [p for p, _ in rows], [r for _, r in rows]
-
-    @property
-    def has_responses(self) -> bool:
-        return any(r is not None for r in self.responses)
 
 
 def _response(row: dict[str, Any], column: str, path: Path) -> str | None:
@@ -113,30 +92,4 @@ def build_prompt_snapshot(path: str | Path, data: Any, prompt_column: str = "pro
     return snapshot, report
 
 
-def write_prompt_snapshot(snapshot: PromptSnapshot, path: str | Path) -> None:
-    """Write atomically: a reader never sees half a snapshot."""
-    with atomic_writer(path) as f:
-        for p, r, s in zip(snapshot.prompts, snapshot.responses, snapshot.splits, strict=True):
-            f.write(json.dumps({"prompt": p, "response": r, "split": s}, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-def read_prompt_snapshot(path: str | Path) -> PromptSnapshot:
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: prompt snapshot not found")
-    prompts, responses, splits = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            try:
-                row = json.loads(line)
-                prompts.append(row["prompt"])
-                responses.append(row.get("response"))
-                splits.append(row["split"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DatasetError(f"{path} line {n}: not a prompt snapshot row ({exc})") from exc
-            if not isinstance(prompts[-1], str) or splits[-1] not in SPLITS:
-                raise DatasetError(f"{path} line {n}: not a prompt snapshot row (prompt must be text, split one "
-                                   f"of {', '.join(SPLITS)})")
-    if not prompts:
-        raise DatasetError(f"{path}: prompt snapshot is empty")
-    return PromptSnapshot(prompts, responses, splits)
+__all__ = ["PromptSnapshot", "build_prompt_snapshot", "read_prompt_snapshot", "write_prompt_snapshot"]

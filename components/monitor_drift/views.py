@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from components.common.config import Config
-from components.common.dataset import read_snapshot
+from components.common.dataset import read_prompt_snapshot, read_snapshot
 from components.common.home import Home
 from components.common.modeling import encode, fitted_max_length, label_names, load_classifier, predict_logits
 from components.common.numerics import masked_mean
-from components.common.prompts import read_prompt_snapshot
 from components.common.teachers import load_pinned, load_teacher, pinned_ref_for
 from components.monitor_drift.core import disagreement_from_rates, disagreement_result, text_descriptors
 

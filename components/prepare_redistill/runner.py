@@ -12,11 +12,10 @@ from pathlib import Path
 from components.common import dvc_store
 from components.common.backlog import backlog_path, read_backlog
 from components.common.config import Config
-from components.common.dataset import read_snapshot, read_texts, validate_texts
+from components.common.dataset import read_prompt_snapshot, read_snapshot, read_texts, validate_texts
 from components.common.home import Home
 from components.common.io import atomic_write_bytes, read_string_rows
 from components.common.modeling import ModelError
-from components.common.prompts import read_prompt_snapshot
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
 from components.common.teachers import adapter_kind, load_pinned, load_teacher

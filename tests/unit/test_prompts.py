@@ -26,7 +26,7 @@ def _rows(n=60, response=True):
 def test_snapshot_splits_by_prompt_and_round_trips(tmp_path):
     d = DataConfig()
     snap, report = build_prompt_snapshot(_write(tmp_path, _rows()), d)
-    assert len(snap) == 60 and snap.has_responses and report["responses"] == 60
+    assert len(snap) == 60 and snap.references == 60 and report["responses"] == 60
     for p, s in zip(snap.prompts, snap.splits, strict=True):
         assert s == assign_split(p, d.split_salt, d.validation_fraction, d.test_fraction)
     write_prompt_snapshot(snap, tmp_path / "snap.jsonl")
@@ -42,7 +42,7 @@ def test_appending_prompts_keeps_every_split(tmp_path):
 
 def test_responses_are_optional_per_file_and_per_row(tmp_path):
     snap, report = build_prompt_snapshot(_write(tmp_path, _rows(response=False)), DataConfig())
-    assert not snap.has_responses and report["responses"] == 0
+    assert not snap.references == 60 and report["responses"] == 0
     rows = _rows()
     rows[3]["response"] = None
     rows[4]["response"] = "  "
