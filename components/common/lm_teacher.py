@@ -12,12 +12,16 @@ file's digest) and writes it atomically. Nothing is downloaded.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from components.common.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,12 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False)
     loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
                                                   dtype=torch.float32, trust_remote_code=False)
-    fresh = LlamaForCausalLM(loaded.config)
+    # The dequantized copy is plain fp32: the GGUF's quantization_config must not follow it into the
+    # saved config (transformers would then refuse to save the model again: MLflow's logging does).
+    config = copy.deepcopy(loaded.config)
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    fresh = LlamaForCausalLM(config)
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     # Tied input/output embeddings are one tensor: the GGUF may list it once.
     missing = [m for m in missing if not (m == "lm_head.weight" and loaded.config.tie_word_embeddings)]
@@ -92,11 +101,19 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def _drop_quantization_config(config_path: Path) -> None:
+    config = json.loads(config_path.read_text())
+    if "quantization_config" in config:
+        del config["quantization_config"]
+        atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def prepare_shipped_teacher(models_dir: str | Path) -> Path:
     """The shipped teacher as a transformers directory under `models_dir` (converted on first use)."""
     gguf = shipped_gguf()
     out = Path(models_dir, f"smollm2-135m-instruct-{GGUF_SHA256[:12]}")
     if (out / "config.json").is_file():
+        _drop_quantization_config(out / "config.json")  # a copy converted before that was fixed
         return out
     log.info("converting %s to a transformers directory at %s (once per home)", gguf.name, out)
     return convert_gguf(gguf, out)

@@ -145,7 +145,21 @@ def test_the_shipped_smollm2_converts_and_answers(tmp_path):
     path = prepare_shipped_teacher(tmp_path / "models")
     config = json.loads((path / "config.json").read_text())
     assert config["num_hidden_layers"] == 30 and config["vocab_size"] == 49152
+    assert "quantization_config" not in config  # plain fp32: MLflow's logging saves it again
     teacher = load_teacher(path)
     d = Decoding(max_new_tokens=12)
     (g,) = teacher.generate(*teacher.generation_keys(["What is the capital of France?"], "v", d, 8), d, 8)
     assert "Paris" in teacher.tokenizer.decode(g.tokens.astype(int))
+
+
+def test_a_teacher_converted_with_the_gguf_quantization_config_is_repaired(tmp_path):
+    """A copy converted before the fix kept the GGUF's quantization_config, which makes transformers
+    refuse to save the model again (MLflow's logging of the default teacher failed)."""
+    from components.common.lm_teacher import _drop_quantization_config
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": "llama", "quantization_config": {"quant_method": "gguf"}}))
+    _drop_quantization_config(config)
+    assert json.loads(config.read_text()) == {"model_type": "llama"}
+    _drop_quantization_config(config)  # nothing to drop: unchanged
+    assert json.loads(config.read_text()) == {"model_type": "llama"}
