@@ -66,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=500, help="production prompts (default 500: drift.redistill_min_rows)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for both commands (repeatable)")
+    ap.add_argument("--loop-set", dest="loop_overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for the drift loop only (repeatable; e.g. distill.epochs=1)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     home = Path(args.home)
     sets = [x for kv in args.overrides for x in ("--set", kv)]
-    result: dict = {"home": str(home), "overrides": args.overrides}
+    result: dict = {"home": str(home), "overrides": args.overrides, "loop_overrides": args.loop_overrides}
 
     code, run, seconds = _distillops(["run", "--task", "generation", "--home", str(home), "--json", *sets])
     result["quickstart"] = {"exit": code, "seconds_wall": seconds, "seconds_total": run.get("seconds_total"),
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     production.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
                                   for r in production_prompts(Path(args.production), args.rows)))
     code, loop, seconds = _distillops(["monitor", "--task", "generation", "--redistill", "--home", str(home),
-                                       "--production", str(production), "--json", *sets])
+                                       "--production", str(production), "--json", *sets,
+                                       *[x for kv in args.loop_overrides for x in ("--set", kv)]])
     keys = ("drifted", "action", "redistill", "signals", "reasons", "action_reasons", "disagreement",
             "executed_steps", "teacher_forward_passes", "rows_added", "gate_passed", "promotion")
     result["drift_loop"] = {"exit": code, "seconds_wall": seconds, **{k: loop.get(k) for k in keys}}
