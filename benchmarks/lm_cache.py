@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.lm_prompts import TEMPLATES, task_prompts
+from benchmarks.lm_prompts import TEMPLATES, emit, task_prompts
 
 MODELS_DIR = Path.home() / ".cache" / "distillops-bench" / "models"
 
@@ -166,11 +166,7 @@ def main() -> None:
             "extra_at_most_15pct_of_cold": grow_s <= 0.15 * cold["seconds"],
         },
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from benchmarks.lm_cache import MODELS_DIR, generation_config, timed_cache_run, write_prompts
-from benchmarks.lm_prompts import TEMPLATES, task_prompts
+from benchmarks.lm_prompts import TEMPLATES, emit, task_prompts
 
 VARIANTS = {
     "seq_kd": {"seq_kd": 1.0},
@@ -243,11 +243,7 @@ def main() -> None:
     for task in args.tasks:
         report["tasks"][task] = run_task(task, args, home, teacher, teacher_dir, cfg, variants)
     report["seconds"] = round(time.perf_counter() - start, 1)
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,15 @@ def task_prompts(task: str, split: str, n: int, seed: int = 0, datasets: str | P
         seen = set(read_texts(Path(datasets) / task / f"{exclude_split}.jsonl"))
         texts = [t for t in texts if t not in seen]
     return sample_prompts(task, texts, n, seed)
+
+
+def emit(report: dict, out: str | None) -> None:
+    """Print the benchmark's JSON on stdout and, with --out, write it there too."""
+    import json
+    from pathlib import Path
+
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
