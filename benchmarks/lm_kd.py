@@ -18,8 +18,8 @@ max_new_tokens, top_k) unless a flag overrides it.
 The student is what the pipeline builds by default (`build_lm_student` on the default `generation`
 section): the teacher's embeddings, norm and head with as many decoder layers, spread evenly, as fit
 in 0.45 of its parameters. Every variant starts from that same initial student (same seed) and gets
-the same budget: --epochs over the --train prompts at --batch-size and --lr (defaults: the distill
-section's batch size and learning rate, 1 epoch), with the trainer's default schedule (linear, 10%
+the same budget: --epochs over the --train prompts at --batch-size and --lr (defaults: the generation
+section's train_batch_size and learning_rate, 1 epoch), with the trainer's default schedule (linear, 10%
 warm-up, weight decay 0.01, grad-norm 1). Variants are loss weightings (components/distillation/
 lm_losses.py): `seq_kd` (cross-entropy on the teacher's tokens: sequence-level KD alone), `token_kl`
 (forward KL over the cached top-k + tail), `seq_kd+token_kl` (0.5 each), `default` (the pipeline's
@@ -138,8 +138,8 @@ def run_task(task: str, args, home: Path, teacher, teacher_dir: Path, cfg, varia
     train_ex = build_examples(tok, train_rendered, train_gen, max_length=g.max_length)
     held_ex = build_examples(tok, held_rendered, held_gen, max_length=g.max_length)
     teacher_texts = [tok.decode([int(t) for t in x.tokens], skip_special_tokens=True) for x in held_gen]
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size or d.batch_size,
-                             learning_rate=args.lr or d.learning_rate, max_length=g.max_length,
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size or g.train_batch_size,
+                             learning_rate=args.lr or g.learning_rate, max_length=g.max_length,
                              weight_decay=d.weight_decay, warmup_fraction=d.warmup_fraction, seed=args.seed,
                              max_grad_norm=d.max_grad_norm, schedule=d.schedule, log_every=args.log_every)
     teacher_params = parameter_count(teacher.model)
@@ -208,8 +208,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["seq_kd", "token_kl", "seq_kd+token_kl"],
                     help=f"loss weightings: {', '.join(VARIANTS)} or NAME=JSON (the untrained floor is always in)")
     ap.add_argument("--epochs", type=int, default=1, help="epochs over the training prompts (default 1)")
-    ap.add_argument("--batch-size", type=int, default=0, help="default: config distill.batch_size")
-    ap.add_argument("--lr", type=float, default=0.0, help="default: config distill.learning_rate")
+    ap.add_argument("--batch-size", type=int, default=0, help="default: config generation.train_batch_size")
+    ap.add_argument("--lr", type=float, default=0.0, help="default: config generation.learning_rate")
     ap.add_argument("--seed", type=int, default=0, help="prompt sample, student and training seed (default 0)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: config generation.max_new_tokens")
     ap.add_argument("--top-k", type=int, default=None, help="default: config generation.top_k")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,8 +369,15 @@ class GenerationConfig:
     lora_alpha: int = 16
     # Loss terms as {key: weight} (components/distillation/lm_losses.py: seq_kd, token_kl,
     # token_reverse_kl, token_js, ref_ce); empty = seq_kd 0.5 + token_kl 1.0, plus ref_ce 0.5 when
-    # training prompts carry reference responses. Epochs, batch size, learning rate: the distill section.
+    # training prompts carry reference responses.
     losses: dict[str, float] = field(default_factory=dict)
+    # Optimisation of a generative student: its own, because the classifier's (distill.epochs,
+    # batch_size, learning_rate) leave a layer-subset student of SmolLM2 refused by the default gate
+    # (docs/benchmarks.md "Generation quickstart"). Weight decay, warm-up, schedule, seed, gradient
+    # accumulation and clipping, early stopping and checkpoints are the distill section's.
+    epochs: int = 6
+    train_batch_size: int = 8  # prompts per optimizer micro-batch (batch_size above is generate()'s)
+    learning_rate: float = 3.0e-4
     # Longest training sequence in tokens (rendered prompt + generation; the prompt is cut from the left).
     max_length: int = 256
 
@@ -408,6 +416,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string: a number all the same
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if math.isfinite(number):
+                return number
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -613,6 +628,12 @@ def _validate_generation(g: GenerationConfig) -> list[str]:
             problems.append(f"generation.losses.{key}: expected a weight >= 0, got {w!r}")
     if g.max_length < 2:
         problems.append(f"generation.max_length: must be >= 2, got {g.max_length}")
+    if g.epochs < 1:
+        problems.append(f"generation.epochs: must be >= 1, got {g.epochs}")
+    if g.train_batch_size < 1:
+        problems.append(f"generation.train_batch_size: must be >= 1, got {g.train_batch_size}")
+    if not 0 < g.learning_rate < 1:
+        problems.append(f"generation.learning_rate: expected a value in (0, 1), got {g.learning_rate}")
     if g.teacher_lora_r < 0:
         problems.append(f"generation.teacher_lora_r: must be >= 0 (0 = full fine-tune), got {g.teacher_lora_r}")
     if g.teacher_lora_alpha <= 0:

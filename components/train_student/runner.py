@@ -308,11 +308,11 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
 
 
 def lm_settings(cfg: Config, checkpoint: Path) -> TrainSettings:
-    """The training loop's settings for a generative student: the distill section's optimisation keys,
-    generation.max_length."""
-    d = cfg.distill
-    return TrainSettings(epochs=d.epochs, batch_size=d.batch_size, learning_rate=d.learning_rate,
-                         max_length=cfg.generation.max_length, weight_decay=d.weight_decay,
+    """The training loop's settings for a generative student: generation.epochs, train_batch_size,
+    learning_rate and max_length; the distill section's other optimisation keys."""
+    d, g = cfg.distill, cfg.generation
+    return TrainSettings(epochs=g.epochs, batch_size=g.train_batch_size, learning_rate=g.learning_rate,
+                         max_length=g.max_length, weight_decay=d.weight_decay,
                          warmup_fraction=d.warmup_fraction, seed=d.seed, grad_accumulation=d.grad_accumulation,
                          max_grad_norm=d.max_grad_norm, schedule=d.schedule,
                          early_stopping_patience=d.early_stopping_patience, checkpoint_dir=str(checkpoint),

@@ -34,8 +34,8 @@ LOOSE = {"lm_min_rouge_l": 0.0, "lm_min_token_agreement": 0.0, "lm_max_nll_exces
 def _cfg(name: str, **gate):
     return config_from_dict({"task": "generation", "student": {"registered_name": name},
                              "generation": {"max_new_tokens": 5, "top_k": 4, "batch_size": 8, "max_length": 40,
-                                            "student_layers": [0, 3]},
-                             "distill": {"epochs": 1, "batch_size": 8}, "cache": {"fidelity_sample": 2},
+                                            "student_layers": [0, 3], "epochs": 1, "train_batch_size": 8},
+                             "cache": {"fidelity_sample": 2},
                              "gate": {**LOOSE, **gate}})
 
 

@@ -44,8 +44,8 @@ def _write(rows: list[dict], path: Path) -> Path:
 def _cfg(epochs: int = 2, **generation):
     return config_from_dict({"task": "generation",
                              "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 4, "max_length": 48,
+                                            "epochs": epochs, "train_batch_size": 8, "learning_rate": 1e-3,
                                             **generation},
-                             "distill": {"epochs": epochs, "batch_size": 8, "learning_rate": 1e-3},
                              "cache": {"fidelity_sample": 4}})
 
 
@@ -224,8 +224,9 @@ def test_a_preempted_generative_student_resumes_from_its_checkpoint(home, tmp_pa
     from components.distillation.preemption import Preempted
 
     monkeypatch.setenv("DISTILLOPS_PROGRESS", "0")
-    cfg = config_from_dict({"task": "generation", "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 4},
-                            "distill": {"epochs": 2, "batch_size": 4, "checkpoint_every": 2, "log_every": 1}})
+    cfg = config_from_dict({"task": "generation", "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 4,
+                                                                 "epochs": 2, "train_batch_size": 4},
+                            "distill": {"checkpoint_every": 2, "log_every": 1}})
     snap = tmp_path / "s.jsonl"
     v = version_step.run(str(home), str(_write(_prompts(24), tmp_path / "p.jsonl")), cfg, str(snap))
     out = cache_step.run(str(home), str(snap), str(lm_dir), cfg, str(tmp_path / "g.safetensors"))

@@ -31,8 +31,8 @@ STUDENT = "tiny-lm-student"
 PROMPTS = 40
 BASE = {
     "student": {"registered_name": STUDENT},
-    "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 8, "max_length": 48, "student_layers": [0, 3]},
-    "distill": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3},
+    "generation": {"max_new_tokens": 6, "top_k": 4, "batch_size": 8, "max_length": 48, "student_layers": [0, 3],
+                   "epochs": 1, "train_batch_size": 8, "learning_rate": 1e-3},
     "cache": {"fidelity_sample": 4},
 }
 # Nothing gated that tiny random models make noise of (speed-ups, fidelity); the speed timing kept short.

@@ -123,3 +123,28 @@ def test_the_teacher_fan_out_settings_are_checked():
     with pytest.raises(ConfigError, match="cache.shards: must be >= 1, got 0") as err:
         config_from_dict({"cache": {"shards": 0, "flush_rows": 0}})
     assert "cache.flush_rows: must be >= 1, got 0" in str(err.value)  # every problem at once
+
+
+def test_exponent_without_a_dot_is_a_number():
+    # YAML 1.1 reads 3e-4 as a string; `--set distill.learning_rate=3e-4` must still mean 0.0003
+    cfg = config_from_dict({}, ["distill.learning_rate=3e-4", "generation.learning_rate=5E-5"])
+    assert cfg.distill.learning_rate == pytest.approx(3e-4) and cfg.generation.learning_rate == pytest.approx(5e-5)
+    for bad in ("fast", "nan", "inf"):
+        with pytest.raises(ConfigError, match=rf"distill\.learning_rate: expected a number, got '{bad}'"):
+            config_from_dict({}, [f"distill.learning_rate={bad}"])
+
+
+def test_a_generative_student_trains_with_the_generation_sections_optimisation_keys(tmp_path):
+    from components.train_student.runner import lm_settings
+
+    cfg = config_from_dict({"task": "generation", "distill": {"epochs": 2, "batch_size": 32, "learning_rate": 1e-4,
+                                                              "weight_decay": 0.05},
+                            "generation": {"epochs": 3, "train_batch_size": 4, "learning_rate": 2e-4}})
+    s = lm_settings(cfg, tmp_path)
+    assert (s.epochs, s.batch_size, s.learning_rate) == (3, 4, 2e-4)
+    assert s.weight_decay == 0.05 and s.max_length == cfg.generation.max_length  # the rest: distill's
+    defaults = lm_settings(config_from_dict({"task": "generation"}), tmp_path)
+    assert (defaults.epochs, defaults.batch_size, defaults.learning_rate) == (6, 8, 3e-4)
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"generation": {"epochs": 0, "train_batch_size": 0, "learning_rate": 0}})
+    assert all(f"generation.{k}" in str(err.value) for k in ("epochs", "train_batch_size", "learning_rate"))
