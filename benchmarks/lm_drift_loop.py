@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for both commands (repeatable)")
     ap.add_argument("--loop-set", dest="loop_overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override for the drift loop only (repeatable; e.g. distill.epochs=1)")
+                    help="config override for the drift loop only (repeatable; e.g. generation.epochs=1)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     home = Path(args.home)
