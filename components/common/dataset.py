@@ -556,18 +556,38 @@ def _response_of(row: dict[str, Any], column: str, path: str | Path) -> str | No
     return value
 
 
-def build_prompt_snapshot(path: str | Path, generation: Any, data: Any) -> tuple[PromptSnapshot, dict[str, Any]]:
+def _check_responses(rows: list[dict[str, Any]], responses: list[str | None], column: str,
+                     path: str | Path) -> None:
+    """Every row has a response (the pairs a teacher is fine-tuned on), or one error naming the file,
+    the column and the rows without one."""
+    missing = [row["__row__"] for row, resp in zip(rows, responses, strict=True) if resp is None]
+    if not missing:
+        return
+    if all(column not in row for row in rows):
+        raise DatasetError(f"{path}: no column {column!r}; every row needs a response to fine-tune on "
+                           f"(generation.response_column)")
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    raise DatasetError(f"{path}: {len(missing)} of {len(rows)} rows have no response in column {column!r} ({shown}); "
+                       f"every row needs one to fine-tune on (drop those rows or fill them in)")
+
+
+def build_prompt_snapshot(path: str | Path, generation: Any, data: Any, *,
+                          require_responses: bool = False) -> tuple[PromptSnapshot, dict[str, Any]]:
     """Read and validate a prompt file (JSONL/CSV/Parquet) with the settings of a GenerationConfig
     (prompt_column, response_column) and a DataConfig (split fractions and salt, max_text_chars,
     long_texts); return its hash-split snapshot and a report like build_snapshot_with_report's.
 
     Every prompt must be non-empty text (errors name the file, row, column and value); a reference
-    response is optional per row. Prompts and responses longer than data.max_text_chars are cut (or,
-    with data.long_texts=error, refused). The split hashes the normalised prompt, so near-duplicate
-    prompts share a split."""
+    response is optional per row, unless `require_responses` (prompt/response pairs a teacher is
+    fine-tuned on): then a row without one is an error naming the file, the column and the rows.
+    Prompts and responses longer than data.max_text_chars are cut (or, with data.long_texts=error,
+    refused). The split hashes the normalised prompt, so near-duplicate prompts share a split; a
+    repeated prompt keeps every row (its responses may differ), and the report's overlap counts them."""
     prompt_col, response_col = generation.prompt_column, generation.response_column
     rows = read_table(path, columns=(prompt_col,))
     responses = [_response_of(row, response_col, path) for row in rows]
+    if require_responses:
+        _check_responses(rows, responses, response_col, path)
     longest = max(len(r[prompt_col]) for r in rows)
     truncated = cap_texts(rows, prompt_col, data.max_text_chars, data.long_texts, path)
     with_response = [dict(row, **{response_col: resp}) for row, resp in zip(rows, responses, strict=True)

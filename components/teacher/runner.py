@@ -13,7 +13,7 @@ from pathlib import Path
 
 from components.common import registry
 from components.common.config import Config, config_hash
-from components.common.dataset import snapshot_from_config
+from components.common.dataset import SPLITS, build_prompt_snapshot, snapshot_from_config
 from components.common.home import Home
 from components.common.model_card import base_license, license_text
 from components.common.modeling import ModelError, default_base_model, predict_logits
@@ -155,7 +155,8 @@ def _finetune_lm_into(out: str, base_dir: Path, data_path: str, snapshot, data_r
     run_.log_metrics({"validation_loss": tuned.validation_loss, "base_validation_loss": tuned.base_validation_loss,
                       "test_loss": tuned.test_loss, "base_test_loss": tuned.base_test_loss,
                       "train_seconds": sum(e["seconds"] for e in tuned.sweep)})
-    run_.log_dict({"sweep": tuned.sweep, "input": data_report}, "teacher/learning_rate_sweep.json")
+    splits = {s: snapshot.splits.count(s) for s in SPLITS}
+    run_.log_dict({"sweep": tuned.sweep, "splits": splits, "input": data_report}, "teacher/learning_rate_sweep.json")
     check_better_than_base(tuned)
     tuned.model.save_pretrained(out)  # adapters already merged: a plain causal-LM folder
     tuned.tokenizer.save_pretrained(out)
@@ -170,7 +171,7 @@ def _finetune_lm_into(out: str, base_dir: Path, data_path: str, snapshot, data_r
                "validation_loss_per_epoch": tuned.validation_loss_per_epoch,
                "base_validation_loss": round(tuned.base_validation_loss, 4), "test_loss": round(tuned.test_loss, 4),
                "base_test_loss": round(tuned.base_test_loss, 4), "lora_r": lora_r,
-               "learning_rate_sweep": tuned.sweep, "input": data_report}
+               "learning_rate_sweep": tuned.sweep, "splits": splits, "input": data_report}
     return tags, summary
 
 
@@ -186,7 +187,6 @@ def prepare_lm_teacher(home: Home, cfg: Config, base: str | None = None, alias: 
     from components.common.generation import tokenizer_digest
     from components.common.hashing import digest_dir
     from components.common.lm_teacher import LICENSE, prepare_shipped_teacher
-    from components.common.prompts import build_prompt_snapshot
     from components.common.teachers import adapter_kind
     from components.common.tracking import log_lm_model
 
@@ -194,8 +194,9 @@ def prepare_lm_teacher(home: Home, cfg: Config, base: str | None = None, alias: 
     g = cfg.generation
     snapshot = data_report = None
     if data_path:  # validated before any model is converted or loaded
-        snapshot, data_report = build_prompt_snapshot(data_path, cfg.data, g.prompt_column, g.response_column,
-                                                      require_responses=True)
+        # version_data's reader, so the pairs split as the DAG would split the same file; repeated prompts are
+        # kept like there (each copy's response is a reference; the hash split keeps all copies in one split)
+        snapshot, data_report = build_prompt_snapshot(data_path, g, cfg.data, require_responses=True)
     base = base or g.teacher_base
     path = Path(base).expanduser() if base else prepare_shipped_teacher(home.root / "models")
     if not path.is_dir():

@@ -51,7 +51,7 @@ def test_fine_tuning_on_pairs_registers_a_teacher_better_than_its_base(tmp_path,
     tuned = result["fine_tune"]
     assert len(tuned["validation_loss_per_epoch"]) == 2 and tuned["lora_r"] == 0
     assert min(tuned["validation_loss_per_epoch"]) == tuned["validation_loss"] < tuned["base_validation_loss"]
-    assert tuned["input"]["splits"] == {"train": 26, "validation": 6, "test": 8}
+    assert tuned["splits"] == {"train": 26, "validation": 6, "test": 8}
     (mv,) = _versions(home)
     assert mv.tags["fine_tuned_on"] == sha256_file(data) and mv.tags["data_source"] == str(data)
     assert json.loads(mv.tags["validation_loss_per_epoch"]) == tuned["validation_loss_per_epoch"]
@@ -85,6 +85,12 @@ def test_pairs_without_responses_or_validation_rows_are_refused_and_nothing_regi
         prepare_lm_teacher(Home.resolve(home), _cfg(), base=str(base), data_path=str(data))
     rc = main(["teacher", "--task", "generation", "--base", str(base), "--data", str(data), "--home", str(home)])
     assert rc == 2 and "no column 'response'" in capsys.readouterr().err
+    partial = [json.loads(line) for line in _pairs(tmp_path).read_text().splitlines()]
+    partial[4]["response"] = " "
+    with pytest.raises(DatasetError, match=r"partial.jsonl: 1 of 40 rows have no response in column 'response' "
+                                           r"\(line 5\)"):
+        prepare_lm_teacher(Home.resolve(home), _cfg(), base=str(base),
+                           data_path=str(write_jsonl(partial, tmp_path / "partial.jsonl")))
     assert _versions(home) == []
 
     cfg = config_from_dict({"data": {"validation_fraction": 0.0}})

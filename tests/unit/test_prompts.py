@@ -1,4 +1,7 @@
-"""Prompt datasets for task: generation: located errors, optional responses, the hash split, dedup."""
+"""Prompt files for task: generation read by the one builder (dataset.build_prompt_snapshot) beyond
+test_prompt_dataset.py: the split is a function of each prompt (appending rows moves none), responses
+are optional per file and row unless required (a teacher's fine-tuning pairs), repeated prompts are
+kept in one split, and the quickstart prompts."""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import json
 
 import pytest
 
-from components.common.config import DataConfig
-from components.common.dataset import DatasetError, assign_split
-from components.common.prompts import build_prompt_snapshot, read_prompt_snapshot, write_prompt_snapshot
+from components.common.config import DataConfig, GenerationConfig
+from components.common.dataset import DatasetError, assign_split, build_prompt_snapshot
 from pipelines.quickstart_prompts import generate_prompts, write_quickstart_prompts
 
 
@@ -23,80 +25,80 @@ def _rows(n=60, response=True):
             for i in range(n)]
 
 
-def test_snapshot_splits_by_prompt_and_round_trips(tmp_path):
+def _build(path, data=None, require_responses=False, **generation):
+    return build_prompt_snapshot(path, GenerationConfig(**generation), data or DataConfig(),
+                                 require_responses=require_responses)
+
+
+def test_each_prompt_gets_its_hash_split_and_appending_rows_moves_none(tmp_path):
     d = DataConfig()
-    snap, report = build_prompt_snapshot(_write(tmp_path, _rows()), d)
-    assert len(snap) == 60 and snap.references == 60 and report["responses"] == 60
+    snap, report = _build(_write(tmp_path, _rows()), d)
+    assert len(snap) == 60 and snap.references == 60 and report["references"] == 60
     for p, s in zip(snap.prompts, snap.splits, strict=True):
         assert s == assign_split(p, d.split_salt, d.validation_fraction, d.test_fraction)
-    write_prompt_snapshot(snap, tmp_path / "snap.jsonl")
-    assert read_prompt_snapshot(tmp_path / "snap.jsonl") == snap
-
-
-def test_appending_prompts_keeps_every_split(tmp_path):
-    d = DataConfig()
-    a, _ = build_prompt_snapshot(_write(tmp_path, _rows(40), "a.jsonl"), d)
-    b, _ = build_prompt_snapshot(_write(tmp_path, _rows(80), "b.jsonl"), d)
+    a, _ = _build(_write(tmp_path, _rows(40), "a.jsonl"))
+    b, _ = _build(_write(tmp_path, _rows(80), "b.jsonl"))
     assert b.splits[:40] == a.splits
+    again, _ = _build(_write(tmp_path, _rows(), "again.jsonl"))
+    assert again == snap  # the same file, the same snapshot
 
 
 def test_responses_are_optional_per_file_and_per_row(tmp_path):
-    snap, report = build_prompt_snapshot(_write(tmp_path, _rows(response=False)), DataConfig())
-    assert not snap.references == 60 and report["responses"] == 0
+    snap, report = _build(_write(tmp_path, _rows(response=False)))
+    assert snap.references == 0 and report["references"] == 0
     rows = _rows()
     rows[3]["response"] = None
     rows[4]["response"] = "  "
-    snap, report = build_prompt_snapshot(_write(tmp_path, rows, "b.jsonl"), DataConfig())
-    assert report["responses"] == 58 and snap.responses[3] is None
+    snap, report = _build(_write(tmp_path, rows, "b.jsonl"))
+    assert report["references"] == 58 and snap.responses[3] is None and snap.responses[4] is None
 
 
-def test_near_duplicate_prompts_are_kept_once(tmp_path):
-    rows = _rows() + [{"prompt": "Reply to customer message number 1.", "response": "x"}]
-    snap, report = build_prompt_snapshot(_write(tmp_path, rows), DataConfig())
-    assert len(snap) == 60 and report["duplicate_prompts_dropped"] == 1
+def test_required_responses_name_the_file_column_and_rows_without_one(tmp_path):
+    rows = _rows(10)
+    rows[2]["response"], rows[7]["response"] = "", None
+    with pytest.raises(DatasetError, match=r"pairs.jsonl: 2 of 10 rows have no response in column 'response' "
+                                           r"\(line 3, line 8\); every row needs one to fine-tune on"):
+        _build(_write(tmp_path, rows, "pairs.jsonl"), require_responses=True)
+    many = _rows(10, response=False) + _rows(60)[10:]
+    with pytest.raises(DatasetError, match=r"10 of 60 rows .* \(line 1, line 2, line 3, line 4, line 5 and 5 more\)"):
+        _build(_write(tmp_path, many, "many.jsonl"), require_responses=True)
+    with pytest.raises(DatasetError, match=r"prompts.jsonl: no column 'answer'; every row needs a response to "
+                                           r"fine-tune on \(generation.response_column\)"):
+        _build(_write(tmp_path, _rows(10)), response_column="answer", require_responses=True)
+    snap, _ = _build(_write(tmp_path, rows, "optional.jsonl"))
+    assert snap.responses.count(None) == 2  # optional without the flag
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"prompt": ""}, r"line 3: column 'prompt' is empty"),
-    ({"prompt": 5}, r"line 3: column 'prompt' must be text"),
-    ({"prompt": "ok", "response": 7}, r"line 3: column 'response' must be text, got int 7"),
-    ({"prompt": "a\x00b"}, r"line 3: column 'prompt' contains a NUL"),
-])
-def test_bad_rows_name_file_line_and_column(tmp_path, bad, match):
-    rows = _rows(2) + [bad] + _rows(40)[2:]
-    with pytest.raises(DatasetError, match=match):
-        build_prompt_snapshot(_write(tmp_path, rows), DataConfig())
+def test_a_missing_response_is_reported_before_a_long_text_is_refused(tmp_path):
+    rows = _rows(10)
+    rows[0]["prompt"], rows[5]["response"] = "x" * 50, None
+    strict = DataConfig(max_text_chars=40, long_texts="error")
+    with pytest.raises(DatasetError, match=r"1 of 10 rows have no response in column 'response' \(line 6\)"):
+        _build(_write(tmp_path, rows), strict, require_responses=True)
 
 
-def test_a_missing_prompt_column_names_the_columns_present(tmp_path):
-    with pytest.raises(DatasetError, match="column 'prompt' not found; columns present: question"):
-        build_prompt_snapshot(_write(tmp_path, [{"question": "x"}]), DataConfig())
+def test_repeated_prompts_keep_every_row_in_one_split(tmp_path):
+    """Each copy's response is a reference of its own; the hash of the normalised prompt keeps all
+    copies in one split, so none leaks between train and evaluation (as version_data snapshots it)."""
+    rows = _rows() + [{"prompt": "Reply to customer message number 1.", "response": "another answer"},
+                      {"prompt": "reply to customer message number 2", "response": "answer 2"}]
+    snap, report = _build(_write(tmp_path, rows), require_responses=True)
+    assert len(snap) == 62 and snap.responses[-2:] == ["another answer", "answer 2"]
+    assert snap.splits[-2:] == [snap.splits[1], snap.splits[2]]
+    assert report["overlap"] == {"exact_across_splits": 0, "normalised_across_splits": 0,
+                                 "exact_duplicates_within_splits": 1, "normalised_duplicates_within_splits": 2}
 
 
-def test_long_prompts_follow_the_data_policy(tmp_path):
-    rows = [{"prompt": f"message {i}: reply"} for i in range(60)]
-    rows[0]["prompt"] = "x" * 50
-    snap, report = build_prompt_snapshot(_write(tmp_path, rows), DataConfig(max_text_chars=30))
-    assert report["truncated_texts"] == 1 and snap.prompts[0] == "x" * 30
-    with pytest.raises(DatasetError, match="line 1: column 'prompt' has 50 characters"):
-        build_prompt_snapshot(_write(tmp_path, rows, "b.jsonl"), DataConfig(max_text_chars=30, long_texts="error"))
+def test_long_responses_are_cut_and_counted_apart_from_prompts(tmp_path):
+    rows = _rows()
+    rows[0]["prompt"], rows[1]["response"] = "p" * 50, "r" * 50
+    snap, report = _build(_write(tmp_path, rows), DataConfig(max_text_chars=40))
+    assert snap.prompts[0] == "p" * 40 and snap.responses[1] == "r" * 40
+    assert report["truncated_rows"] == 1 and report["truncated_responses"] == 1
 
 
 def test_quickstart_prompts_are_deterministic_and_split(tmp_path):
     assert generate_prompts(50) == generate_prompts(50)
-    path = write_quickstart_prompts(tmp_path / "q.jsonl")
-    snap, report = build_prompt_snapshot(path, DataConfig())
-    assert report["prompts"] >= 390 and set(snap.splits) == {"train", "validation", "test"}
-
-
-def test_required_responses_name_the_rows_without_one(tmp_path):
-    rows = _rows(10)
-    rows[2]["response"], rows[7]["response"] = "", None
-    with pytest.raises(DatasetError, match=r"pairs.jsonl: 2 of 10 rows have no response in column 'response' "
-                                           r"\(line 3, line 8\)"):
-        build_prompt_snapshot(_write(tmp_path, rows, "pairs.jsonl"), DataConfig(), require_responses=True)
-    with pytest.raises(DatasetError, match=r"prompts.jsonl: no column 'answer'; every row needs a response"):
-        build_prompt_snapshot(_write(tmp_path, _rows(10)), DataConfig(), response_column="answer",
-                              require_responses=True)
-    snap, _ = build_prompt_snapshot(_write(tmp_path, rows, "optional.jsonl"), DataConfig())
-    assert snap.responses.count(None) == 2  # optional without the flag
+    snap, report = _build(write_quickstart_prompts(tmp_path / "q.jsonl"))
+    assert len(snap) == 400 and set(snap.splits) == {"train", "validation", "test"}
+    assert report["references"] == 0 and report["overlap"]["normalised_across_splits"] == 0
