@@ -201,7 +201,8 @@ def run_drift_loop(home: Home, cfg: Config, production_path: str, text_column: s
             "disagreement": verdict.get("disagreement"), "moving_reference": verdict.get("moving_reference"),
             "verdict_json": verdict["verdict_json"], "drift_run_id": verdict.get("mlflow_run_id"),
             "executed_steps": [s["step"] for s in steps],
-            # prompts or texts sent to the teacher by the redistillation (labels, cache misses); KFP floats
+            # prompts or texts sent to the teacher across the loop: monitor_drift's disagreement samples the
+            # teacher store lacked, then the redistillation's (labels, cache misses); KFP floats
             "teacher_forward_passes": int(sum(s.get("teacher_forward_passes", 0) for s in steps)),
             "new_data_version": by_step.get("version_data", {}).get("data_version"),
             "rows_added": by_step.get("prepare_redistill", {}).get("rows_added"),

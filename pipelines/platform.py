@@ -38,13 +38,15 @@ CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "DISTILLOPS_DVC_REMOTE", "AWS_ENDPOINT_URL
 MLFLOW_USER_SECRET = "distillops-mlflow-pipeline"
 MLFLOW_USER_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 # The signing key (docs/promotion.md): the gate signs its report, promote and record_refusal verify
-# it, the teacher-cache step signs and verifies its manifest records. Optional: a cluster without
-# the secret runs unsigned (binding still applies). Only the steps that sign or verify get it;
-# train_student reads the TeacherOutputs artifact, not the store, and never sees the key.
+# it, the teacher-cache step signs and verifies its manifest records, and so does monitor_drift (it
+# reads and writes the teacher's generations through the same store: unsigned records it wrote would
+# be quarantined and recomputed by the next cache step). Optional: a cluster without the secret runs
+# unsigned (binding still applies). Only the steps that sign or verify get it; train_student reads
+# the TeacherOutputs artifact, not the store, and never sees the key.
 SIGNING_SECRET = "distillops-signing-key"
 SIGNING_SECRET_KEY = "key"
 SIGNING_STEPS = ("plan_teacher_shards", "teacher_shard_worker", "cache_teacher_outputs", "benchmark_gate", "promote",
-                 "record_refusal")
+                 "record_refusal", "monitor_drift")
 # DVC's system-level config directory: its `config` file (remote "storage" endpoint) merges
 # under the repository's own config, which only sets the remote URL.
 DVC_CONFIG_MAP = "distillops-dvc-config"

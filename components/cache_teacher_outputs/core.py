@@ -1,5 +1,6 @@
-"""Pure logic of cache_teacher_outputs: which rows the teacher must compute, which cached rows the
-fidelity check recomputes, and how stored and fresh outputs are compared."""
+"""Pure logic of cache_teacher_outputs: which rows the teacher must compute (``plan_rows``, from the
+teacher store's module), which cached rows the fidelity check recomputes, and how stored and fresh
+outputs are compared."""
 
 from __future__ import annotations
 
@@ -8,16 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def plan_rows(texts: Sequence[str], keys: Sequence[bytes], cached: dict[bytes, np.ndarray]) -> list[int]:
-    """Indices of the rows the teacher must compute: first occurrence of each uncached key."""
-    seen: set[bytes] = set()
-    todo = []
-    for i, k in enumerate(keys):
-        if k not in cached and k not in seen:
-            seen.add(k)
-            todo.append(i)
-    return todo
+# Shared with every reader of the store (monitor_drift's teacher answers too): re-exported here.
+from components.common.teacher_store import plan_rows as plan_rows
 
 
 def fidelity_sample(keys: Sequence[bytes], n: int, seed: str) -> list[int]:

@@ -29,13 +29,10 @@ from pathlib import Path
 from components.cache_teacher_outputs.core import flush_size, plan_rows, shard_rows
 from components.cache_teacher_outputs.runner import (
     KIND,
-    GenerationFiller,
     _Filler,
     augmented_texts,
-    decoding_of,
     empty_shard,
     main_filler,
-    open_store,
     read_shard,
     write_shard,
 )
@@ -47,7 +44,8 @@ from components.common.dataset import check_labels, read_prompt_snapshot, read_s
 from components.common.home import Home
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step
-from components.common.teacher_store import TeacherOutputStore
+from components.common.teacher_generations import GenerationFiller, decoding_of
+from components.common.teacher_store import TeacherOutputStore, open_store
 from components.common.teachers import LoadedTeacher, TeacherMismatchError, load_pinned, load_teacher
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ versions travel in the artifact. Every output kind is its own content-keyed row 
 
 task: generation (``run_generation``, which ``run`` hands a generation config to): the causal-LM
 teacher's generations and per-token top-k log-probs for every prompt of the prompt snapshot, from the
-store where present (GenerationFiller), in the artifact of common/generation_outputs.py.
+store where present (common/teacher_generations.py's GenerationFiller, which monitor_drift shares), in the
+artifact of common/generation_outputs.py.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from components.cache_teacher_outputs.core import compare_outputs, fidelity_sample, plan_rows
-from components.common import signing
 from components.common.config import Config, layer_pairs
 from components.common.dataset import check_labels, read_prompt_snapshot, read_snapshot
-from components.common.generation import Decoding, TokenRate
+from components.common.generation import TokenRate
 from components.common.generation_outputs import pack_generations, write_generation_outputs
 from components.common.hashing import md5_file
 from components.common.home import Home
@@ -36,8 +36,9 @@ from components.common.io import atomic_write_text
 from components.common.modeling import ModelError, check_same_tokenizer
 from components.common.runtime import prepare_process
 from components.common.steplog import record_step, steps_since
+from components.common.teacher_generations import GenerationFiller, decoding_of
 from components.common.teacher_outputs import TeacherOutputs, texts_digest, write_teacher_outputs
-from components.common.teacher_store import CacheIntegrityError, TeacherOutputStore, row_key
+from components.common.teacher_store import CacheIntegrityError, TeacherOutputStore, open_store, row_key
 from components.common.teachers import LoadedTeacher, load_pinned, load_teacher, resolve_teacher
 from components.distillation.losses import needs, resolve_losses
 from components.distillation.transfer import augment_record, augment_texts
@@ -48,12 +49,6 @@ KIND = "logits"
 
 class CacheFidelityError(RuntimeError):
     """Cached teacher outputs differ from what the live teacher computes: a stale or tampered cache."""
-
-
-def open_store(home: Home, cache_url: str = "") -> TeacherOutputStore:
-    """The configured store: cache.url (any fsspec URL), else the home's teacher-cache directory;
-    records signed and checked with the signing key when one is configured (DISTILLOPS_SIGNING_KEY)."""
-    return TeacherOutputStore(cache_url or home.teacher_cache, signing_key=signing.key_from_env())
 
 
 def cache_hit_rate(home: Home, store_url: str | None = None) -> dict:
@@ -192,78 +187,6 @@ class _Filler:
         return self.fill(texts, kind_keys, cached, desc), checked
 
 
-class GenerationFiller:
-    """A causal-LM teacher's generations for lists of prompts: from the store where present, generated
-    where not. Fresh rows are written every `flush_rows` prompts, so a worker stopped mid-way loses at
-    most the rows it had not written; the rerun generates only those."""
-
-    def __init__(self, store: TeacherOutputStore, teacher: LoadedTeacher, version: str, decoding, k: int,
-                 batch_size: int = 8, flush_rows: int = 64):
-        if "generation" not in teacher.produces:
-            raise ModelError(f"task generation needs a causal-LM teacher; {version} is a {teacher.kind}")
-        self.store, self.teacher, self.version, self.decoding, self.k = store, teacher, version, decoding, k
-        self.batch_size, self.flush_rows = batch_size, max(flush_rows, 1)
-        self.keys: list[bytes] = []
-        self.problems: list[str] = []
-        self.computed = 0
-        self.tokens_generated = 0
-
-    def outputs(self, prompts: list[str], progress=None) -> tuple[list[bytes], list]:
-        """(keys, Generations) for `prompts`, in order."""
-        rendered, keys = self.teacher.generation_keys(prompts, self.version, self.decoding, self.k)
-        cached = self.store.get_generations(keys)
-        self.problems += [str(p) for p in self.store.last_problems]
-        self.keys += keys
-        todo = plan_rows(rendered, keys, cached)
-        log.info("teacher %s: %d prompts, %d to generate", self.version, len(prompts), len(todo))
-        for start in range(0, len(todo), self.flush_rows):
-            chunk = todo[start:start + self.flush_rows]
-            fresh = self.teacher.generate([rendered[i] for i in chunk], [keys[i] for i in chunk], self.decoding,
-                                          self.k, self.batch_size)
-            self.store.put_generations([keys[i] for i in chunk], fresh)
-            cached.update({keys[i]: g for i, g in zip(chunk, fresh, strict=True)})
-            self.computed += len(chunk)
-            self.tokens_generated += sum(len(g.tokens) for g in fresh)
-            if progress is not None:
-                progress(self.computed, self.tokens_generated)
-        return keys, [cached[k] for k in keys]
-
-    def check_fidelity(self, prompts: list[str], sample: int, atol: float = 0.05) -> int:
-        """Teacher-force a deterministic sample of cached generations through the live teacher and
-        compare its log-probs at the stored top-k ids with the stored ones (fp16: atol in nats).
-        Teacher forcing makes the check independent of how rows were batched when generated.
-        Returns the rows checked; raises CacheFidelityError naming the rows that differ."""
-        import torch
-
-        from components.distillation.lm_trainer import build_examples, token_batch
-
-        rendered, keys = self.teacher.generation_keys(prompts, self.version, self.decoding, self.k)
-        cached = self.store.get_generations(keys)
-        present = [i for i, key in enumerate(keys) if key in cached]
-        if sample <= 0 or not present:
-            return 0
-        picked = [present[j] for j in fidelity_sample([keys[i] for i in present], sample, self.version)]
-        bad = []
-        for i in picked:
-            g = cached[keys[i]]
-            if len(g.tokens) == 0:
-                continue
-            (ex,) = build_examples(self.teacher.tokenizer, [rendered[i]], [g], max_length=1 << 30)
-            with torch.inference_mode():
-                b = token_batch(self.teacher.model, [ex], self.teacher.tokenizer.pad_token_id)
-                live = torch.log_softmax(b.student_logits.float(), -1).gather(-1, b.topk_ids).numpy()
-            diff = float(np.abs(live - g.topk_logprobs.astype(np.float32)).max())
-            if diff > atol:
-                bad.append((i, diff))
-        if bad:
-            rows = "; ".join(f"prompt {i} ({prompts[i][:40]!r}): max |stored - live| = {d:.3g}" for i, d in bad[:5])
-            raise CacheFidelityError(
-                f"teacher cache {self.store.url}: {len(bad)} of {len(picked)} sampled cached generations differ from "
-                f"what the live teacher {self.version} computes (atol {atol} nats): {rows}. The cache is stale or has "
-                f"been tampered with; nothing was trained. Delete the store (or point cache.url elsewhere) and rerun.")
-        return len(picked)
-
-
 def _extra_teacher(ref: str, home: Home, main: LoadedTeacher) -> tuple[LoadedTeacher, str]:
     extra = resolve_teacher(ref, home)  # first use in the run: resolved here, its version travels on
     loaded = load_teacher(extra)
@@ -361,9 +284,41 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
             **worker_counters(workers), "step_report": counters}
 
 
-def decoding_of(g) -> Decoding:
-    """The teacher's decoding parameters from a GenerationConfig (config.generation)."""
-    return Decoding(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, seed=g.seed)
+def check_generation_fidelity(filler: GenerationFiller, prompts: list[str], sample: int,
+                              atol: float = 0.05) -> int:
+    """Teacher-force a deterministic sample of `filler`'s cached generations through the live teacher and
+    compare its log-probs at the stored top-k ids with the stored ones (fp16: atol in nats).
+    Teacher forcing makes the check independent of how rows were batched when generated.
+    Returns the rows checked; raises CacheFidelityError naming the rows that differ."""
+    import torch
+
+    from components.distillation.lm_trainer import build_examples, token_batch
+
+    rendered, keys = filler.teacher.generation_keys(prompts, filler.version, filler.decoding, filler.k)
+    cached = filler.store.get_generations(keys)
+    present = [i for i, key in enumerate(keys) if key in cached]
+    if sample <= 0 or not present:
+        return 0
+    picked = [present[j] for j in fidelity_sample([keys[i] for i in present], sample, filler.version)]
+    bad = []
+    for i in picked:
+        g = cached[keys[i]]
+        if len(g.tokens) == 0:
+            continue
+        (ex,) = build_examples(filler.teacher.tokenizer, [rendered[i]], [g], max_length=1 << 30)
+        with torch.inference_mode():
+            b = token_batch(filler.teacher.model, [ex], filler.teacher.tokenizer.pad_token_id)
+            live = torch.log_softmax(b.student_logits.float(), -1).gather(-1, b.topk_ids).numpy()
+        diff = float(np.abs(live - g.topk_logprobs.astype(np.float32)).max())
+        if diff > atol:
+            bad.append((i, diff))
+    if bad:
+        rows = "; ".join(f"prompt {i} ({prompts[i][:40]!r}): max |stored - live| = {d:.3g}" for i, d in bad[:5])
+        raise CacheFidelityError(
+            f"teacher cache {filler.store.url}: {len(bad)} of {len(picked)} sampled cached generations differ from "
+            f"what the live teacher {filler.version} computes (atol {atol} nats): {rows}. The cache is stale or has "
+            f"been tampered with; nothing was trained. Delete the store (or point cache.url elsewhere) and rerun.")
+    return len(picked)
 
 
 def merge_generation(store: TeacherOutputStore, teacher: LoadedTeacher, version: str, prompts: Sequence[str],
@@ -377,7 +332,7 @@ def merge_generation(store: TeacherOutputStore, teacher: LoadedTeacher, version:
     With `ref_name`, the rows' keys are recorded under it (``cache gc`` keeps them)."""
     fresh = {t for r in worker_reports for t in shard_texts(r)}
     filler = GenerationFiller(store, teacher, version, decoding, k, batch_size, flush_rows)
-    checked = filler.check_fidelity([p for p in prompts if p not in fresh], fidelity_sample)
+    checked = check_generation_fidelity(filler, [p for p in prompts if p not in fresh], fidelity_sample)
     keys, rows = filler.outputs(list(prompts), progress)
     payload = write_generation_outputs(
         pack_generations(rows, k, version, dataclasses.asdict(decoding), keys, list(prompts)), outputs_path)

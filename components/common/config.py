@@ -267,7 +267,8 @@ class DriftConfig:
     disagreement_sample: int = 200
     max_disagreement_increase: float = 0.10
     # task: generation: the teacher and the student answer this many reference and production prompts
-    # each (greedy); disagreement is 1 - ROUGE-L of the student's answer against the teacher's.
+    # each; disagreement is 1 - ROUGE-L of the student's greedy answer against the teacher's (the
+    # teacher's from the teacher store, decoded as generation.* says; missing ones generated and stored).
     lm_disagreement_sample: int = 100
     # Production rows added to the next data version when drift starts redistillation.
     redistill_max_rows: int = 5000

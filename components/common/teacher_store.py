@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from safetensors.numpy import load, save
 
 from components.common import signing
 from components.common.generation import Generation
+from components.common.home import Home
 from components.common.io import atomic_write_bytes
 from components.common.topk import TopK
 
@@ -65,6 +66,18 @@ def row_key(teacher_version: str, tokenizer_id: str, max_length: int, kind: str,
         h.update(part.encode("utf-8"))
         h.update(b"\0")
     return h.digest()
+
+
+def plan_rows(texts: Sequence[str], keys: Sequence[bytes], cached: Mapping[bytes, object]) -> list[int]:
+    """Indices of the rows the teacher must compute: first occurrence of each key not in `cached`
+    (what a lookup returned). Every reader of the store plans with this, so a row is computed once."""
+    seen: set[bytes] = set()
+    todo = []
+    for i, k in enumerate(keys):
+        if k not in cached and k not in seen:
+            seen.add(k)
+            todo.append(i)
+    return todo
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,13 @@ class GcResult:
     bytes_freed: int = 0
     orphans_removed: int = 0
     problems: list[str] = field(default_factory=list)
+
+
+def open_store(home: Home, cache_url: str = "") -> TeacherOutputStore:
+    """The configured store of a home: cache.url (any fsspec URL), else the home's
+    teacher-cache directory; records signed and checked with the signing key when one is configured
+    (DISTILLOPS_SIGNING_KEY). Every step that reads or writes teacher outputs opens it here."""
+    return TeacherOutputStore(cache_url or home.teacher_cache, signing_key=signing.key_from_env())
 
 
 def _fs(root: str | os.PathLike):

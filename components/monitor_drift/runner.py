@@ -244,7 +244,12 @@ def run(
                 for path in paths:
                     atomic_write_text(path, text)
             history.append(h, entry)
-        counters.update(drifted=verdict["drifted"], action=verdict["action"], production_rows=len(production))
+        # teacher_forward_passes: the inputs this step sent to the teacher for the disagreement signal
+        # (generation: the sampled prompts the teacher store lacked; classification: every sampled text),
+        # summed with the redistillation's steps into the drift loop's teacher_forward_passes
+        counters.update(drifted=verdict["drifted"], action=verdict["action"], production_rows=len(production),
+                        teacher_forward_passes=disagreement["teacher_calls"],
+                        teacher_answers_cached=disagreement["teacher_answers_cached"])
     log.info(
         "drift %s, action %s: %s", "DETECTED" if verdict["drifted"] else "not detected", verdict["action"],
         "; ".join(verdict["reasons"] + verdict["action_reasons"])

@@ -21,6 +21,7 @@ import yaml
 
 from components.common import registry, signing
 from components.common.home import Home
+from components.common.steplog import steps_since
 from pipelines.cli import main
 from tests.tiny_lm import WORDS, make_tiny_llama
 
@@ -143,8 +144,9 @@ def _shifted(n: int) -> list[dict]:
 
 def test_generation_drift_starts_redistillation(world, capsys):
     """4. After case 3 promoted version 1: a batch of shifted production prompts drifts; the loop
-    (`monitor --task generation --redistill`) adds them to the data, the teacher answers only them
-    (the rest come from the cache), the student is retrained and gated on the triggering prompts too,
+    (`monitor --task generation --redistill`) adds them to the data, the teacher answers only them,
+    once each (monitor_drift's sample of them, stored, then the rest in the cache step; the training
+    prompts come from the cache), the student is retrained and gated on the triggering prompts too,
     and promote registers version 2 with the drift run in its lineage."""
     home = world["home"]
     client = registry.connect(home)
@@ -166,10 +168,18 @@ def test_generation_drift_starts_redistillation(world, capsys):
     assert loop["executed_steps"] == ["monitor_drift", "prepare_redistill", "version_data", "cache_teacher_outputs",
                                       "train_student", "benchmark_gate", "promote"]
     assert loop["rows_added"] == 20
-    assert loop["teacher_forward_passes"] == 20  # only the new prompts: the first 40 answers are cached
     assert loop["promotion"] == {"action": "register", "version": "2"}
     verdict = json.loads(open(loop["verdict_json"]).read())
     assert verdict["task"] == "generation" and verdict["disagreement"]["n_production"] == 8
+    # monitor_drift read its 8 reference answers (training prompts) from the teacher store and had the
+    # teacher answer its 8 production samples, which it stored: the redistillation's cache step then
+    # answered only the other 12 new prompts. Across the loop every new prompt reached the teacher once
+    # (8 in monitor_drift + 12 in the cache step), and none of the first 40.
+    assert (verdict["disagreement"]["teacher_calls"], verdict["disagreement"]["teacher_answers_cached"]) == (8, 8)
+    assert loop["teacher_forward_passes"] == 20
+    steps = [s for s in steps_since(home, 0) if s["step"] in ("monitor_drift", "cache_teacher_outputs")]
+    assert [(s["step"], s["teacher_forward_passes"]) for s in steps[-2:]] == [("monitor_drift", 8),
+                                                                             ("cache_teacher_outputs", 12)]
     assert "ROUGE-L" in verdict["disagreement"]["measure"] and verdict["embedding"]["method"]
     assert verdict["production_label_share"] == {}
     champion = client.get_model_version_by_alias(STUDENT, "champion")

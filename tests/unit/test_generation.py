@@ -155,22 +155,22 @@ def test_a_shard_whose_lengths_disagree_with_its_tokens_is_quarantined(tmp_path)
 
 
 def test_cached_fill_generates_only_what_the_store_lacks(tmp_path, teacher):
-    from components.cache_teacher_outputs.runner import GenerationFiller
+    from components.common.teacher_generations import GenerationFiller
 
     store = TeacherOutputStore(tmp_path / "store")
     d = Decoding(max_new_tokens=5)
     first = GenerationFiller(store, teacher, "v1", d, k=4, batch_size=4, flush_rows=2)
     keys, rows = first.outputs(PROMPTS[:4])
-    assert first.computed == 4 and len(store.records()) == 2  # flushed every 2 prompts
+    assert (first.computed, first.from_store) == (4, 0) and len(store.records()) == 2  # flushed every 2 prompts
 
     again = GenerationFiller(store, teacher, "v1", d, k=4)
     keys2, rows2 = again.outputs(PROMPTS[:4])
-    assert again.computed == 0 and keys2 == keys
+    assert (again.computed, again.from_store) == (0, 4) and keys2 == keys
     assert [g.tokens.tolist() for g in rows2] == [g.tokens.tolist() for g in rows]
 
     appended = GenerationFiller(store, teacher, "v1", d, k=4)
     appended.outputs(PROMPTS)
-    assert appended.computed == 2
+    assert (appended.computed, appended.from_store) == (2, 4)
 
     longer = GenerationFiller(store, teacher, "v1", Decoding(max_new_tokens=7), k=4)
     longer.outputs(PROMPTS[:2])
@@ -178,21 +178,22 @@ def test_cached_fill_generates_only_what_the_store_lacks(tmp_path, teacher):
 
 
 def test_a_classifier_teacher_cannot_fill_generations(tmp_path, tiny_teacher):
-    from components.cache_teacher_outputs.runner import GenerationFiller
     from components.common.modeling import ModelError
+    from components.common.teacher_generations import GenerationFiller
 
     with pytest.raises(ModelError, match="causal-LM teacher"):
         GenerationFiller(TeacherOutputStore(tmp_path / "s"), load_teacher(tiny_teacher), "v", Decoding(), 4)
 
 
 def test_fidelity_check_catches_generations_of_another_teacher(tmp_path, teacher, tiny_lm):
-    from components.cache_teacher_outputs.runner import CacheFidelityError, GenerationFiller
+    from components.cache_teacher_outputs.runner import CacheFidelityError, check_generation_fidelity
+    from components.common.teacher_generations import GenerationFiller
 
     store = TeacherOutputStore(tmp_path / "store")
     d = Decoding(max_new_tokens=5)
     GenerationFiller(store, teacher, "v1", d, k=4).outputs(PROMPTS)
-    assert GenerationFiller(store, teacher, "v1", d, k=4).check_fidelity(PROMPTS, sample=3) == 3
+    assert check_generation_fidelity(GenerationFiller(store, teacher, "v1", d, k=4), PROMPTS, sample=3) == 3
     # the same version label, other weights: what a stale or tampered cache looks like
     impostor = load_teacher(make_tiny_llama(tmp_path / "other", seed=5))
     with pytest.raises(CacheFidelityError, match=r"sampled cached generations differ"):
-        GenerationFiller(store, impostor, "v1", d, k=4).check_fidelity(PROMPTS, sample=3)
+        check_generation_fidelity(GenerationFiller(store, impostor, "v1", d, k=4), PROMPTS, sample=3)
