@@ -33,6 +33,7 @@ from components.common.config import Config
 from components.common.generation import Generation, render_prompts
 from components.common.io import atomic_write_text
 from components.common.modeling import ModelError
+from components.common.teacher_generations import generation_texts
 from components.distillation.lm_measure import (
     forced_fidelity,
     generation_speed,
@@ -129,7 +130,7 @@ def evaluate_generation(teacher_model, tokenizer, student_dir: str | Path, promp
     if pad is None:
         raise ModelError("the teacher's tokenizer has neither a pad nor an EOS token; batched generation needs one")
     rendered = render_prompts(tokenizer, prompts)
-    teacher_texts = [tokenizer.decode([int(t) for t in g.tokens], skip_special_tokens=True) for g in generations]
+    teacher_texts = generation_texts(tokenizer, generations)
     positions = int(getattr(teacher_model.config, "max_position_embeddings", max_length) or max_length)
     examples = build_examples(tokenizer, rendered, generations, max_length=min(max_length, positions))
 
@@ -204,8 +205,7 @@ def _trigger_batch(trigger: dict[str, Any], tokenizer, models: dict[str, tuple],
     """Disagreement with the teacher (1 - ROUGE-L, mean) of each model's greedy answers to the
     triggering batch's sampled prompts, against the teacher's cached generations of them."""
     prompts = list(trigger["prompts"])
-    teacher_texts = [tokenizer.decode([int(t) for t in g.tokens], skip_special_tokens=True)
-                     for g in trigger["generations"]]
+    teacher_texts = generation_texts(tokenizer, trigger["generations"])
     if len(teacher_texts) != len(prompts) or not prompts:
         raise ValueError(f"trigger: {len(teacher_texts)} teacher generations for {len(prompts)} triggering prompts")
     out = {}
