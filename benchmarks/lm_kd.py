@@ -85,16 +85,17 @@ def measure(model, tokenizer, rendered: list[str], examples, teacher_texts: list
             pad_id: int) -> dict:
     """The held-out figures of one model: teacher-forced NLL / agreement / KL, and its greedy answers
     scored against the teacher's."""
-    from components.distillation.lm_measure import forced_fidelity, greedy_answers, text_fidelity
+    from components.distillation.lm_measure import forced_fidelity, greedy_answers, rouge_l, text_fidelity
 
     t0 = time.perf_counter()
     forced = forced_fidelity(model, examples, pad_id)
     answers = greedy_answers(model, tokenizer, rendered, max_new_tokens)
     text = text_fidelity(answers, teacher_texts)
+    per_prompt = [round(rouge_l(a, t), 4) for a, t in zip(answers, teacher_texts, strict=True)]
     return {"nll": round(forced["teacher_nll"], 4), "token_agreement": round(forced["token_agreement"], 4),
             "token_kl": round(forced["token_kl"], 4), "rouge_l": round(text["rouge_l"], 4),
             "exact_match": round(text["exact_match"], 4), "eval_seconds": round(time.perf_counter() - t0, 1),
-            "samples": answers[:SAMPLES]}
+            "samples": answers[:SAMPLES], "rouge_l_per_prompt": per_prompt}
 
 
 def result_path(home: Path, key: dict) -> Path:

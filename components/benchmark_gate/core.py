@@ -223,7 +223,8 @@ def _quantized_checks(student: dict, teacher: dict, teacher_int8: dict | None, s
                             f"int8 student accuracy {student_int8['accuracy']:.4f} / teacher "
                             f"{teacher['accuracy']:.4f} retention: {value:.4f} "
                             f"({'keeps' if kept else 'does not keep'} >= {policy.min_accuracy_retention:g}; "
-                            f"informational, a quantized student is not registered)", informational=True))
+                            f"informational: it never refuses the fp32 student; gate.emit_quantized_student "
+                            f"logs it when kept)", informational=True))
     return checks
 
 

@@ -2,7 +2,8 @@
 
 Beside them it measures the teacher quantized to dynamic int8 (``gate.quantized_teacher``, on by
 default: what a user could have for free, so the student's speed-up over it is on every report) and,
-when ``gate.quantized_student`` is on, the int8 student (reported, never registered).
+when ``gate.quantized_student`` is on, the int8 student (reported; promote logs it beside the
+promoted student when ``gate.emit_quantized_student`` is on and it keeps the accuracy retention).
 
 The gate only measures and decides; a refusal is recorded in the promotion history by the DAG's
 ``dsl.Else`` branch (promote's ``record_refusal``), not from here. Its report binds the verdict to

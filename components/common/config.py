@@ -202,8 +202,13 @@ class GateConfig:
     # (0 = reported, not gated; issue 16's target is 2). Needs quantized_teacher.
     min_speedup_over_int8_teacher: float = 0.0
     # Also measure the int8-quantized student and report whether it keeps min_accuracy_retention
-    # (informational: it never refuses, and no quantized model is registered).
+    # (informational: it never refuses the fp32 student).
     quantized_student: bool = False
+    # With quantized_student: when the gate passes the student and its int8 copy keeps
+    # min_accuracy_retention, promote also logs the int8 student (model_int8.safetensors, no pickle)
+    # in the run as `student_int8/` and tags the registered version with its URI and figures
+    # (quantize.load_int8_classifier loads it). The fp32 student stays the registered model.
+    emit_quantized_student: bool = False
     # Label provenance: accuracy, retention, F1 and the champion's regressions are measured on the
     # test split's gold rows only (teacher-labelled rows score 1.0 for the teacher by construction).
     # Fewer gold test rows than this refuses the student: those checks cannot be measured.
@@ -518,6 +523,9 @@ def _validate(cfg: Config) -> None:
     if cfg.gate.min_speedup_over_int8_teacher < 0:
         problems.append(f"gate.min_speedup_over_int8_teacher: must be >= 0, got "
                         f"{cfg.gate.min_speedup_over_int8_teacher}")
+    if cfg.gate.emit_quantized_student and not cfg.gate.quantized_student:
+        problems.append("gate.emit_quantized_student: needs gate.quantized_student: true (only an int8 student "
+                        "the gate measured is emitted)")
     if cfg.gate.min_speedup_over_int8_teacher > 0 and not cfg.gate.quantized_teacher:
         problems.append("gate.min_speedup_over_int8_teacher: needs gate.quantized_teacher: true (the int8 "
                         "teacher is what it is measured against)")

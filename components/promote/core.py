@@ -31,6 +31,28 @@ def plan_promotion(gate_passed: bool, gate_reasons: list[str], existing_version:
     return PromotionPlan("register", ("the gate passed; registering a new version",), None, champion_version)
 
 
+INT8_CHECK = "student_int8_accuracy_retention"
+
+
+def int8_decision(report: dict) -> dict:
+    """Whether promote emits the int8 student (gate.emit_quantized_student), from the gate report's
+    own figures: {"emit": bool, "why": str, and when measured its accuracy, retention and speed}.
+    Emitted only when the report measured it and it keeps the gate's accuracy retention."""
+    check = next((c for c in report.get("checks", []) if c.get("name") == INT8_CHECK), None)
+    card = (report.get("models") or {}).get("student_int8")
+    if check is None or not isinstance(card, dict):
+        return {"emit": False, "why": "the gate report measured no int8 student (gate.quantized_student was off)"}
+    figures = {"accuracy": card.get("accuracy"), "accuracy_retention": check.get("value"),
+               "min_accuracy_retention": check.get("threshold"),
+               "throughput_rows_per_s": card.get("throughput_rows_per_s"),
+               "latency_p50_ms": card.get("latency_p50_ms")}
+    if not check.get("passed"):
+        return {"emit": False, "why": f"the int8 student's accuracy retention {check.get('value')} is below "
+                                      f"{check.get('threshold')}", **figures}
+    return {"emit": True, "why": f"the int8 student keeps accuracy retention {check.get('value')} "
+                                 f">= {check.get('threshold')}", **figures}
+
+
 def report_task(report: dict) -> str:
     """The task a gate report judged: its context's ``task`` (the generative gate writes
     "generation"); a report without one is the classification gate's (written before tasks)."""

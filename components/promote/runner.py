@@ -41,7 +41,7 @@ from components.common.model_card import (
 )
 from components.common.steplog import record_step
 from components.common.tracking import log_lm_model, log_model, source_commit
-from components.promote.core import binding_problems, plan_promotion
+from components.promote.core import binding_problems, int8_decision, plan_promotion
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
         if plan.action == "refuse":
             record_refusal(client, h, name, list(plan.reasons), tags)
             raise PromotionRefused(f"not promoting {student_path}: " + "; ".join(plan.reasons))
-        version, outcome, seq = plan.version, None, None
+        version, outcome, seq, int8 = plan.version, None, None, None
         if plan.action == "register":
             gate_tags = {
                 "gate_passed": str(gate["passed"]), "gate_reasons": json.dumps(gate.get("reasons", [])),
@@ -218,6 +218,9 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
                 model_uri = log_lm_model(h, staged, run_id=lineage["mlflow_run_id"], input_example=example,
                                          card=card, license_text=license_file, max_new_tokens=new_tokens)
             else:
+                if cfg.gate.emit_quantized_student:  # logged before registering: a failure registers nothing
+                    int8 = _emit_int8(h, staged, lineage["mlflow_run_id"], gate, digest)
+                    gate_tags.update(int8_tags(int8))
                 model_uri = log_model(h, staged, run_id=lineage["mlflow_run_id"], input_example=example, card=card,
                                       license_text=license_file)
             created = str(registry.register(client, model_uri, name, {**tags, **gate_tags},
@@ -242,7 +245,43 @@ def run(home: str, student_path: str, gate_report_path: str, cfg: Config, pipeli
         counters.update(action=plan.action, version=version, ledger_seq=seq)
     return {"action": plan.action, "version": version, "previous": state.previous, "reasons": list(plan.reasons),
             "model": name, "task": task, "ledger_seq": seq, "outcome": outcome.to_dict() if outcome else None,
-            "step_report": counters}
+            **({"int8": int8} if int8 is not None else {}), "step_report": counters}
+
+
+INT8_ARTIFACT = "student_int8"
+
+
+def _emit_int8(h: Home, staged: Path, run_id: str, gate: dict, digest: str) -> dict:
+    """gate.emit_quantized_student: the decision from the gate report and, when it says emit, the
+    staged (gated) student quantized to dynamic int8 and logged in its MLflow run as `student_int8/`
+    (written whole to a temporary directory first). Quantization is deterministic, so these are the
+    weights the gate measured. Returns the decision, with `uri` when logged."""
+    import mlflow
+
+    from components.distillation.quantize import save_int8_classifier
+
+    decision = int8_decision(gate)
+    if not decision["emit"]:
+        log.info("int8 student not emitted: %s", decision["why"])
+        return decision
+    meta = {"source_model_digest": digest, **{k: v for k, v in decision.items() if k not in ("emit", "why")}}
+    with tempfile.TemporaryDirectory(prefix=".int8-", suffix=".partial", dir=h.root) as tmp:
+        out = save_int8_classifier(staged, Path(tmp) / INT8_ARTIFACT, meta)
+        mlflow.MlflowClient().log_artifacts(run_id, str(out), artifact_path=INT8_ARTIFACT)
+    uri = f"runs:/{run_id}/{INT8_ARTIFACT}"
+    log.info("int8 student logged as %s (%s)", uri, decision["why"])
+    return {**decision, "uri": uri}
+
+
+def int8_tags(int8: dict) -> dict[str, str]:
+    """The registered version's tags for the int8 decision: its URI when emitted, else why not."""
+    tags = {"int8_emitted": str(int8["emit"]).lower(), "int8_reason": int8["why"][:4900]}
+    if int8.get("uri"):
+        tags["int8_model_uri"] = int8["uri"]
+    for key in ("accuracy", "accuracy_retention"):
+        if isinstance(int8.get(key), (int, float)):
+            tags[f"int8_{key}"] = f"{int8[key]:.6g}"
+    return tags
 
 
 def record_gate_refusal(home: str, student_path: str, gate_report_path: str, cfg: Config) -> dict:

@@ -1,13 +1,25 @@
 """The gate's runner on a tiny setup measures the int8-quantized teacher (and, when asked, the int8
-student) beside the student, and reports them (issue 16: beat what a user could have for free)."""
+student) beside the student, and reports them (issue 16: beat what a user could have for free); with
+gate.emit_quantized_student, promote logs the int8 student the gate measured beside the fp32 one."""
 
 import json
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
 
 from fakes import make_rows, write_jsonl
 
 from components.benchmark_gate import runner as gate_step
 from components.cache_teacher_outputs import runner as cache_step
+from components.common import registry
 from components.common.config import config_from_dict, config_hash
+from components.common.home import Home
+from components.common.modeling import load_classifier
+from components.distillation.quantize import load_int8_classifier, quantize_dynamic_int8
+from components.promote import runner as promote_step
 from components.train_student import runner as train_step
 from components.version_data import runner as version_step
 
@@ -24,7 +36,7 @@ def _gate(home, tmp_path, prepared, name, **gate):
     return report, json.loads((tmp_path / f"{name}.json").read_text()), (tmp_path / f"{name}.md").read_text()
 
 
-def test_the_gate_reports_the_int8_teacher_beside_the_student(home, tmp_path, tiny_teacher):
+def _prepare(home, tmp_path, tiny_teacher):
     cfg = config_from_dict({"student": {"shape": "manual", "layers": [0, 1]}, "distill": {"epochs": 1}})
     snap = tmp_path / "s.jsonl"
     v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")), cfg, str(snap))
@@ -33,8 +45,11 @@ def test_the_gate_reports_the_int8_teacher_beside_the_student(home, tmp_path, ti
     student = tmp_path / "student"
     train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher), cfg, v["data_version"], str(student),
                    config_hash(cfg))
-    prepared = (snap, outputs, student, tiny_teacher)
+    return snap, outputs, student, tiny_teacher
 
+
+def test_the_gate_reports_the_int8_teacher_beside_the_student(home, tmp_path, tiny_teacher):
+    prepared = _prepare(home, tmp_path, tiny_teacher)
     _, report, md = _gate(home, tmp_path, prepared, "default", quantized_student=True)
     int8 = report["models"]["teacher_int8"]
     teacher = report["models"]["teacher"]
@@ -54,3 +69,46 @@ def test_the_gate_reports_the_int8_teacher_beside_the_student(home, tmp_path, ti
     _, off, md_off = _gate(home, tmp_path, prepared, "off", quantized_teacher=False)
     assert set(off["models"]) == {"student", "teacher"}
     assert "int8" not in md_off and not any("int8" in c["name"] for c in off["checks"])
+
+
+def test_promote_emits_the_int8_student_the_gate_measured(home, tmp_path, tiny_teacher):
+    snap, outputs, student, teacher = _prepare(home, tmp_path, tiny_teacher)
+    gate_cfg = {**GATE, "min_accuracy_retention": 0.0, "quantized_student": True, "emit_quantized_student": True}
+    _, report, _ = _gate(home, tmp_path, (snap, outputs, student, teacher), "emit", **gate_cfg)
+    assert report["passed"], report["reasons"]
+    cfg = config_from_dict({"gate": gate_cfg})
+    result = promote_step.run(str(home), str(student), str(tmp_path / "emit.json"), cfg)
+    assert result["action"] == "register" and result["int8"]["emit"], result
+    uri = result["int8"]["uri"]
+    client = registry.connect(Home.resolve(home))
+    tags = client.get_model_version(cfg.student.registered_name, result["version"]).tags
+    assert tags["int8_emitted"] == "true" and tags["int8_model_uri"] == uri
+    assert abs(float(tags["int8_accuracy"]) - report["models"]["student_int8"]["accuracy"]) < 1e-5
+
+    # What was logged is the gate's int8 student: the same logits as quantizing the gated weights.
+    got = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "int8")))
+    assert not list(got.glob("*.bin")) and not (got / "model.safetensors").exists()
+    meta = json.loads((got / "quantization.json").read_text())
+    assert meta["source_model_digest"] == report["context"]["model_digest"]
+    int8, tok = load_int8_classifier(got)
+    fp32, fp32_tok = load_classifier(student)
+    texts = ["what is the capital of france", "how many legs does a spider have"]
+    with torch.inference_mode():
+        want = quantize_dynamic_int8(fp32)(**fp32_tok(texts, padding=True, return_tensors="pt")).logits
+        torch.testing.assert_close(int8(**tok(texts, padding=True, return_tensors="pt")).logits, want,
+                                   rtol=0, atol=0)
+
+
+def test_an_int8_directory_that_does_not_fit_its_config_is_refused(tmp_path, tiny_teacher):
+    from components.distillation.quantize import INT8_WEIGHTS, save_int8_classifier
+
+    out = save_int8_classifier(tiny_teacher, tmp_path / "int8")
+    with pytest.raises(FileExistsError, match="already exists"):
+        save_int8_classifier(tiny_teacher, tmp_path / "int8")
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "intermediate_size": config["intermediate_size"] + 1}))
+    with pytest.raises(ValueError, match="intermediate.dense.weight.int8 has shape"):
+        load_int8_classifier(out)
+    (out / INT8_WEIGHTS).unlink()
+    with pytest.raises(ValueError, match="no model_int8.safetensors"):
+        load_int8_classifier(out)

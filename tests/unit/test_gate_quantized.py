@@ -75,3 +75,25 @@ def test_config_defaults_and_a_threshold_without_the_int8_teacher_is_refused():
         config_from_dict({"gate": {"quantized_teacher": False, "min_speedup_over_int8_teacher": 2.0}})
     with pytest.raises(ConfigError, match=r"gate.min_speedup_over_int8_teacher: must be >= 0"):
         config_from_dict({"gate": {"min_speedup_over_int8_teacher": -1.0}})
+
+
+def test_emitting_the_int8_student_needs_it_measured_and_kept():
+    from components.promote.core import int8_decision
+    from components.promote.runner import int8_tags
+
+    assert GateConfig().emit_quantized_student is False
+    with pytest.raises(ConfigError, match=r"gate.emit_quantized_student: needs gate.quantized_student"):
+        config_from_dict({"gate": {"emit_quantized_student": True}})
+    kept = evaluate_gate(STUDENT, TEACHER, None, GateConfig(), TEACHER_INT8, {**STUDENT, "accuracy": 0.885}).to_dict()
+    lost = evaluate_gate(STUDENT, TEACHER, None, GateConfig(), TEACHER_INT8, {**STUDENT, "accuracy": 0.80}).to_dict()
+    for report in (kept, lost):
+        report["models"] = {"student_int8": {"accuracy": 0.885 if report is kept else 0.80,
+                                             "throughput_rows_per_s": 400.0}}
+    yes, no = int8_decision(kept), int8_decision(lost)
+    assert yes["emit"] and yes["accuracy"] == 0.885 and yes["accuracy_retention"] == pytest.approx(0.983333, 1e-5)
+    assert not no["emit"] and "below 0.97" in no["why"]
+    missing = int8_decision({"checks": [], "models": {}})
+    assert not missing["emit"] and "gate.quantized_student was off" in missing["why"]
+    assert int8_tags(no) == {"int8_emitted": "false", "int8_reason": no["why"], "int8_accuracy": "0.8",
+                             "int8_accuracy_retention": "0.888889"}
+    assert int8_tags({**yes, "uri": "runs:/r/student_int8"})["int8_model_uri"] == "runs:/r/student_int8"
