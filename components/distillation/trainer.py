@@ -75,6 +75,8 @@ class TrainSettings:
     checkpoint_dir: str = ""
     checkpoint_every: int = 0
     log_every: int = 10
+    # the config key that sets batch_size, named in the out-of-memory error
+    batch_size_key: str = "distill.batch_size"
 
 
 @dataclass
@@ -210,8 +212,8 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
                 if last["path"] is not None else "no checkpoint was written yet")
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return OutOfMemory(f"out of memory at step {state['step'] + 1} (micro-batches of {batch_size} rows: "
-                           f"{first_line}); {kept}; lower distill.batch_size (and raise distill.grad_accumulation "
-                           f"to keep the effective batch)")
+                           f"{first_line}); {kept}; lower {settings.batch_size_key} (and raise "
+                           f"distill.grad_accumulation to keep the effective batch)")
 
     step_fn, step_module = batch_loss, None
     if distributed:

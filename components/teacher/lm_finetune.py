@@ -90,7 +90,7 @@ def settings_for(cfg: Config, learning_rate: float) -> TrainSettings:
     t = cfg.teacher
     return TrainSettings(epochs=t.epochs, batch_size=t.train_batch_size, learning_rate=learning_rate,
                          max_length=cfg.generation.max_length, seed=t.seed,
-                         early_stopping_patience=t.early_stopping_patience)
+                         early_stopping_patience=t.early_stopping_patience, batch_size_key="teacher.train_batch_size")
 
 
 def _finetune_once(base: str, train, val, cfg: Config, learning_rate: float, on_metrics=None):

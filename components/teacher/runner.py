@@ -42,7 +42,8 @@ def _finetune_once(base: str, snapshot, label_names: list[str], cfg: Config, lea
         id2label=dict(enumerate(label_names)), label2id=label_id)
     t = cfg.teacher
     settings = TrainSettings(epochs=t.epochs, batch_size=t.train_batch_size, learning_rate=learning_rate,
-                             max_length=t.max_length, seed=t.seed, early_stopping_patience=t.early_stopping_patience)
+                             max_length=t.max_length, seed=t.seed, early_stopping_patience=t.early_stopping_patience,
+                             batch_size_key="teacher.train_batch_size")
     tr_x, tr_y = snapshot.split("train")
     va_x, va_y = snapshot.split("validation")
     result = train_classifier(model, tokenizer, tr_x, [label_id[y] for y in tr_y], settings,

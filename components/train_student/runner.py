@@ -316,7 +316,8 @@ def lm_settings(cfg: Config, checkpoint: Path) -> TrainSettings:
                          warmup_fraction=d.warmup_fraction, seed=d.seed, grad_accumulation=d.grad_accumulation,
                          max_grad_norm=d.max_grad_norm, schedule=d.schedule,
                          early_stopping_patience=d.early_stopping_patience, checkpoint_dir=str(checkpoint),
-                         checkpoint_every=d.checkpoint_every, log_every=d.log_every)
+                         checkpoint_every=d.checkpoint_every, log_every=d.log_every,
+                         batch_size_key="generation.train_batch_size")
 
 
 def log_prompt_snapshot(mlrun, h: Home, snapshot, data_version: str) -> None:

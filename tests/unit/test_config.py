@@ -143,6 +143,7 @@ def test_a_generative_student_trains_with_the_generation_sections_optimisation_k
     s = lm_settings(cfg, tmp_path)
     assert (s.epochs, s.batch_size, s.learning_rate) == (3, 4, 2e-4)
     assert s.weight_decay == 0.05 and s.max_length == cfg.generation.max_length  # the rest: distill's
+    assert s.batch_size_key == "generation.train_batch_size"  # what an out-of-memory error tells to lower
     defaults = lm_settings(config_from_dict({"task": "generation"}), tmp_path)
     assert (defaults.epochs, defaults.batch_size, defaults.learning_rate) == (6, 8, 3e-4)
     with pytest.raises(ConfigError) as err:
