@@ -3,13 +3,11 @@ student) beside the student, and reports them (issue 16: beat what a user could 
 gate.emit_quantized_student, promote logs the int8 student the gate measured beside the fp32 one."""
 
 import json
-
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
-
 from fakes import make_rows, write_jsonl
 
 from components.benchmark_gate import runner as gate_step
