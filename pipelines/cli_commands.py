@@ -102,6 +102,10 @@ def add_export_command(sub) -> None:
     p.add_argument("--out", required=True, help="folder to write; must be new or empty unless --force (required)")
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty --out (whole, at the end of the export; default: refuse)")
+    p.add_argument("--int8", action="store_true",
+                   help="export the version's int8 student instead (emitted by promote with "
+                   "gate.emit_quantized_student; load it with components.distillation.quantize."
+                   "load_int8_classifier); default: the registered fp32 model")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (default: text)")
 
 
@@ -111,7 +115,7 @@ def cmd_export(args) -> int:
 
     ref = args.model if args.model is not None else f"models:/{config_of(args).student.registered_name}@champion"
     # the home is created only once the reference and --out passed their checks
-    result = export_model(Home.resolve(args.home), ref, args.out, force=args.force)
+    result = export_model(Home.resolve(args.home), ref, args.out, force=args.force, int8=args.int8)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
@@ -119,7 +123,10 @@ def cmd_export(args) -> int:
         if result["labels"]:
             print(f"  labels  {', '.join(result['labels'])}")
         print(f"  files   {', '.join(result['files'])}")
-        print(f"  load    transformers.pipeline({result['pipeline_task']!r}, model={result['out']!r})")
+        if result.get("int8"):
+            print(f"  load    {result['load']}({result['out']!r})  (dynamic int8, CPU)")
+        else:
+            print(f"  load    transformers.pipeline({result['pipeline_task']!r}, model={result['out']!r})")
     return 0
 
 

@@ -131,9 +131,11 @@ def card_from_tags(client, mv) -> str:
     return render_card(mv.name, gate, lineage, [], license_, [])
 
 
-def export_model(home: Home, ref: str, out: str | Path, force: bool = False) -> dict[str, Any]:
+def export_model(home: Home, ref: str, out: str | Path, force: bool = False, int8: bool = False) -> dict[str, Any]:
     """Write registered model `ref` (models:/<name>@<alias> or models:/<name>/<version>) to `out` as a
-    Hugging Face folder; refuses a non-empty `out` unless `force` (then replaces it whole)."""
+    Hugging Face folder; refuses a non-empty `out` unless `force` (then replaces it whole). With
+    `int8`, the version's int8 student instead (promote emits one with gate.emit_quantized_student):
+    its folder, which ``components.distillation.quantize.load_int8_classifier`` loads."""
     model_ref = registry.ModelRef.parse(ref)  # a bad reference fails before anything is touched
     out = Path(out).expanduser().absolute()
     check_destination(out, force)
@@ -142,6 +144,8 @@ def export_model(home: Home, ref: str, out: str | Path, force: bool = False) -> 
     if mv is None:
         raise registry.RegistryError(f"{ref} is not in the registry at {home.tracking_uri}")
     uri = f"models:/{mv.name}/{mv.version}"
+    if int8:
+        return _export_int8(client, mv, uri, ref, out)
     with atomic_dir(out) as staging:
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".download", dir=out.parent) as tmp:
             flat = registry.fetch_version_files(mv.name, str(mv.version), Path(tmp))
@@ -152,3 +156,35 @@ def export_model(home: Home, ref: str, out: str | Path, force: bool = False) -> 
         facts = check_folder(staging, uri)
         files = sorted(f.name for f in staging.iterdir())
     return {"model": uri, "ref": ref, "out": str(out), "files": files, **facts}
+
+
+INT8_FILES = ("model_int8.safetensors", "quantization.json")
+
+
+def _export_int8(client, mv, uri: str, ref: str, out: Path) -> dict[str, Any]:
+    """The int8 student logged beside version `mv` (its ``int8_model_uri`` tag), checked like any
+    export (safetensors only, labels, tokenizer) and written whole to `out`."""
+    import mlflow
+
+    int8_uri = (mv.tags or {}).get("int8_model_uri")
+    if not int8_uri:
+        why = (mv.tags or {}).get("int8_reason") or "gate.emit_quantized_student was off when it was promoted"
+        raise ExportError(f"{uri}: no int8 student was emitted for this version ({why})")
+    with atomic_dir(out) as staging:
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".download", dir=out.parent) as tmp:
+            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=int8_uri, dst_path=tmp))
+            for f in sorted(got.iterdir()):
+                if f.is_symlink() or not f.is_file():
+                    raise ExportError(f"{int8_uri}: {f.name} is not a plain file; refused")
+                shutil.move(str(f), staging / f.name)
+        missing = [name for name in INT8_FILES if not (staging / name).is_file()]
+        if missing:
+            raise ExportError(f"{int8_uri}: not an int8 student folder (missing {', '.join(missing)})")
+        if not (staging / CARD_FILE).is_file():
+            (staging / CARD_FILE).write_text(card_from_tags(client, mv), encoding="utf-8")
+        facts = check_folder(staging, int8_uri)
+        files = sorted(f.name for f in staging.iterdir())
+    quantization = json.loads((out / "quantization.json").read_text())
+    return {"model": uri, "ref": ref, "out": str(out), "files": files, **facts, "int8": int8_uri,
+            "quantization": quantization, "pipeline_task": None,
+            "load": "components.distillation.quantize.load_int8_classifier"}

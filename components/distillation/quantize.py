@@ -118,10 +118,13 @@ def load_int8_classifier(path: str | Path):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    from components.common.modeling import check_model_dir
+
     path = Path(path)
     weights = path / INT8_WEIGHTS
     if not weights.is_file():
         raise ValueError(f"{path}: no {INT8_WEIGHTS}; not an int8 model directory (save_int8_classifier writes one)")
+    check_model_dir(path)  # config.json present, no remote code
     config = AutoConfig.from_pretrained(path)
     model = quantize_dynamic_int8(AutoModelForSequenceClassification.from_config(config))
     tensors = load_file(str(weights))

@@ -96,6 +96,22 @@ def test_promote_emits_the_int8_student_the_gate_measured(home, tmp_path, tiny_t
         torch.testing.assert_close(int8(**tok(texts, padding=True, return_tensors="pt")).logits, want,
                                    rtol=0, atol=0)
 
+    # `distillops export --int8` writes that folder; a version without an int8 student says why.
+    from components.common.export import ExportError, export_model
+
+    ref = f"models:/{cfg.student.registered_name}/{result['version']}"
+    exported = export_model(Home.resolve(home), ref, tmp_path / "export", int8=True)
+    assert exported["int8"] == uri and exported["labels"] and "model_int8.safetensors" in exported["files"]
+    again, again_tok = load_int8_classifier(tmp_path / "export")
+    with torch.inference_mode():
+        torch.testing.assert_close(again(**again_tok(texts, padding=True, return_tensors="pt")).logits, want,
+                                   rtol=0, atol=0)
+    client.delete_model_version_tag(cfg.student.registered_name, result["version"], "int8_model_uri")
+    client.set_model_version_tag(cfg.student.registered_name, result["version"], "int8_reason", "kept below 0.97")
+    with pytest.raises(ExportError, match="no int8 student was emitted for this version \\(kept below 0.97\\)"):
+        export_model(Home.resolve(home), ref, tmp_path / "none", int8=True)
+    assert not (tmp_path / "none").exists()
+
 
 def test_an_int8_directory_that_does_not_fit_its_config_is_refused(tmp_path, tiny_teacher):
     from components.distillation.quantize import INT8_WEIGHTS, save_int8_classifier
