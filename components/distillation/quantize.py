@@ -125,7 +125,7 @@ def load_int8_classifier(path: str | Path):
     if not weights.is_file():
         raise ValueError(f"{path}: no {INT8_WEIGHTS}; not an int8 model directory (save_int8_classifier writes one)")
     check_model_dir(path)  # config.json present, no remote code
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     model = quantize_dynamic_int8(AutoModelForSequenceClassification.from_config(config))
     tensors = load_file(str(weights))
     linear = []
@@ -157,4 +157,4 @@ def load_int8_classifier(path: str | Path):
     with torch.no_grad():
         for key, target in own.items():
             target.copy_(tensors[key])
-    return model.eval(), AutoTokenizer.from_pretrained(path)
+    return model.eval(), AutoTokenizer.from_pretrained(path, trust_remote_code=False)
