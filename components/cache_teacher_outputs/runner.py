@@ -41,7 +41,7 @@ from components.common.teacher_outputs import TeacherOutputs, texts_digest, writ
 from components.common.teacher_store import CacheIntegrityError, TeacherOutputStore, open_store, row_key
 from components.common.teachers import LoadedTeacher, load_pinned, load_teacher, resolve_teacher
 from components.distillation.losses import needs, resolve_losses
-from components.distillation.transfer import augment_record, augment_texts
+from components.distillation.transfer import augment_record, augment_texts, resolve_copies
 
 log = logging.getLogger(__name__)
 KIND = "logits"
@@ -201,7 +201,8 @@ def augmented_texts(snapshot, d) -> list[str]:
     """The transfer set's extra rows: perturbed training texts, labelled by the teacher (by content, so
     a rerun with the same snapshot, copies and seed computes nothing)."""
     train_texts = [snapshot.texts[i] for i in snapshot.indices("train")]
-    return augment_texts(train_texts, d.augment_copies, seed=d.seed) if d.augment_copies and train_texts else []
+    copies = resolve_copies(d.augment_copies, len(train_texts), d.augment_target_rows)
+    return augment_texts(train_texts, copies, seed=d.seed) if copies and train_texts else []
 
 
 def main_filler(store: TeacherOutputStore, loaded: LoadedTeacher, version: str, cfg: Config) -> _Filler:
@@ -242,7 +243,7 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
         if aug_texts:  # made here, once
             augment, checked = main.outputs(aug_texts, cache_cfg, "teacher forward (augmented)", fresh)
             fidelity_passes += checked
-            augment_meta = augment_record(aug_texts, d.augment_copies, d.seed)
+            augment_meta = augment_record(aug_texts, len(aug_texts) // len(snapshot.indices("train")), d.seed)
         augmented_passes = main.computed - snapshot_computed + len(fresh - snapshot_texts)
         features = {kind: out[kind] for kind in main.kinds if kind != KIND}
         extras, fillers = [], [main]
@@ -261,7 +262,7 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
         # gc keeps what some snapshot references: this snapshot (by its content digest) under these teachers.
         ref_name = f"{md5_file(snapshot_path)}--{teacher.version}--{KIND}{t_cfg.max_length}"
         if aug_texts:
-            ref_name += f"--augment{d.augment_copies}s{d.seed}"
+            ref_name += f"--augment{augment_meta['copies']}s{d.seed}"
         if extras:
             ref_name += "--extra-" + "-".join(e["teacher_version"].rsplit(":", 1)[-1][:8] for e in extras)
         store.record_ref(ref_name, [k for f in fillers for k in f.keys])

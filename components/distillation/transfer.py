@@ -22,6 +22,21 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
+AUTO = -1  # distill.augment_copies: chosen from the data
+MAX_AUTO_COPIES = 4
+
+
+def resolve_copies(setting: int, train_rows: int, target_rows: int) -> int:
+    """The number of augmented copies per training text: `setting` itself when >= 0; for AUTO, as
+    many as bring the transfer set (rows and copies) to `target_rows`, at most MAX_AUTO_COPIES, and
+    none for a training split already that large. Small data gains most from more transfer rows;
+    large data gains little and pays the most in training time (docs/benchmarks.md)."""
+    if setting != AUTO:
+        return setting
+    if train_rows <= 0 or train_rows >= target_rows:
+        return 0
+    return min(MAX_AUTO_COPIES, -(-target_rows // train_rows) - 1)
+
 
 def augment_texts(texts: Sequence[str], copies: int, seed: int = 0, p: float = 0.1, window_p: float = 0.25,
                   unk: str = "[UNK]") -> list[str]:

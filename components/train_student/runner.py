@@ -57,7 +57,7 @@ from components.distillation.students import (
     shrink_vocabulary,
 )
 from components.distillation.trainer import TrainSettings, device_for_training, seed_everything
-from components.distillation.transfer import augment_record
+from components.distillation.transfer import AUTO, MAX_AUTO_COPIES, augment_record, resolve_copies
 
 log = logging.getLogger(__name__)
 EXAMPLE_ROWS = 3
@@ -120,22 +120,35 @@ def load_pretrained_checked(path: str, teacher_model, tokenizer, layers=()):
     return pretrained
 
 
-def check_transfer_set(outputs, d, where: str) -> None:
+def check_transfer_set(outputs, d, where: str, train_rows: int) -> int:
     """The artifact must hold what this distill section trains on: the same extra teachers, and the
-    augmented transfer set made with the same copies and seed (its texts matching their digest)."""
+    augmented transfer set made with the same copies (distill.augment_copies, resolved for
+    `train_rows` training rows) and seed (its texts matching their digest). Returns the copies."""
     refs = [e["ref"] for e in outputs.extra_teachers]
     if refs != list(d.extra_teachers):
         raise ValueError(f"{where}: holds the logits of extra teachers {refs}, but distill.extra_teachers is "
                          f"{list(d.extra_teachers)}; rerun cache_teacher_outputs with the same distill section")
-    if not d.augment_copies:
-        return
+    copies = resolve_copies(d.augment_copies, train_rows, d.augment_target_rows)
+    if not copies:
+        return 0
     meta = outputs.augment_meta
-    if (meta.get("copies"), meta.get("seed")) != (d.augment_copies, d.seed) or "logits" not in outputs.augment:
-        raise ValueError(f"{where}: distill.augment_copies={d.augment_copies} (seed {d.seed}) needs the teacher's "
+    if (meta.get("copies"), meta.get("seed")) != (copies, d.seed) or "logits" not in outputs.augment:
+        raise ValueError(f"{where}: distill.augment_copies={d.augment_copies} ({copies} copies of {train_rows} "
+                         f"training rows, seed {d.seed}) needs the teacher's "
                          f"outputs on that augmented transfer set, but the artifact holds {meta or 'none'}; rerun "
                          f"cache_teacher_outputs with the same distill section")
-    if augment_record(outputs.augment_texts, d.augment_copies, d.seed) != meta:
+    if augment_record(outputs.augment_texts, copies, d.seed) != meta:
         raise ValueError(f"{where}: the augmented texts do not match their recorded digest; the artifact is damaged")
+    return copies
+
+
+def augment_reason(d, copies: int, train_rows: int) -> str:
+    """Why the transfer set has `copies` augmented copies (recorded in the lineage)."""
+    if d.augment_copies != AUTO:
+        return f"distill.augment_copies: {d.augment_copies} (set)"
+    return (f"distill.augment_copies: -1 (chosen from the data): {copies} copies of {train_rows} training rows "
+            f"make {train_rows * (copies + 1)} transfer rows (target distill.augment_target_rows "
+            f"{d.augment_target_rows}, at most {MAX_AUTO_COPIES} copies)")
 
 
 def settings_from(d, checkpoint: Path) -> TrainSettings:
@@ -204,7 +217,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         outputs = read_teacher_outputs(teacher_outputs_path)
         check_aligned(outputs, snapshot.texts, teacher_outputs_path)
         check_labels(snapshot.label_names, outputs.label_names, snapshot_path)
-        check_transfer_set(outputs, d, teacher_outputs_path)
+        copies = check_transfer_set(outputs, d, teacher_outputs_path, len(snapshot.indices("train")))
         teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
         loaded = load_teacher(teacher)
         teacher_model, tokenizer = loaded.model, loaded.tokenizer
@@ -240,7 +253,7 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                                                      d.max_length)
         logit_sets = [outputs.logits[train_idx]] + [x[train_idx] for x in outputs.extra_logits()]
         features = {k: v[train_idx] for k, v in outputs.features.items() if not k.startswith("logits@")}
-        if d.augment_copies:
+        if copies:
             # the teacher's label ids are the student's (label_id follows outputs.label_names)
             train_texts = train_texts + outputs.augment_texts
             train_labels = train_labels + outputs.augment["logits"].argmax(-1).tolist()
@@ -290,7 +303,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    "resumed_from_step": result.resumed_from_step, "stopped_early": result.stopped_early,
                    "train_rows": len(train_texts), "teacher_labelled_repeat": d.teacher_labelled_repeat,
                    "teacher_labelled_train_rows": sum(not g for g in snapshot.is_gold(sorted(set(train_idx)))),
-                   "augment": outputs.augment_meta if d.augment_copies else {},
+                   "augment": ({**outputs.augment_meta, "why": augment_reason(d, copies, len(snapshot.indices("train")))}
+                               if copies else {"copies": 0, "why": augment_reason(d, 0, len(snapshot.indices("train")))}),
                    "teacher_ref": teacher_ref, "config_hash": config_hash, "mlflow_run_id": mlrun.run_id,
                    "input_example": input_example,
                    "config": plain, "parameters": params, "best_epoch": result.best_epoch,

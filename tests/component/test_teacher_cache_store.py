@@ -49,7 +49,7 @@ def _snapshot(rows, path):
 
 
 def test_runner_recomputes_damaged_rows_and_reports_them(home, tmp_path, tiny_teacher):
-    cj = config_from_dict({})
+    cj = config_from_dict({"distill": {"augment_copies": 0}})  # the rows counted are the snapshot's
     snap = _snapshot(make_rows(30), tmp_path / "s.jsonl")
     first = cache_step.run(str(home), str(snap), str(tiny_teacher), cj, str(tmp_path / "o1.safetensors"))
     assert first["teacher_forward_passes"] == 30 and first["fidelity_passes"] == 0
@@ -67,7 +67,7 @@ def test_runner_recomputes_damaged_rows_and_reports_them(home, tmp_path, tiny_te
 def test_fidelity_check_stops_on_a_tampered_cache(home, tmp_path, tiny_teacher):
     """A cache whose bytes and manifest agree but whose values are not the teacher's (rewritten by
     someone, or left by a teacher that changed without a new version) must stop the run."""
-    cj = config_from_dict({"cache": {"fidelity_sample": 30}})
+    cj = config_from_dict({"cache": {"fidelity_sample": 30}, "distill": {"augment_copies": 0}})
     rows = make_rows(20)
     snap = _snapshot(rows, tmp_path / "s.jsonl")
     out = cache_step.run(str(home), str(snap), str(tiny_teacher), cj, str(tmp_path / "o.safetensors"))
@@ -135,7 +135,7 @@ def test_s3_store_roundtrip_integrity_and_runner(s3_endpoint, home, tmp_path, ti
     assert fs.exists(f"distillops-test/teacher-cache/quarantine/{Path(shard).name}")
 
     # The step itself, with cache.url pointing at the bucket: cold, then all hits.
-    cj = config_from_dict({"cache": {"url": "s3://distillops-test/step-cache"}})
+    cj = config_from_dict({"cache": {"url": "s3://distillops-test/step-cache"}, "distill": {"augment_copies": 0}})
     snap = write_jsonl([{"text": r["text"], "label": r["label"], "split": "train"} for r in make_rows(12)],
                        tmp_path / "s.jsonl")
     cold = cache_step.run(str(home), str(snap), str(tiny_teacher), cj, str(tmp_path / "o1.safetensors"))

@@ -22,7 +22,8 @@ from tests.tiny_lm import make_tiny_llama
 
 def _cfg(shards: int, flush_rows: int = 256, **extra):
     # batch 4 so 40 rows are 10 batches: shards of 2/3/2/3 batches for 4 shards
-    return config_from_dict({"teacher": {"batch_size": 4, "max_length": 32},
+    # no augmentation: the shards and counts below are the snapshot's rows
+    return config_from_dict({"teacher": {"batch_size": 4, "max_length": 32}, "distill": {"augment_copies": 0},
                              "cache": {"shards": shards, "flush_rows": flush_rows}, **extra})
 
 

@@ -30,7 +30,7 @@ def test_composed_losses_through_the_cache_and_multi_teacher(home, tmp_path, tin
     cfg = config_from_dict({
         "student": {"init": "config", "config_overrides": {"hidden_size": 16, "num_attention_heads": 2,
                                                            "intermediate_size": 32, "num_hidden_layers": 2}},
-        "distill": {"epochs": 1, "losses": {"kl": 0.5, "ce": 0.5, "pooled_mse": 1.0, "sp": 0.5},
+        "distill": {"epochs": 1, "augment_copies": 0, "losses": {"kl": 0.5, "ce": 0.5, "pooled_mse": 1.0, "sp": 0.5},
                     "layer_map": {"1": 2, "2": 4}, "extra_teachers": [str(second)], "teacher_weights": [2, 1],
                     "checkpoint_every": 2}})
     snap, outputs, v, first = version_and_cache(home, tmp_path, tiny_teacher, cfg)
@@ -109,7 +109,7 @@ def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_pa
 
     other_seed = config_from_dict({"student": {"shape": "manual", "layers": [0, 1]},
                                    "distill": {"epochs": 1, "augment_copies": 2, "seed": 7}})
-    with pytest.raises(ValueError, match="augment_copies=2 \\(seed 7\\) needs the teacher's outputs"):
+    with pytest.raises(ValueError, match=r"augment_copies=2 \(2 copies of \d+ training rows, seed 7\) needs the teacher's outputs"):
         train_step.run(str(home), str(snap), str(outputs), str(tiny_teacher),
                        other_seed, v["data_version"], str(tmp_path / "bad"), "h5")
     assert not (tmp_path / "bad").exists()

@@ -107,3 +107,18 @@ def test_augment_is_seeded_and_sized():
     assert augment_texts(texts, copies=0) == []
     with pytest.raises(ValueError, match="copies"):
         augment_texts(texts, copies=-1)
+
+
+def test_augmentation_copies_chosen_from_the_data():
+    from components.common.config import ConfigError, DistillConfig, config_from_dict
+    from components.distillation.transfer import AUTO, resolve_copies
+
+    assert DistillConfig().augment_copies == AUTO and DistillConfig().augment_target_rows == 20000
+    # trec's 4,134 training rows (hash split) get the most copies, banking77's 9,100 two, ag_news's 14,000 one
+    assert [resolve_copies(AUTO, n, 20000) for n in (560, 4134, 9100, 14000, 20000, 50000)] == [4, 4, 2, 1, 0, 0]
+    assert resolve_copies(AUTO, 0, 20000) == 0
+    assert resolve_copies(3, 50000, 20000) == 3 and resolve_copies(0, 10, 20000) == 0  # a set value is kept
+    with pytest.raises(ConfigError, match="distill.augment_copies: must be >= 0, or -1"):
+        config_from_dict({"distill": {"augment_copies": -2}})
+    with pytest.raises(ConfigError, match="distill.augment_target_rows: must be >= 1"):
+        config_from_dict({"distill": {"augment_target_rows": 0}})
