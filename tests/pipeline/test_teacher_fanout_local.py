@@ -42,7 +42,9 @@ def _fan_out_pipeline(home: str, snapshot_path: str, teacher_ref: str, teacher_c
 
 def _run(home: Home, snapshot: Path, teacher: Path, shards: int) -> str:
     init_kfp_local(home)
-    cfg = config_from_dict({"teacher": {"batch_size": 4, "max_length": 32}, "cache": {"shards": shards}})
+    # no augmentation: the shard sizes below are the snapshot's rows
+    cfg = config_from_dict({"teacher": {"batch_size": 4, "max_length": 32}, "cache": {"shards": shards},
+                            "distill": {"augment_copies": 0}})
     slice_json = json.dumps({k: config_to_dict(cfg)[k] for k in ("teacher", "cache", "distill")}, sort_keys=True)
     out = _fan_out_pipeline(home=str(home.root), snapshot_path=str(snapshot), teacher_ref=str(teacher),
                             teacher_config=slice_json)
