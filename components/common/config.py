@@ -119,7 +119,7 @@ class DistillConfig:
     # Defaults from evidence: T=4, alpha=0.9, 8 epochs of 32 rows kept 0.971 / 0.987 / 0.985 of the
     # teacher's accuracy on trec, banking77 and ag_news in benchmarks.quality (official test sets,
     # docs/benchmarks.md, variant (b)); through the pipeline (hash split) trec needs the augmentation
-    # below as well (0.949 without, 0.969 with 4 copies, one seed).
+    # below as well (retention 0.948 without, 0.961 with 4 copies; docs/benchmarks.md).
     temperature: float = 4.0
     # Weight of the soft (teacher) term; 1 - alpha weighs cross-entropy on the labels.
     alpha: float = 0.9
@@ -155,7 +155,7 @@ class DistillConfig:
     # hard label; 0 = train on the dataset's rows only. -1 (the default) = chosen from the data:
     # enough copies for the transfer set to reach augment_target_rows, at most 4
     # (transfer.resolve_copies; trec, 4,134 training rows, gets 4, banking77's 9,100 get 2, and
-    # 20,000 rows or more get none). Evidence in docs/benchmarks.md ("Quality by default").
+    # 20,000 rows or more get none). Evidence: docs/benchmarks.md, "Augmentation chosen from the data".
     augment_copies: int = -1
     augment_target_rows: int = 20000
     # Training rows whose label came from the teacher (production traffic a drift-started
