@@ -84,10 +84,10 @@ def save_int8_classifier(model_dir: str | Path, out_dir: str | Path, meta: dict 
     `quantization.json` (the scheme, the torch version and `meta`). Returns `out_dir`."""
     import json
     import shutil
-    import tempfile
 
     from safetensors.torch import save_file
 
+    from components.common.io import atomic_dir
     from components.common.modeling import load_classifier
 
     src, out = Path(model_dir), Path(out_dir)
@@ -95,19 +95,13 @@ def save_int8_classifier(model_dir: str | Path, out_dir: str | Path, meta: dict 
         raise FileExistsError(f"{out}: already exists; not overwriting an int8 model")
     model, _ = load_classifier(src)
     tensors = int8_tensors(quantize_dynamic_int8(model))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for f in src.iterdir():
             if f.is_file() and f.name not in _FP32_WEIGHTS:
                 shutil.copyfile(f, tmp / f.name)
         save_file(tensors, str(tmp / INT8_WEIGHTS), metadata={"format": "pt", "scheme": INT8_SCHEME})
         (tmp / INT8_META).write_text(json.dumps({"scheme": INT8_SCHEME, "torch": torch.__version__,
                                                  "weights": INT8_WEIGHTS, **(meta or {})}, indent=2) + "\n")
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
