@@ -201,8 +201,13 @@ def augmented_texts(snapshot, d) -> list[str]:
     """The transfer set's extra rows: perturbed training texts, labelled by the teacher (by content, so
     a rerun with the same snapshot, copies and seed computes nothing)."""
     train_texts = [snapshot.texts[i] for i in snapshot.indices("train")]
-    copies = resolve_copies(d.augment_copies, len(train_texts), d.augment_target_rows)
+    copies = augment_copies_for(snapshot, d)
     return augment_texts(train_texts, copies, seed=d.seed) if copies and train_texts else []
+
+
+def augment_copies_for(snapshot, d) -> int:
+    """distill.augment_copies resolved for this snapshot's training rows (transfer.resolve_copies)."""
+    return resolve_copies(d.augment_copies, len(snapshot.indices("train")), d.augment_target_rows)
 
 
 def main_filler(store: TeacherOutputStore, loaded: LoadedTeacher, version: str, cfg: Config) -> _Filler:
@@ -243,7 +248,7 @@ def run(home: str, snapshot_path: str, teacher_ref: str, cfg: Config, outputs_pa
         if aug_texts:  # made here, once
             augment, checked = main.outputs(aug_texts, cache_cfg, "teacher forward (augmented)", fresh)
             fidelity_passes += checked
-            augment_meta = augment_record(aug_texts, len(aug_texts) // len(snapshot.indices("train")), d.seed)
+            augment_meta = augment_record(aug_texts, augment_copies_for(snapshot, d), d.seed)
         augmented_passes = main.computed - snapshot_computed + len(fresh - snapshot_texts)
         features = {kind: out[kind] for kind in main.kinds if kind != KIND}
         extras, fillers = [], [main]
