@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     for shape, row in report["shapes"].items():
         s = speeds[shape]
         row.update(s, latency_speedup=t["latency_p50_ms"] / s["latency_p50_ms"],
-                   throughput_speedup_batch32=s["throughput_rows_per_s"] / t["throughput_rows_per_s"])
+                   throughput_speedup_batch32=s["throughput_rows_per_s"] / t["throughput_rows_per_s"],
+                   throughput_speedup_batch32_cpu=s["throughput_cpu_rows_per_s"] / t["throughput_cpu_rows_per_s"])
     print(json.dumps(report, indent=2))
     return 0
 

@@ -35,3 +35,12 @@ def test_a_spike_on_one_call_does_not_decide_the_speedup(monkeypatch):
     assert teacher.batch_calls == student.batch_calls == 5
     ratio = speeds["student"]["throughput_rows_per_s"] / speeds["teacher"]["throughput_rows_per_s"]
     assert ratio == pytest.approx(4.0, rel=0.35)
+
+
+def test_cpu_throughput_is_not_stretched_by_waiting(monkeypatch):
+    """A call that waits (another process holds the core) takes wall time but no CPU time of ours."""
+    monkeypatch.setattr(measure, "encode", lambda tokenizer, texts, max_length: {"input_ids": list(texts)})
+    speeds = measure.measure_speeds({"m": (Sleeper(0.05), None, 8)}, ["a", "b"], latency_samples=1,
+                                    throughput_batches=3)
+    assert speeds["m"]["throughput_rows_per_s"] < 32 / 0.045
+    assert speeds["m"]["throughput_cpu_rows_per_s"] > 10 * speeds["m"]["throughput_rows_per_s"]

@@ -70,3 +70,27 @@ def test_an_impossible_budget_is_a_clear_error(teacher):
         choose_shape(model, tok, texts, texts[:8], 32, max_fraction=0.9, min_speedup=50.0, measure=fake_measure(cost))
     with pytest.raises(ModelError, match="no student shape meets"):
         choose_shape(model, tok, texts, texts[:8], 32, max_fraction=0.01, min_speedup=0.0)
+
+
+def test_the_smaller_of_wall_and_cpu_ratio_decides(teacher):
+    """Under load the wall-clock ratio can overstate a small model; a CPU-time ratio below the
+    budget keeps a candidate out even when the wall clock says it is fast enough."""
+    model, tok = teacher
+    texts = [r["text"] for r in make_rows(60)]
+
+    def measure(models, texts, latency_samples, throughput_batches):
+        out = {}
+        for name in models:
+            c = cost(name)
+            wall = 100.0 / (c if name == "teacher" else c / 2)  # the wall clock flatters every student 2x
+            out[name] = {"throughput_rows_per_s": wall, "throughput_cpu_rows_per_s": 100.0 / c,
+                         "latency_p50_ms": 1.0}
+        return out
+
+    choice = choose_shape(model, tok, texts, texts[:8], 32, max_fraction=0.9, min_speedup=3.0, measure=measure)
+    assert choice.shape == Shape((3,), 32)  # the same choice as from honest wall-clock figures
+    row = next(r for r in choice.candidates if r["shape"] == choice.shape.label())
+    assert row["speedup"] == row["speedup_cpu"] < row["speedup_wall"]
+    assert choice.load_average is None or choice.load_average >= 0
+    again = type(choice).from_dict(choice.to_dict())
+    assert again.load_average == choice.load_average and again.shape == choice.shape
