@@ -48,9 +48,13 @@ class DataConfig:
     # A longer text: "truncate" (cut to max_text_chars, counted in the data step's report) or
     # "error" (refused, naming the file and row).
     long_texts: str = "truncate"
-    # Rows whose normalised texts are equal but labels differ: "error" (names the rows), "drop"
-    # (every such row), "majority" (keep the majority label's rows; a tie drops them all).
-    conflicting_labels: str = "error"
+    # Rows whose normalised texts are equal but labels differ: "drop" (every such row, counted in the
+    # data step's report; real datasets carry a few: trec has one text with two labels), "majority"
+    # (keep the majority label's rows; a tie drops them all) or "error" (names the rows).
+    conflicting_labels: str = "drop"
+    # More conflicting rows than this fraction of all rows is an error under any policy: that many is
+    # a broken label column or join, not noise.
+    max_conflicting_fraction: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -484,6 +488,9 @@ def _validate(cfg: Config) -> None:
         problems.append(f"data.max_text_chars: must be >= 1, got {d.max_text_chars}")
     if d.long_texts not in ("truncate", "error"):
         problems.append(f"data.long_texts: expected 'truncate' or 'error', got {d.long_texts!r}")
+    if not 0 <= d.max_conflicting_fraction <= 1:
+        problems.append(f"data.max_conflicting_fraction: expected a fraction within [0, 1], got "
+                        f"{d.max_conflicting_fraction!r}")
     if d.conflicting_labels not in ("error", "drop", "majority"):
         problems.append(f"data.conflicting_labels: expected 'error', 'drop' or 'majority', got {d.conflicting_labels!r}")
     if cfg.student.init not in ("teacher_layers", "config", "model"):

@@ -316,8 +316,10 @@ def overlap_report(texts: list[str], splits: list[str]) -> dict[str, int]:
 
 
 def _resolve_conflicts(rows: list[dict[str, Any]], text_column: str, label_column: str, policy: str,
-                       path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows whose normalised texts are equal but whose labels differ, handled by ``policy``."""
+                       path: str | Path, max_fraction: float = 1.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows whose normalised texts are equal but whose labels differ, handled by ``policy``. drop and
+    majority resolve label noise; more conflicting rows than ``max_fraction`` of all rows is not
+    noise (a shifted label column, a bad join) and is an error naming them, whatever the policy."""
     if policy not in CONFLICT_POLICIES:
         raise ValueError(f"conflicting_labels: expected one of {CONFLICT_POLICIES}, got {policy!r}")
     groups: dict[str, list[int]] = defaultdict(list)
@@ -327,12 +329,18 @@ def _resolve_conflicts(rows: list[dict[str, Any]], text_column: str, label_colum
     report = {"policy": policy, "texts": len(conflicts), "rows_dropped": 0}
     if not conflicts:
         return rows, report
+    shown = "; ".join(
+        f"{rows[idx[0]][text_column][:60]!r}: "
+        + ", ".join(f"{rows[i]['__row__']} {rows[i][label_column]!r}" for i in idx)
+        for idx in conflicts[:10])
+    more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+    conflicting_rows = sum(len(idx) for idx in conflicts)
+    if policy != "error" and conflicting_rows > max_fraction * len(rows):
+        raise DatasetError(f"{path}: {conflicting_rows} of {len(rows)} rows ({conflicting_rows / len(rows):.1%}) "
+                           f"carry conflicting labels, more than data.max_conflicting_fraction={max_fraction:g}: "
+                           f"that many looks like a broken label column or join, not label noise: {shown}{more}. "
+                           f"Fix the labels, or raise data.max_conflicting_fraction")
     if policy == "error":
-        shown = "; ".join(
-            f"{rows[idx[0]][text_column][:60]!r}: "
-            + ", ".join(f"{rows[i]['__row__']} {rows[i][label_column]!r}" for i in idx)
-            for idx in conflicts[:10])
-        more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
         raise DatasetError(f"{path}: {len(conflicts)} text(s) carry conflicting labels (compared after "
                            f"normalising case, spacing and trailing punctuation): {shown}{more}. Fix the labels, "
                            f"or set data.conflicting_labels to drop or majority")
@@ -375,7 +383,7 @@ def snapshot_from_config(path: str | Path, data: Any) -> tuple[Snapshot, dict[st
     return build_snapshot_with_report(
         path, data.text_column, data.label_column, data.labels, data.validation_fraction, data.test_fraction,
         data.split_salt, max_text_chars=data.max_text_chars, long_texts=data.long_texts,
-        conflicting_labels=data.conflicting_labels)
+        conflicting_labels=data.conflicting_labels, max_conflicting_fraction=data.max_conflicting_fraction)
 
 
 def build_snapshot_with_report(
@@ -390,6 +398,7 @@ def build_snapshot_with_report(
     max_text_chars: int = MAX_TEXT_CHARS,
     long_texts: str = "truncate",
     conflicting_labels: str = "error",
+    max_conflicting_fraction: float = 1.0,
 ) -> tuple[Snapshot, dict[str, Any]]:
     """(snapshot, report): the report says what the input policies did (texts cut, conflicting
     labels resolved) and the duplicates across and within splits (overlap_report)."""
@@ -405,7 +414,8 @@ def build_snapshot_with_report(
     longest = max(len(r[text_column]) for r in rows)
     truncated = cap_texts(rows, text_column, max_text_chars, long_texts, path)
     has_sources = _check_label_sources(rows, path)
-    rows, conflicts = _resolve_conflicts(rows, text_column, label_column, conflicting_labels, path)
+    rows, conflicts = _resolve_conflicts(rows, text_column, label_column, conflicting_labels, path,
+                                          max_conflicting_fraction)
     texts = [r[text_column] for r in rows]
     labels = [r[label_column] for r in rows]
     sources = [r[LABEL_SOURCE_COLUMN] for r in rows] if has_sources else None

@@ -250,7 +250,7 @@ def test_version_data_reports_truncation_overlap_and_conflicts(home, tmp_path):
     rows = make_rows(60) + [{"text": r["text"].upper() + "!", "label": r["label"]} for r in make_rows(10)]
     rows += [{"text": "x " * 20_000, "label": "money"}, {"text": "Great movie", "label": "sports"},
              {"text": "great movie.", "label": "money"}]
-    cfg = config_from_dict({"data": {"conflicting_labels": "drop"}})
+    cfg = config_from_dict({"data": {"conflicting_labels": "drop", "max_conflicting_fraction": 0.05}})
     summary = version_step.run(str(home), str(write_jsonl(rows, tmp_path / "d.jsonl")), cfg, str(tmp_path / "s.jsonl"))
     report = summary["input"]
     assert report["truncated_rows"] == 1 and report["max_text_chars"] == 20_000 and report["long_texts"] == "truncate"
@@ -364,3 +364,33 @@ def test_dag_commands_refuse_bad_text_before_the_dag_starts(home, tmp_path, caps
     assert code == 2, err[-2000:]
     assert f"{path} line 6: column 'text' contains a lone surrogate" in err
     assert "Traceback" not in err
+
+
+def test_the_default_drops_a_few_conflicting_rows_and_counts_them(tmp_path):
+    """Real datasets carry a little label noise (trec: one text with two labels); the defaults
+    drop those rows and say so instead of stopping the run."""
+    cfg = config_from_dict({})
+    assert (cfg.data.conflicting_labels, cfg.data.max_conflicting_fraction) == ("drop", 0.01)
+    rows = make_rows(400)
+    rows[1] = {"text": "Great movie", "label": "sports"}
+    rows[4] = {"text": "great   movie!", "label": "money"}
+    snap, report = ds.snapshot_from_config(write_jsonl(rows, tmp_path / "d.jsonl"), cfg.data)
+    assert report["conflicting_labels"] == {"policy": "drop", "texts": 1, "rows_dropped": 2}
+    assert len(snap) == 398
+
+
+@pytest.mark.parametrize("policy", ["drop", "majority"])
+def test_many_conflicting_rows_are_an_error_under_any_policy(tmp_path, policy):
+    """3 of 60 rows (5%) conflict: above the 1% default that is a broken label column, not noise."""
+    path = write_jsonl(_conflicting_rows(), tmp_path / "d.jsonl")
+    with pytest.raises(DatasetError, match=r"d\.jsonl: 3 of 60 rows \(5\.0%\) carry conflicting labels, more than "
+                                           r"data\.max_conflicting_fraction=0\.01.*line 2 'sports', line 5 'money'"):
+        ds.build_snapshot_with_report(path, conflicting_labels=policy, max_conflicting_fraction=0.01)
+    kept, _ = ds.build_snapshot_with_report(path, conflicting_labels=policy, max_conflicting_fraction=0.05)
+    assert len(kept) < 60
+
+
+def test_max_conflicting_fraction_must_be_a_fraction():
+    with pytest.raises(ConfigError, match=r"data\.max_conflicting_fraction: expected a fraction within \[0, 1\], "
+                                          r"got 1\.5"):
+        config_from_dict({"data": {"max_conflicting_fraction": 1.5}})
