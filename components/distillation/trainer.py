@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import os
 import random
@@ -34,6 +35,8 @@ from components.common.runtime import progress_bars_enabled
 from components.distillation import distributed as ddp
 from components.distillation.checkpoint import load_latest, save_checkpoint
 from components.distillation.preemption import Preempted, stop_on_sigterm
+
+log = logging.getLogger(__name__)
 
 
 class OutOfMemory(RuntimeError):
@@ -290,6 +293,11 @@ def train_loop(modules: Mapping[str, torch.nn.Module], n: int, settings: TrainSe
                 if settings.early_stopping_patience and state["bad_epochs"] >= settings.early_stopping_patience:
                     state["stopped_early"] = True
             state["history"].append(metrics)
+            if main:  # one line per epoch: progress where no progress bar is drawn (pipelines, CI logs)
+                log.info("%s: epoch %d/%d, train loss %.4f%s; best epoch %d (%.0f s)", desc, epoch, settings.epochs,
+                         metrics["train_loss"],
+                         f", validation {metrics['validation_score']:.4f}" if "validation_score" in metrics else "",
+                         state["best"][1], time.perf_counter() - t0)
             state["epoch"] += 1
             state["perm"] = None
             if on_metrics:
