@@ -10,7 +10,10 @@ hits them alike. Weights are not trained here; speed and size do not depend on t
         --shapes "0,5" "0,5:768" "0,5:512" "5" "0,3,5:768"
 
 A shape is "LAYERS[:FFN]": comma-separated teacher layers, then optionally the pruned feed-forward
-width. Prints one JSON.
+width. Prints one JSON. The dynamic-int8 teacher (``quantize.quantize_dynamic_int8``, what the gate
+times as ``teacher_int8``) is timed in the same alternation, and each shape gets
+``speedup_over_int8_teacher_batch32``: the number that says whether distilling beats quantizing.
+With --int8-students, each shape's int8 version too (``<shape> int8``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--latency-samples", type=int, default=96)
     p.add_argument("--throughput-batches", type=int, default=20)
+    p.add_argument("--int8-students", action="store_true", help="also time each shape quantized to int8")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     set_threads()
@@ -59,20 +63,29 @@ def main(argv: list[str] | None = None) -> int:
     base = default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(base)
     teacher = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(set(tr_y)))
-    models = {"teacher": (teacher, tokenizer, args.max_length)}
+    from components.distillation.quantize import quantize_dynamic_int8
+
+    models = {"teacher": (teacher, tokenizer, args.max_length),
+              "teacher_int8": (quantize_dynamic_int8(teacher), tokenizer, args.max_length)}
     report = {"dataset": args.data, "teacher_parameters": count_parameters(teacher), "shapes": {}}
     for shape in args.shapes:
         student, s_tok = build(teacher, tokenizer, tr_x, shape, args.param_budget, args.max_length)
         models[shape] = (student, s_tok, args.max_length)
+        if args.int8_students:
+            models[f"{shape} int8"] = (quantize_dynamic_int8(student), s_tok, args.max_length)
         report["shapes"][shape] = {"parameters": count_parameters(student),
                                    "parameter_ratio": count_parameters(student) / count_parameters(teacher),
                                    "vocab_size": student.config.vocab_size}
     speeds = measure_speeds(models, te_x, latency_samples=args.latency_samples,
                             throughput_batches=args.throughput_batches)
-    t = speeds["teacher"]
-    report["teacher_speed"] = t
+    t, q = speeds["teacher"], speeds["teacher_int8"]
+    report["teacher_speed"], report["teacher_int8_speed"] = t, q
+    report["teacher_int8_speedup_batch32"] = q["throughput_rows_per_s"] / t["throughput_rows_per_s"]
+    for shape in args.shapes if args.int8_students else ():
+        report["shapes"][f"{shape} int8"] = dict(report["shapes"][shape])
     for shape, row in report["shapes"].items():
         s = speeds[shape]
+        row["speedup_over_int8_teacher_batch32"] = s["throughput_rows_per_s"] / q["throughput_rows_per_s"]
         row.update(s, latency_speedup=t["latency_p50_ms"] / s["latency_p50_ms"],
                    throughput_speedup_batch32=s["throughput_rows_per_s"] / t["throughput_rows_per_s"],
                    throughput_speedup_batch32_cpu=s["throughput_cpu_rows_per_s"] / t["throughput_cpu_rows_per_s"])
