@@ -217,7 +217,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
         outputs = read_teacher_outputs(teacher_outputs_path)
         check_aligned(outputs, snapshot.texts, teacher_outputs_path)
         check_labels(snapshot.label_names, outputs.label_names, snapshot_path)
-        copies = check_transfer_set(outputs, d, teacher_outputs_path, len(snapshot.indices("train")))
+        train_rows = len(snapshot.indices("train"))
+        copies = check_transfer_set(outputs, d, teacher_outputs_path, train_rows)
         teacher = load_pinned(teacher_ref, teacher_version or outputs.teacher_version, h)
         loaded = load_teacher(teacher)
         teacher_model, tokenizer = loaded.model, loaded.tokenizer
@@ -303,8 +304,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    "resumed_from_step": result.resumed_from_step, "stopped_early": result.stopped_early,
                    "train_rows": len(train_texts), "teacher_labelled_repeat": d.teacher_labelled_repeat,
                    "teacher_labelled_train_rows": sum(not g for g in snapshot.is_gold(sorted(set(train_idx)))),
-                   "augment": ({**outputs.augment_meta, "why": augment_reason(d, copies, len(snapshot.indices("train")))}
-                               if copies else {"copies": 0, "why": augment_reason(d, 0, len(snapshot.indices("train")))}),
+                   "augment": ({**outputs.augment_meta, "why": augment_reason(d, copies, train_rows)}
+                               if copies else {"copies": 0, "why": augment_reason(d, 0, train_rows)}),
                    "teacher_ref": teacher_ref, "config_hash": config_hash, "mlflow_run_id": mlrun.run_id,
                    "input_example": input_example,
                    "config": plain, "parameters": params, "best_epoch": result.best_epoch,
