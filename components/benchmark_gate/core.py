@@ -50,6 +50,9 @@ class GateResult:
     passed: bool
     checks: list[Check]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How the speed-ups were timed (speed_clock_context): the clock that decided them, the load
+    # average and cores when timing began, threads. Empty: wall clock (a result built by hand).
+    speed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reasons(self) -> list[str]:
@@ -57,7 +60,41 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "reasons": self.reasons, "checks": [asdict(c) for c in self.checks],
-                "models": self.models}
+                "models": self.models, "speed": self.speed}
+
+
+def speed_clock(setting: str, load_average: float | None, cores: int) -> str:
+    """The clock that decides the gate's speed-ups (gate.speed_clock): `wall` or `cpu` as set; `auto`
+    is `cpu` when the 1-minute load average exceeds the cores this process may use (other processes
+    then stretch every wall-clock call, the long calls of the big model the most), else `wall`.
+    An unknown load average (a platform without one) keeps the wall clock."""
+    if setting != "auto":
+        return setting
+    return "cpu" if load_average is not None and load_average > cores else "wall"
+
+
+_THROUGHPUT = {"wall": "throughput_rows_per_s", "cpu": "throughput_cpu_rows_per_s"}
+
+
+def throughput(card: dict, clock: str = "wall") -> float | None:
+    """A model card's batch-32 throughput on `clock`; None when that figure was not measured."""
+    value = card.get(_THROUGHPUT[clock])
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _speedup(student: dict, other: dict, clock: str) -> float:
+    return throughput(student, clock) / max(throughput(other, clock), 1e-12)
+
+
+def _clock_note(student: dict, other: dict, speed: dict) -> str:
+    """How a speed-up was timed, for a check's message: nothing for the plain wall clock; on the CPU
+    clock, why and the wall-clock figure beside it."""
+    if speed.get("clock", "wall") != "cpu":
+        return ""
+    load = speed.get("load_average")
+    why = (f"load average {load:.2f} on {speed.get('cores')} cores" if load is not None else "gate.speed_clock: cpu")
+    return (f" (CPU time on {speed.get('threads', 1)} thread: {why}; wall clock "
+            f"{_speedup(student, other, 'wall'):.2f}x)")
 
 
 def _check(name: str, value: float, threshold: float, at_least: bool, what: str) -> Check:
@@ -70,7 +107,7 @@ def _check(name: str, value: float, threshold: float, at_least: bool, what: str)
 def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion: dict[str, float] | None,
                   policy: GateConfig, teacher_int8: dict[str, float] | None = None,
                   student_int8: dict[str, float] | None = None, provenance: dict[str, Any] | None = None,
-                  trigger: dict[str, Any] | None = None) -> GateResult:
+                  trigger: dict[str, Any] | None = None, speed: dict[str, Any] | None = None) -> GateResult:
     """Decide whether `student` may replace `champion`. Each dict holds accuracy, macro_f1,
     throughput_rows_per_s, latency_p50_ms, parameters, size_bytes; the student's also agreement.
     `teacher_int8` / `student_int8`: the same models quantized to dynamic int8, measured beside them
@@ -80,7 +117,11 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
     the cards' accuracy and F1 figures are on the gold rows only. With fewer gold rows than
     ``gate.min_gold_test_rows`` every gold-based check is left out and one failing ``gold_test_rows``
     check says why (never a silent pass). `trigger` (trigger_batch): the drift-triggered run's
-    disagreements on the triggering batch (trigger_check); None for a run started by hand."""
+    disagreements on the triggering batch (trigger_check); None for a run started by hand.
+    `speed`: how the speeds were timed (`clock`: `wall` or `cpu`, speed_clock; `load_average`,
+    `cores`, `threads`); the speed-up checks use that clock's throughput. None: the wall clock."""
+    speed = {"clock": "wall", **(speed or {})}
+    clock = speed["clock"]
     gold_ok = provenance is None or provenance["gold_rows"] >= policy.min_gold_test_rows
     checks = []
     if gold_ok:
@@ -89,8 +130,8 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
                              f"student accuracy {student['accuracy']:.4f} / teacher {teacher['accuracy']:.4f} "
                              f"retention{_on_gold(provenance)}"))
     checks += [
-        _check("speedup", student["throughput_rows_per_s"] / max(teacher["throughput_rows_per_s"], 1e-12),
-               policy.min_speedup, True, "batch-32 throughput speed-up over the teacher"),
+        _check("speedup", _speedup(student, teacher, clock), policy.min_speedup, True,
+               "batch-32 throughput speed-up over the teacher" + _clock_note(student, teacher, speed)),
         _check("agreement", student["agreement"], policy.min_agreement, True, "agreement with the teacher"),
     ]
     if champion is not None and gold_ok:
@@ -100,7 +141,7 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
                              f"{student['accuracy']:.4f}){_on_gold(provenance)}"))
     checks += provenance_checks(student, provenance, policy)
     checks += _extended_checks(student, teacher, champion, policy, gold=gold_ok)
-    checks += _quantized_checks(student, teacher, teacher_int8, student_int8 if gold_ok else None, policy)
+    checks += _quantized_checks(student, teacher, teacher_int8, student_int8 if gold_ok else None, policy, speed)
     if trigger is not None:
         checks.append(trigger_check(trigger, policy))
     models = {"student": student, "teacher": teacher}
@@ -109,7 +150,7 @@ def evaluate_gate(student: dict[str, float], teacher: dict[str, float], champion
     for name, card in (("teacher_int8", teacher_int8), ("student_int8", student_int8)):
         if card is not None:
             models[name] = card
-    return GateResult(all(c.passed for c in checks if not c.informational), checks, models)
+    return GateResult(all(c.passed for c in checks if not c.informational), checks, models, speed)
 
 
 def provenance_scores(pred: np.ndarray, teacher_pred: np.ndarray, gold: np.ndarray, is_gold: np.ndarray,
@@ -204,15 +245,17 @@ def trigger_check(trigger: dict[str, Any], policy: GateConfig) -> Check:
 
 
 def _quantized_checks(student: dict, teacher: dict, teacher_int8: dict | None, student_int8: dict | None,
-                      policy: GateConfig) -> list[Check]:
+                      policy: GateConfig, speed: dict[str, Any] | None = None) -> list[Check]:
     """What a user could have for free: the student's speed-up over the int8-quantized teacher (the
     number that justifies distilling; 0 = reported, not gated) and, informational, whether the int8
     student keeps the gate's accuracy retention."""
     checks = []
     if teacher_int8 is not None:
         name = "student_speedup_over_int8_teacher"
-        what = "batch-32 throughput speed-up over the int8-quantized teacher"
-        value = student["throughput_rows_per_s"] / max(teacher_int8["throughput_rows_per_s"], 1e-12)
+        speed = speed or {}
+        what = ("batch-32 throughput speed-up over the int8-quantized teacher"
+                + _clock_note(student, teacher_int8, speed))
+        value = _speedup(student, teacher_int8, speed.get("clock", "wall"))
         threshold = policy.min_speedup_over_int8_teacher
         checks.append(_check(name, value, threshold, True, what) if threshold > 0 else
                       Check(name, True, round(value, 6), 0.0, f"{what}: {value:.4f} (reported, not gated)"))
@@ -228,10 +271,11 @@ def _quantized_checks(student: dict, teacher: dict, teacher_int8: dict | None, s
     return checks
 
 
-def compression(student: dict, teacher: dict, teacher_int8: dict | None = None) -> dict[str, float | None]:
+def compression(student: dict, teacher: dict, teacher_int8: dict | None = None,
+                clock: str = "wall") -> dict[str, float | None]:
     """How much smaller and faster the student is: parameter and size ratios (student / teacher) and
-    speed-ups (batch-32 throughput, batch-1 p50 latency; over the int8 teacher too when measured).
-    A figure that was not measured is None."""
+    speed-ups (batch-32 throughput on `clock`, the one the gate decided on; batch-1 p50 latency; over
+    the int8 teacher too when measured). A figure that was not measured is None."""
 
     def ratio(a, b):
         ok = isinstance(a, int | float) and isinstance(b, int | float) and b > 0
@@ -239,10 +283,10 @@ def compression(student: dict, teacher: dict, teacher_int8: dict | None = None) 
 
     return {"parameter_ratio": ratio(student.get("parameters"), teacher.get("parameters")),
             "size_ratio": ratio(student.get("size_bytes"), teacher.get("size_bytes")),
-            "throughput_speedup": ratio(student.get("throughput_rows_per_s"), teacher.get("throughput_rows_per_s")),
+            "throughput_speedup": ratio(throughput(student, clock), throughput(teacher, clock)),
             "latency_speedup_p50": ratio(teacher.get("latency_p50_ms"), student.get("latency_p50_ms")),
-            "throughput_speedup_over_int8_teacher": ratio(student.get("throughput_rows_per_s"),
-                                                          (teacher_int8 or {}).get("throughput_rows_per_s"))}
+            "throughput_speedup_over_int8_teacher": ratio(throughput(student, clock),
+                                                          throughput(teacher_int8 or {}, clock))}
 
 
 _ROWS = [("accuracy", "{:.4f}"), ("macro_f1", "{:.4f}"), ("agreement", "{:.4f}"), ("kl_to_teacher", "{:.4f}"),
@@ -255,7 +299,7 @@ def render_markdown(result: GateResult, context: dict[str, Any], provenance: dic
                     trigger_batch: dict[str, Any] | None = None) -> str:
     """A report people can read: the decision, every reason, and the side-by-side numbers."""
     lines = [f"# Benchmark gate: {'PASSED' if result.passed else 'FAILED'}", ""]
-    c = compression(result.models["student"], result.models["teacher"])
+    c = compression(result.models["student"], result.models["teacher"], clock=result.speed.get("clock", "wall"))
     if c["parameter_ratio"] is not None and c["throughput_speedup"] is not None:
         size = f", {c['size_ratio']:.3f} of its size" if c["size_ratio"] is not None else ""
         lines += [f"Student: {c['parameter_ratio']:.3f} of the teacher's parameters{size}, "

@@ -18,12 +18,11 @@ Pure torch; the caller caches the choice (by teacher, data and budget) and recor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from components.common.modeling import ModelError
-from components.distillation.measure import count_parameters, measure_speeds
+from components.distillation.measure import count_parameters, load_average, measure_speeds
 from components.distillation.students import (
     build_student_from_pretrained,
     build_student_from_teacher_layers,
@@ -126,7 +125,7 @@ def choose_shape(teacher, tokenizer, texts: Sequence[str], probe_texts: Sequence
     if built and min_speedup > 0:
         timed = {"teacher": (teacher, tokenizer, max_length)}
         timed.update({s.label(): (m, t, max_length) for s, (m, t, _) in built.items()})
-        load = _load_average()
+        load = load_average()
         speeds = measure(timed, list(probe_texts), latency_samples, throughput_batches)
     for shape, (_, _, row) in built.items():
         if speeds:
@@ -158,10 +157,3 @@ def _speedups(student: dict, teacher: dict) -> dict:
         wall = min(wall, cpu)
     out["speedup"] = round(wall, 3)
     return out
-
-
-def _load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # not on every platform
-        return None
