@@ -55,7 +55,8 @@ def measure(home: Path) -> list[dict]:
         if teacher_accuracy is None:
             continue  # the gate never ran (a stopped run): no teacher figure to compare with
         snapshot = read_snapshot(snapshots[lineage["data_version"]])
-        test = [i for i, gold in zip(snapshot.indices("test"), snapshot.is_gold(snapshot.indices("test"))) if gold]
+        test_rows = snapshot.indices("test")
+        test = [i for i, gold in zip(test_rows, snapshot.is_gold(test_rows), strict=True) if gold]
         texts = [snapshot.texts[i] for i in test]
         model, tokenizer = load_classifier(student)
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]

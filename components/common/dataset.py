@@ -315,6 +315,15 @@ def overlap_report(texts: list[str], splits: list[str]) -> dict[str, int]:
                                 "exact_duplicates_within_splits", "normalised_duplicates_within_splits")}
 
 
+def _conflict_examples(rows: list[dict[str, Any]], conflicts: list[list[int]], text_column: str,
+                       label_column: str, shown: int = 10) -> str:
+    """The first `shown` conflicting texts with their row numbers and labels, for an error message."""
+    text = "; ".join(f"{rows[idx[0]][text_column][:60]!r}: "
+                     + ", ".join(f"{rows[i]['__row__']} {rows[i][label_column]!r}" for i in idx)
+                     for idx in conflicts[:shown])
+    return text + (f"; and {len(conflicts) - shown} more" if len(conflicts) > shown else "")
+
+
 def _resolve_conflicts(rows: list[dict[str, Any]], text_column: str, label_column: str, policy: str,
                        path: str | Path, max_fraction: float = 1.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows whose normalised texts are equal but whose labels differ, handled by ``policy``. drop and
@@ -329,20 +338,17 @@ def _resolve_conflicts(rows: list[dict[str, Any]], text_column: str, label_colum
     report = {"policy": policy, "texts": len(conflicts), "rows_dropped": 0}
     if not conflicts:
         return rows, report
-    shown = "; ".join(
-        f"{rows[idx[0]][text_column][:60]!r}: "
-        + ", ".join(f"{rows[i]['__row__']} {rows[i][label_column]!r}" for i in idx)
-        for idx in conflicts[:10])
-    more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
     conflicting_rows = sum(len(idx) for idx in conflicts)
     if policy != "error" and conflicting_rows > max_fraction * len(rows):
         raise DatasetError(f"{path}: {conflicting_rows} of {len(rows)} rows ({conflicting_rows / len(rows):.1%}) "
                            f"carry conflicting labels, more than data.max_conflicting_fraction={max_fraction:g}: "
-                           f"that many looks like a broken label column or join, not label noise: {shown}{more}. "
+                           f"that many looks like a broken label column or join, not label noise: "
+                           f"{_conflict_examples(rows, conflicts, text_column, label_column)}. "
                            f"Fix the labels, or raise data.max_conflicting_fraction")
     if policy == "error":
         raise DatasetError(f"{path}: {len(conflicts)} text(s) carry conflicting labels (compared after "
-                           f"normalising case, spacing and trailing punctuation): {shown}{more}. Fix the labels, "
+                           f"normalising case, spacing and trailing punctuation): "
+                           f"{_conflict_examples(rows, conflicts, text_column, label_column)}. Fix the labels, "
                            f"or set data.conflicting_labels to drop or majority")
     dropped: set[int] = set()
     for idx in conflicts:
