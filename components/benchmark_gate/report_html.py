@@ -463,8 +463,7 @@ def _matrix_table(matrix: list[list[int]], names: list[str], rows_are: str) -> s
 
 def _headline(result: GateResult, context: dict) -> str:
     models = result.models
-    clock = result.speed.get("clock", "wall")
-    c = compression(models["student"], models["teacher"], models.get("teacher_int8"), clock)
+    c = compression(models["student"], models["teacher"], models.get("teacher_int8"))
     cards = []
 
     def card(title: str, value: str, detail: str) -> None:
@@ -479,10 +478,8 @@ def _headline(result: GateResult, context: dict) -> str:
         card("size on disk", f"{1 / c['size_ratio']:.1f}x smaller" if c["size_ratio"] > 0 else "–",
              f"{s['size_bytes'] / 1e6:.2f} MB vs {t['size_bytes'] / 1e6:.2f} MB = {c['size_ratio']:.3f}")
     if c.get("throughput_speedup") is not None:
-        key = "throughput_cpu_rows_per_s" if clock == "cpu" else "throughput_rows_per_s"
         card("batch-32 throughput", f"{c['throughput_speedup']:.2f}x faster",
-             f"{s[key]:.0f} vs {t[key]:.0f} rows/s" + (" of CPU time, one thread (the machine was loaded)"
-                                                      if clock == "cpu" else ""))
+             f"{s['throughput_rows_per_s']:.0f} vs {t['throughput_rows_per_s']:.0f} rows/s")
     if c.get("latency_speedup_p50") is not None:
         card("batch-1 latency p50", f"{c['latency_speedup_p50']:.2f}x faster",
              f"{s['latency_p50_ms']:.2f} ms vs {t['latency_p50_ms']:.2f} ms")

@@ -18,7 +18,6 @@ one (a causal LM); the report is bound, signed and published like the classifica
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -36,12 +35,12 @@ from components.benchmark_gate.core import (
     confusion_matrix,
     evaluate_gate,
     label_provenance,
+    loaded,
     mean_kl,
     past_champion_versions,
     perturb,
     provenance_scores,
     render_markdown,
-    speed_clock,
 )
 from components.benchmark_gate.report_html import render_html
 from components.common import registry, signing
@@ -65,7 +64,6 @@ from components.distillation.measure import (
     load_average,
     measure_speeds,
     size_on_disk,
-    torch_threads,
 )
 from components.distillation.quantize import quantize_dynamic_int8
 
@@ -118,24 +116,17 @@ def _int8_card(model, tokenizer, texts, gold, max_length, names, teacher_pred, t
     return card, (quantized, tokenizer, max_length)
 
 
-def speed_context(setting: str) -> dict:
-    """How this gate times speeds (gate.speed_clock), decided from the load just before timing. On
-    the CPU clock every model is timed on one thread: CPU time is then the work a batch costs, with
-    no other thread's spin-waiting in it, and the wall-clock figures beside it are one thread's too."""
-    load, cores = load_average(), cores_available()
-    clock = speed_clock(setting, load, cores)
-    if clock == "cpu":
-        log.info("timing on CPU time, one thread (gate.speed_clock=%s, load average %s on %d cores)",
-                 setting, load, cores)
-    return {"clock": clock, "setting": setting, "load_average": load, "cores": cores,
-            "threads": 1 if clock == "cpu" else torch.get_num_threads()}
+def speed_context() -> dict:
+    """Where this gate times speeds: the 1-minute load average and the cores just before timing,
+    and torch's threads, so that a report refusing a student on speed shows whether the machine was busy."""
+    return {"load_average": load_average(), "cores": cores_available(), "threads": torch.get_num_threads()}
 
 
-def _timing_summary(speed: dict) -> str:
+def timing_summary(speed: dict) -> str:
     load = "unknown" if speed["load_average"] is None else f"{speed['load_average']:.2f}"
-    clock = "CPU time" if speed["clock"] == "cpu" else "wall clock"
-    return (f"{clock}, {speed['threads']} thread{'s' if speed['threads'] != 1 else ''} (gate.speed_clock: "
-            f"{speed['setting']}; load average {load} on {speed['cores']} cores)")
+    busy = "; loaded: other work stretched the timed calls" if loaded(speed) else ""
+    return (f"wall clock, {speed['threads']} thread{'s' if speed['threads'] != 1 else ''}, load average {load} "
+            f"on {speed['cores']} cores{busy}")
 
 
 def _parse_trigger(trigger: str) -> dict | None:
@@ -326,9 +317,8 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
         trigger_batch = (_trigger_batch(drift_trigger, trigger_sample, trigger_rows, t_loaded, names, timed, cfg)
                          if drift_trigger else None)
 
-        speed = speed_context(cfg.gate.speed_clock)
-        with torch_threads(speed["threads"]) if speed["clock"] == "cpu" else contextlib.nullcontext():
-            speeds = measure_speeds(timed, texts, cfg.gate.latency_samples, cfg.gate.throughput_batches)
+        speed = speed_context()
+        speeds = measure_speeds(timed, texts, cfg.gate.latency_samples, cfg.gate.throughput_batches)
         for name, card in (("teacher", teacher_card), ("student", student_card), ("champion", champion_card),
                            *int8_cards.items()):
             if card is not None:
@@ -349,12 +339,11 @@ def run(home: str, snapshot_path: str, teacher_outputs_path: str, student_path: 
                    # The teacher-cache key of this run: the digest of the cached teacher outputs it used.
                    "teacher_cache_key": f"sha256:{sha256_file(teacher_outputs_path)}",
                    "report_location": f"runs:/{lineage['mlflow_run_id']}/gate/report.html",
-                   "student_shape": _shape_summary(lineage), "speed_timing": _timing_summary(speed), **bound}
+                   "student_shape": _shape_summary(lineage), "speed_timing": timing_summary(speed), **bound}
         # Rows: gold labels ("student") or the teacher's predictions ("student_vs_teacher"); columns:
         # the student's predictions. Off the diagonal of the second: where the student disagrees.
         report = {**result.to_dict(), "context": context,
-                  "compression": compression(student_card, teacher_card, int8_cards.get("teacher_int8"),
-                                             speed["clock"]),
+                  "compression": compression(student_card, teacher_card, int8_cards.get("teacher_int8")),
                   "label_provenance": provenance,
                   # Rows "gold" only: teacher-labelled rows are in "student_vs_teacher".
                   "confusion_matrix": {"labels": names, "student": confusion_matrix(student_pred[is_gold],

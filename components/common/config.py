@@ -181,12 +181,6 @@ class GateConfig:
     min_agreement: float = 0.0
     latency_samples: int = 32
     throughput_batches: int = 5
-    # Which clock decides the speed-up checks (speedup, student_speedup_over_int8_teacher):
-    # wall (wall-clock throughput, what a caller waits for), cpu (CPU time the process spent, timed
-    # on one thread: other processes cannot stretch it), or auto: cpu when the 1-minute load
-    # average exceeds the cores this process may use, else wall. Under load the wall-clock ratio
-    # read 2.69-2.82x for a student that times 3.42x alone (docs/benchmarks.md, "The gate under load").
-    speed_clock: str = "auto"
     # Earlier champions drawn in the report's trade-off plot beside this run's models, each measured
     # again on this test split (accuracy, latency, size; never gated). 0 = none.
     past_champions: int = 2
@@ -542,8 +536,6 @@ def _validate(cfg: Config) -> None:
     if cfg.gate.min_speedup_over_int8_teacher < 0:
         problems.append(f"gate.min_speedup_over_int8_teacher: must be >= 0, got "
                         f"{cfg.gate.min_speedup_over_int8_teacher}")
-    if cfg.gate.speed_clock not in ("auto", "wall", "cpu"):
-        problems.append(f"gate.speed_clock: expected 'auto', 'wall' or 'cpu', got {cfg.gate.speed_clock!r}")
     if cfg.gate.emit_quantized_student and not cfg.gate.quantized_student:
         problems.append("gate.emit_quantized_student: needs gate.quantized_student: true (only an int8 student "
                         "the gate measured is emitted)")

@@ -55,27 +55,16 @@ def test_the_gate_reports_the_int8_teacher_beside_the_student(home, tmp_path, ti
         assert isinstance(int8[key], float), key
     assert 0.0 <= int8["agreement"] <= 1.0 and int8["parameters"] == teacher["parameters"]
     check = next(c for c in report["checks"] if c["name"] == "student_speedup_over_int8_teacher")
-    # gate.speed_clock: auto decides on CPU time when this machine is loaded (the report says which)
-    key = {"wall": "throughput_rows_per_s", "cpu": "throughput_cpu_rows_per_s"}[report["speed"]["clock"]]
-    speedup = report["models"]["student"][key] / int8[key]
+    speedup = report["models"]["student"]["throughput_rows_per_s"] / int8["throughput_rows_per_s"]
     assert check["passed"] and check["threshold"] == 0.0 and abs(check["value"] - speedup) < 1e-3 * speedup
+    assert report["context"]["speed_timing"].startswith("wall clock, ")
+    assert set(report["speed"]) == {"load_average", "cores", "threads"}
     assert "| metric | student | teacher | teacher_int8 | student_int8 |" in md
     assert "batch-32 throughput speed-up over the int8-quantized teacher" in md
     # the int8 student: measured like any candidate, informational only
     assert report["models"]["student_int8"]["parameters"] == report["models"]["student"]["parameters"]
     retention = next(c for c in report["checks"] if c["name"] == "student_int8_accuracy_retention")
     assert retention["informational"] and retention["message"] not in report["reasons"]
-
-    assert report["context"]["speed_timing"].startswith(("wall clock", "CPU time"))
-
-    # forced onto the CPU clock: timed on one thread, decided on CPU time, and the reports say so
-    _, cpu, md_cpu = _gate(home, tmp_path, prepared, "cpu", speed_clock="cpu")
-    assert cpu["speed"]["clock"] == "cpu" and cpu["speed"]["threads"] == 1
-    assert cpu["context"]["speed_timing"].startswith("CPU time, 1 thread (gate.speed_clock: cpu;")
-    fast = next(c for c in cpu["checks"] if c["name"] == "speedup")
-    s, t = cpu["models"]["student"], cpu["models"]["teacher"]
-    assert abs(fast["value"] - s["throughput_cpu_rows_per_s"] / t["throughput_cpu_rows_per_s"]) < 1e-3 * fast["value"]
-    assert "CPU time on 1 thread" in fast["message"] and "CPU time on 1 thread" in md_cpu
 
     _, off, md_off = _gate(home, tmp_path, prepared, "off", quantized_teacher=False)
     assert set(off["models"]) == {"student", "teacher"}
