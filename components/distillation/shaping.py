@@ -103,7 +103,7 @@ def build_shaped(teacher, tokenizer, shape: Shape, texts: Sequence[str], max_len
 
 def choose_shape(teacher, tokenizer, texts: Sequence[str], probe_texts: Sequence[str], max_length: int,
                  max_fraction: float, min_speedup: float, measure: Callable = measure_speeds,
-                 latency_samples: int = 4, throughput_batches: int = 15) -> ShapeChoice:
+                 latency_samples: int = 4, throughput_batches: int = 8) -> ShapeChoice:
     """The most capable candidate within both budgets; ModelError (naming every candidate's figures)
     when none is. `min_speedup` 0 means no speed budget (nothing is timed)."""
     teacher_params = count_parameters(teacher)

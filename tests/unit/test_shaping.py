@@ -95,3 +95,57 @@ def test_the_smaller_of_wall_and_cpu_ratio_decides(teacher):
     assert choice.load_average is None or choice.load_average >= 0
     again = type(choice).from_dict(choice.to_dict())
     assert again.load_average == choice.load_average and again.shape == choice.shape
+
+
+def test_the_probe_times_held_out_texts_when_there_are_enough():
+    from components.train_student.runner import probe_texts
+
+    train, held_out = [f"train {i}" for i in range(100)], [f"held out {i}" for i in range(40)]
+    texts, what = probe_texts(train, held_out)
+    assert texts == held_out and what == "40 held-out validation texts"
+    texts, what = probe_texts(train, held_out[:31])  # fewer than a timed batch of 32
+    assert texts == train and what.startswith("100 training texts (only 31 validation rows;")
+
+
+def test_a_trimmed_vocabulary_splits_unseen_words_into_more_pieces():
+    """Why the probe times held-out texts: a student is faster on the texts its vocabulary was trimmed to."""
+    import string
+
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    from components.distillation.students import trim_vocabulary
+
+    letters = list(string.ascii_lowercase)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "where", "is", "the", "bank", "photosynthesis",
+             *letters, *(f"##{c}" for c in letters)]
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    model = BertForSequenceClassification(BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1,
+                                                     num_attention_heads=1, intermediate_size=8, num_labels=2))
+    seen = ["where is the bank", " ".join(letters), "".join(letters)]  # every letter piece, first and inside a word
+    _, s_tok = trim_vocabulary(model, tok, seen)
+    assert s_tok(seen[0])["input_ids"] == [s_tok.vocab[w] for w in ("[CLS]", "where", "is", "the", "bank", "[SEP]")]
+    assert len(tok("photosynthesis")["input_ids"]) == 3 and len(s_tok("photosynthesis")["input_ids"]) == 16
+
+
+def test_probe_shape_times_the_held_out_texts_and_says_so(teacher, home, monkeypatch):
+    from components.common.config import StudentConfig
+    from components.common.home import Home
+    from components.train_student import runner
+
+    model, tok = teacher
+    seen = []
+
+    def spy(teacher_model, tokenizer, texts, timed, *args, **kwargs):
+        seen.append(list(timed))
+        return choose_shape(teacher_model, tokenizer, texts, timed, *args, measure=fake_measure(cost))
+
+    monkeypatch.setattr(runner, "choose_shape", spy)
+    h = Home.resolve(str(home)).ensure()
+    train = [r["text"] for r in make_rows(60)]
+    held_out = [f"a question nobody trained on, number {i}" for i in range(40)]
+    cfg = StudentConfig(max_parameter_fraction=0.9, min_speedup=3.0)
+    choice = runner.probe_shape(h, "t1", "d1", model, tok, train, cfg, 32, held_out)
+    assert seen == [held_out] and choice.reason.endswith("; timed on 40 held-out validation texts")
+    runner.probe_shape(h, "t1", "d1", model, tok, train, cfg, 32, held_out)  # cached: not timed again
+    few = runner.probe_shape(h, "t1", "d1", model, tok, train, cfg, 32, held_out[:5])  # another cache entry
+    assert len(seen) == 2 and seen[1] == train and "60 training texts (only 5 validation rows" in few.reason

@@ -1,0 +1,64 @@
+"""What the student step's budget probe chooses for a teacher and a dataset, timed on held-out texts
+(what the step does) and on training texts (what it did before), side by side.
+
+The texts come from the snapshot a pipeline run in `--home` versioned (its hash split), so the probe
+sees exactly what the train step would. No training: the probe builds each candidate shape from the
+teacher, times it beside the teacher and picks the most capable one within both budgets.
+
+    python -m benchmarks.budget_probe --home /work/i16/h-t3 --teacher /work/i16/teacher-trec
+
+Prints one JSON object: per text source, the chosen shape, its speed-up and every candidate's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _snapshot(home: Path):
+    from components.common.dataset import read_snapshot
+
+    for out in sorted(home.glob("pipeline-root/*/version-data/executor_output.json")):
+        if (out.parent / "dataset").is_file():
+            return read_snapshot(out.parent / "dataset")
+    raise SystemExit(f"{home}: no versioned snapshot under pipeline-root/ (run the pipeline once)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--home", required=True, help="a distillops home a pipeline run versioned data in")
+    p.add_argument("--teacher", required=True, help="the teacher model directory")
+    p.add_argument("--max-parameter-fraction", type=float, default=0.25)
+    p.add_argument("--min-speedup", type=float, default=3.0)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--sources", nargs="+", default=["held_out", "training"], choices=["held_out", "training"])
+    args = p.parse_args(argv)
+
+    from components.common.modeling import load_classifier
+    from components.common.runtime import offline_environment
+    from components.distillation.shaping import choose_shape
+    from components.train_student.runner import PROBE_ROWS, probe_texts
+
+    offline_environment()
+    snapshot = _snapshot(Path(args.home))
+    train = [snapshot.texts[i] for i in snapshot.indices("train")]
+    held_out = [snapshot.texts[i] for i in snapshot.indices("validation")]
+    teacher, tokenizer = load_classifier(args.teacher)
+    texts = {"held_out": probe_texts(train, held_out), "training": (train[:PROBE_ROWS], "training texts")}
+    report = {"home": args.home, "teacher": args.teacher, "budget": {
+        "max_parameter_fraction": args.max_parameter_fraction, "min_speedup": args.min_speedup}, "choices": {}}
+    for source in args.sources:
+        timed, what = texts[source]
+        choice = choose_shape(teacher, tokenizer, train, timed, args.max_length, args.max_parameter_fraction,
+                              args.min_speedup)
+        report["choices"][source] = {"timed_on": what, **choice.to_dict()}
+        print(f"{source}: {choice.shape.label()} at {choice.speedup:.2f}x", file=sys.stderr)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
