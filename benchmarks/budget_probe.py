@@ -35,11 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-speedup", type=float, default=3.0)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--sources", nargs="+", default=["held_out", "training"], choices=["held_out", "training"])
+    p.add_argument("--extra-shapes", nargs="*", default=[], metavar="LAYERS:FFN",
+                   help="shapes outside the candidate list (e.g. 0,3,5:192), built the same way and timed on "
+                        "the held-out texts beside the teacher and the probe's pick")
+    p.add_argument("--repeats", type=int, default=2, help="timings of the extra shapes (each printed)")
     args = p.parse_args(argv)
 
     from components.common.modeling import load_classifier
     from components.common.runtime import offline_environment
-    from components.distillation.shaping import choose_shape
+    from components.distillation.measure import count_parameters, measure_speeds
+    from components.distillation.shaping import Shape, build_shaped, choose_shape
     from components.train_student.runner import PROBE_ROWS, probe_texts
 
     offline_environment()
@@ -56,6 +61,24 @@ def main(argv: list[str] | None = None) -> int:
                               args.min_speedup)
         report["choices"][source] = {"timed_on": what, **choice.to_dict()}
         print(f"{source}: {choice.shape.label()} at {choice.speedup:.2f}x", file=sys.stderr)
+    if args.extra_shapes:
+        limit = int(args.max_parameter_fraction * count_parameters(teacher))
+        timed, what = texts["held_out"]
+        models, extra = {"teacher": (teacher, tokenizer, args.max_length)}, {}
+        for spec in args.extra_shapes:
+            layers, _, width = spec.partition(":")
+            shape = Shape(tuple(int(i) for i in layers.split(",")), int(width or teacher.config.intermediate_size))
+            student, s_tok = build_shaped(teacher, tokenizer, shape, train, args.max_length, limit)
+            models[shape.label()] = (student, s_tok, args.max_length)
+            extra[shape.label()] = {"parameter_fraction": round(count_parameters(student) / count_parameters(teacher), 4),
+                                    "vocab_size": student.config.vocab_size, "speedups": []}
+        for _ in range(args.repeats):  # the same settings as the probe's timing
+            speeds = measure_speeds(models, timed, 4, 8)
+            for label, row in extra.items():
+                row["speedups"].append(round(speeds[label]["throughput_rows_per_s"]
+                                             / speeds["teacher"]["throughput_rows_per_s"], 3))
+        report["extra_shapes"] = {"timed_on": what, "shapes": extra}
+        print(json.dumps(extra), file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 0
 
