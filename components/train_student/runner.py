@@ -48,7 +48,7 @@ from components.distillation.lm_students import build_lm_student, merged, parame
 from components.distillation.lm_trainer import build_examples, train_lm_student
 from components.distillation.losses import needs, resolve_losses
 from components.distillation.measure import count_parameters
-from components.distillation.shaping import ShapeChoice, build_shaped, choose_shape
+from components.distillation.shaping import ShapeChoice, build_shaped, candidate_shapes, choose_shape
 from components.distillation.students import (
     build_student,
     check_pretrained_fits,
@@ -107,7 +107,8 @@ def probe_shape(h: Home, teacher_version: str, data_version: str, teacher_model,
     Candidates are timed on `held_out` texts where there are enough (probe_texts)."""
     timed, what = probe_texts(texts, list(held_out))
     key = sha256_text(json.dumps({"teacher": teacher_version, "data": data_version, "max_length": max_length,
-                                  "probe_texts": what,
+                                  "probe_texts": what, "candidates": [s.label() for s in candidate_shapes(
+                                      teacher_model.config.num_hidden_layers, teacher_model.config.intermediate_size)],
                                   "fraction": student_cfg.max_parameter_fraction, "speedup": student_cfg.min_speedup,
                                   "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                                   "cuda": torch.cuda.is_available()}, sort_keys=True))[:24]

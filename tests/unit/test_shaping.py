@@ -11,9 +11,9 @@ from components.distillation.shaping import Shape, build_shaped, candidate_shape
 
 def test_candidates_are_most_capable_first():
     labels = [s.label() for s in candidate_shapes(6, 1536)]
-    assert labels[:5] == ["layers [0, 3, 5], feed-forward 1536", "layers [0, 3, 5], feed-forward 768",
+    assert labels[:6] == ["layers [0, 3, 5], feed-forward 1536", "layers [0, 3, 5], feed-forward 768",
                           "layers [0, 5], feed-forward 1536", "layers [0, 3, 5], feed-forward 384",
-                          "layers [0, 5], feed-forward 768"]  # depth before width
+                          "layers [0, 3, 5], feed-forward 192", "layers [0, 5], feed-forward 768"]  # depth first
     assert labels[-1] == "layers [5], feed-forward 384"
     assert len(set(labels)) == len(labels)
 
