@@ -71,8 +71,8 @@ def loaded(speed: dict[str, Any] | None) -> bool:
 
 def _load_note(speed: dict[str, Any] | None) -> str:
     """For a speed-up check's message: nothing on a quiet machine; under load, the load and what it
-    does to the figure (other processes stretch the timed calls, and on 2 cores a student timing
-    3.42x alone read 2.68-3.50x at load 4-4.8, docs/benchmarks.md)."""
+    does to the figure (other processes stretch the timed calls: on 2 cores, one batch, a trec
+    student read 2.47-2.71x with the other work paused and 2.68-3.50x at load 4-4.8, docs/benchmarks.md)."""
     if not loaded(speed):
         return ""
     return (f" [timed under load: load average {speed['load_average']:.2f} on {speed['cores']} cores; "
