@@ -19,12 +19,14 @@ from pathlib import Path
 
 
 def _snapshot(home: Path):
+    from benchmarks.homes import snapshots
     from components.common.dataset import read_snapshot
 
-    for out in sorted(home.glob("pipeline-root/*/version-data/executor_output.json")):
-        if (out.parent / "dataset").is_file():
-            return read_snapshot(out.parent / "dataset")
-    raise SystemExit(f"{home}: no versioned snapshot under pipeline-root/ (run the pipeline once)")
+    found = snapshots(home)
+    if len(found) != 1:
+        raise SystemExit(f"{home}: expected the snapshot of one data version under pipeline-root/, found "
+                         f"{len(found)} (run the pipeline once, on one dataset)")
+    return read_snapshot(next(iter(found.values())))
 
 
 def main(argv: list[str] | None = None) -> int:

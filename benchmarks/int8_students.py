@@ -38,23 +38,19 @@ def _teacher_accuracy(run: Path) -> float | None:
 
 
 def measure(home: Path) -> list[dict]:
+    from benchmarks.homes import snapshots
     from components.benchmark_gate.runner import _predict
     from components.common.dataset import read_snapshot
     from components.common.modeling import load_classifier
     from components.distillation.quantize import quantize_dynamic_int8
 
-    # kfp.local's cache runs version_data once per data version: later runs point at that snapshot.
-    snapshots = {}
-    for out in home.glob("pipeline-root/*/version-data/executor_output.json"):
-        version = json.loads(out.read_text())["parameterValues"]["Output"]
-        if (out.parent / "dataset").is_file():
-            snapshots[version] = out.parent / "dataset"
+    found = snapshots(home)
     rows = []
     for run, student, lineage in _students(home):
         teacher_accuracy = _teacher_accuracy(run)
         if teacher_accuracy is None:
             continue  # the gate never ran (a stopped run): no teacher figure to compare with
-        snapshot = read_snapshot(snapshots[lineage["data_version"]])
+        snapshot = read_snapshot(found[lineage["data_version"]])
         test_rows = snapshot.indices("test")
         test = [i for i, gold in zip(test_rows, snapshot.is_gold(test_rows), strict=True) if gold]
         texts = [snapshot.texts[i] for i in test]

@@ -81,8 +81,8 @@ def budget_parameters(teacher_model, student_cfg) -> int:
     return int(student_cfg.max_parameter_fraction * count_parameters(teacher_model))
 
 
-# Fewer held-out rows than a timed batch: the probe times training texts instead (and says so).
 PROBE_ROWS = 128  # four timed batches of 32 (measure_speeds: distinct batches)
+# Fewer held-out rows than a timed batch: the probe times training texts instead (and says so).
 MIN_HELD_OUT_PROBE_ROWS = 32
 
 
@@ -91,8 +91,9 @@ def probe_texts(train_texts: list[str], held_out: list[str]) -> tuple[list[str],
     student's vocabulary is trimmed to the training texts, so a word it never saw splits into more,
     shorter pieces, and timed on the very texts it was trimmed to a student reads faster than on
     the test split the gate times it on, or on production (trec: held-out rows tokenize 10% longer,
-    the longest of the gate's first batch 25 -> 33 pieces, and the probe read 3.47x for a student
-    the gate times at 2.5-2.8x; docs/benchmarks.md, "What the probe times on")."""
+    the longest of the gate's first batch 25 -> 33 pieces; the probe read 3.26-3.33x on training
+    texts and 3.00-3.02x on held-out ones for a student the gate times at 2.9x; docs/benchmarks.md,
+    "What the probe and the gate time on")."""
     if len(held_out) >= MIN_HELD_OUT_PROBE_ROWS:
         return held_out[:PROBE_ROWS], f"{min(len(held_out), PROBE_ROWS)} held-out validation texts"
     return train_texts[:PROBE_ROWS], (f"{min(len(train_texts), PROBE_ROWS)} training texts (only {len(held_out)} "
