@@ -43,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="timings of the extra shapes (each printed)")
     args = p.parse_args(argv)
 
+    from benchmarks.student_shapes import parse_shape
     from components.common.modeling import load_classifier
     from components.common.runtime import offline_environment
     from components.distillation.measure import count_parameters, measure_speeds
-    from components.distillation.shaping import Shape, build_shaped, choose_shape
+    from components.distillation.shaping import build_shaped, choose_shape
     from components.train_student.runner import PROBE_ROWS, probe_texts
 
     offline_environment()
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         timed, what = texts["held_out"]
         models, extra = {"teacher": (teacher, tokenizer, args.max_length)}, {}
         for spec in args.extra_shapes:
-            layers, _, width = spec.partition(":")
-            shape = Shape(tuple(int(i) for i in layers.split(",")), int(width or teacher.config.intermediate_size))
+            shape = parse_shape(spec, teacher.config.intermediate_size)
             student, s_tok = build_shaped(teacher, tokenizer, shape, train, args.max_length, limit)
             models[shape.label()] = (student, s_tok, args.max_length)
             extra[shape.label()] = {"parameter_fraction": round(count_parameters(student) / count_parameters(teacher), 4),

@@ -28,20 +28,19 @@ from benchmarks.quality import read_jsonl
 from components.common.modeling import default_base_model
 from components.common.runtime import set_threads
 from components.distillation.measure import count_parameters, measure_speeds
-from components.distillation.students import (
-    build_student_from_teacher_layers,
-    prune_intermediate,
-    trim_vocabulary_to_budget,
-)
+from components.distillation.shaping import Shape, build_shaped
+
+
+def parse_shape(spec: str, intermediate_size: int) -> Shape:
+    """A shape written LAYERS[:FFN], e.g. "0,3,5:192" (no FFN: the teacher's full width)."""
+    layers, _, ffn = spec.partition(":")
+    return Shape(tuple(int(i) for i in layers.split(",")), int(ffn or intermediate_size))
 
 
 def build(teacher, tokenizer, texts, shape: str, budget_fraction: float, max_length: int):
-    layers, _, ffn = shape.partition(":")
-    student = build_student_from_teacher_layers(teacher, [int(i) for i in layers.split(",")])
-    if ffn:
-        student = prune_intermediate(student, int(ffn))
-    return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=max_length,
-                                     max_parameters=int(budget_fraction * count_parameters(teacher)))
+    """The student step's own construction (shaping.build_shaped) of the shape written `shape`."""
+    return build_shaped(teacher, tokenizer, parse_shape(shape, teacher.config.intermediate_size), texts,
+                        max_length, int(budget_fraction * count_parameters(teacher)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,13 +70,9 @@ def candidate_shapes(num_layers: int, intermediate_size: int) -> list[Shape]:
     """Candidate shapes, most capable first: 3, 2, then 1 of the teacher's layers (first, middle,
     last), feed-forward widths full, half and a quarter (three layers also at an eighth). Depth
     before width: three layers at a quarter, then an eighth of the width come before two at half
-    width. On trec, seed 0, three layers at an eighth (192) kept 0.973 of the teacher's accuracy
-    and passed the gate at 3.74x, 3 test rows behind the quarter width (docs/benchmarks.md, "Three
-    layers at an eighth of the width"). Through the pipeline on trec (4 augmented copies,
-    seed 0) the 3-layer quarter-width student kept 0.976 of the teacher's accuracy where the 2-layer
-    half-width one kept 0.969 (0.961 over two seeds). Timed on held-out trec texts over four
-    batches they are 3.02x and 3.6-3.7x batch-32, so on trec the 3-layer one misses the 3x budget's
-    margin (docs/benchmarks.md, "What the probe and the gate time on")."""
+    width. On trec (three seeds, held-out timing) they kept 0.974 / 0.969 of the teacher's accuracy
+    at 3.0x / 3.4-3.5x, two layers at half width 0.961 (two seeds) at 3.6-3.7x (docs/benchmarks.md,
+    "Three layers at an eighth of the width")."""
     last = num_layers - 1
     three, two, one = tuple(sorted({0, num_layers // 2, last})), tuple(sorted({0, last})), (last,)
     full, half, quarter = intermediate_size, max(1, intermediate_size // 2), max(1, intermediate_size // 4)
