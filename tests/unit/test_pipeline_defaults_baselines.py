@@ -51,3 +51,34 @@ def test_a_finished_piece_is_saved_and_a_rerun_reuses_it_instead_of_recomputing(
     _resumable(home, "run-seed0", ["a=2"], compute)  # other overrides: another piece
     assert len(calls) == 2
     assert not list((home.root / "pipeline_defaults").glob("*.tmp"))
+
+
+def test_each_seed_registers_under_its_own_name_and_the_int8_figures_are_read(tmp_path, monkeypatch):
+    """With several seeds no seed is gated against another seed's champion: each gets its own name.
+    run_distill is replaced here (this checks the benchmark's bookkeeping, not the pipeline)."""
+    import json
+
+    import pipelines.local
+    from benchmarks.pipeline_defaults import _run_seed_now
+    from components.common.home import Home
+
+    home = Home.resolve(tmp_path / "home").ensure()
+    seen = []
+
+    def fake_run(home_, cfg, data):
+        seen.append(cfg.student.registered_name)
+        report = tmp_path / f"gate{len(seen)}.json"
+        report.write_text(json.dumps({
+            "models": {"student": {"accuracy": 0.9, "parameters": 1}, "teacher": {"accuracy": 1.0, "parameters": 4}},
+            "checks": [{"name": "student_speedup_over_int8_teacher", "value": 1.8}],
+            "context": {}, "passed": True, "reasons": []}))
+        return {"reports": {"gate_markdown": str(report.with_suffix(".md"))}, "gate": {"checks": {"speedup": 3.1}},
+                "seconds_total": 1.0}
+
+    monkeypatch.setattr(pipelines.local, "run_distill", fake_run)
+    one = _run_seed_now(home, tmp_path / "d.jsonl", [], 1, own_name=True)
+    two = _run_seed_now(home, tmp_path / "d.jsonl", ["student.registered_name=mine"], 2, own_name=True)
+    alone = _run_seed_now(home, tmp_path / "d.jsonl", [], 0)
+    assert seen == ["distillops-student-seed1", "mine-seed2", "distillops-student"]
+    assert one["speedup_over_int8_teacher"] == 1.8 and one["int8_student_retention"] is None
+    assert two["registered_name"] == "mine-seed2" and alone["retention"] == 0.9
