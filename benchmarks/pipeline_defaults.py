@@ -159,11 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         lambda: prepare_teacher(home, str(data), resolve_config(None, args.overrides)))
     runs, baselines = [], {name: [] for name in BASELINES}
     with stdout_to_stderr(True):  # kfp.local streams task logs to stdout; stdout carries the JSON alone
+        own_name = len(args.seeds) > 1
         for seed in args.seeds:
-            runs.append(_run_seed(home, data, args.overrides, seed, own_name=len(args.seeds) > 1))
+            runs.append(_run_seed(home, data, args.overrides, seed, own_name=own_name))
             for name, extra in BASELINES.items() if args.baselines else ():
                 baselines[name].append({"variant": name, **_run_seed(home, data, [*args.overrides, *extra], seed,
-                                                                     own_name=len(args.seeds) > 1)})
+                                                                     own_name=own_name)})
 
     result = {"data": str(args.data), "rows": sum(1 for _ in data.open()), "train_rows_cap": args.train_rows,
               "overrides": args.overrides, "teacher": teacher, "runs": runs,
