@@ -40,9 +40,13 @@ import time
 from pathlib import Path
 
 
-def joined_data(folder: Path, out: Path, train_rows: int, seed: int = 0) -> Path:
+def joined_data(folder: Path, out: Path, train_rows: int, seed: int = 0, test_file: str = "test.jsonl") -> Path:
+    """train.jsonl (a seeded subset of at most train_rows) and test_file joined into one data file."""
+    for name in ("train.jsonl", test_file):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: no such file (--data needs train.jsonl and {test_file})")
     train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines() if line.strip()]
-    test = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines() if line.strip()]
+    test = [json.loads(line) for line in (folder / test_file).read_text().splitlines() if line.strip()]
     if train_rows and len(train) > train_rows:
         train = random.Random(seed).sample(train, train_rows)
     rows = [{"text": r["text"], "label": str(r["label"])} for r in train + test]
@@ -135,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="distill.seed of each student run")
     p.add_argument("--train-rows", type=int, default=20000, help="seeded subset of train.jsonl (0 = all)")
+    p.add_argument("--test-file", default="test.jsonl",
+                   help="the folder's test file to join (ag_news: test_description_only.jsonl, which matches its "
+                        "description-only train.jsonl; test.jsonl there carries titles too)")
     p.add_argument("--home", help="distillops home (default: a new temporary directory)")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override (default: none)")
     p.add_argument("--reuse-teacher", action="store_true",
@@ -151,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_environment()
     home = Home.resolve(args.home or tempfile.mkdtemp(prefix="distillops-bench-")).ensure()
-    data = joined_data(Path(args.data), home.root / "data.jsonl", args.train_rows)
+    data = joined_data(Path(args.data), home.root / "data.jsonl", args.train_rows, test_file=args.test_file)
     started = time.time()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     teacher = {"reused": True} if args.reuse_teacher else _resumable(
-        home, "teacher", [args.data, str(args.train_rows), *args.overrides],
+        home, "teacher", [args.data, str(args.train_rows), *args.overrides]
+        + ([args.test_file] if args.test_file != "test.jsonl" else []),
         lambda: prepare_teacher(home, str(data), resolve_config(None, args.overrides)))
     runs, baselines = [], {name: [] for name in BASELINES}
     with stdout_to_stderr(True):  # kfp.local streams task logs to stdout; stdout carries the JSON alone

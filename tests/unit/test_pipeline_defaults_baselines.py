@@ -82,3 +82,21 @@ def test_each_seed_registers_under_its_own_name_and_the_int8_figures_are_read(tm
     assert seen == ["distillops-student-seed1", "mine-seed2", "distillops-student"]
     assert one["speedup_over_int8_teacher"] == 1.8 and one["int8_student_retention"] is None
     assert two["registered_name"] == "mine-seed2" and alone["retention"] == 0.9
+
+
+def test_joined_data_takes_the_named_test_file_and_names_a_missing_one(tmp_path):
+    import json
+
+    from benchmarks.pipeline_defaults import joined_data
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(5)))
+    (folder / "test.jsonl").write_text(json.dumps({"text": "title and body", "label": 1}) + "\n")
+    (folder / "test_description_only.jsonl").write_text(json.dumps({"text": "body", "label": 1}) + "\n")
+    out = joined_data(folder, tmp_path / "a.jsonl", train_rows=3, test_file="test_description_only.jsonl")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and rows[-1] == {"text": "body", "label": "1"}
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        joined_data(folder, tmp_path / "b.jsonl", train_rows=0, test_file="missing.jsonl")
+    assert not (tmp_path / "b.jsonl").exists()
