@@ -108,6 +108,11 @@ class StudentConfig:
     # Parameter budget: at most this fraction of the teacher's parameters (shape: budget, or
     # shape: manual with trim_vocabulary, which keeps the most frequent pieces that fit; 0 = none).
     max_parameter_fraction: float = 0.25
+    # When the parameter budget cannot hold every piece the training texts use at full width, keep them
+    # all and factor the embeddings instead (ALBERT-style: pieces x E tables and an E -> hidden
+    # projection, E the largest multiple of 8 that fits, at least 32); the student is then an ALBERT
+    # model with the teacher's layers. Off: the least frequent pieces are dropped to fit.
+    factorize_embeddings: bool = False
     # Whose weights the student (init=teacher_layers) starts from: "teacher" (the fine-tuned
     # teacher's layers) or "pretrained" (the same shape, i.e. the same layers, pruned feed-forward
     # neurons and trimmed vocabulary, with the weights of the pretrained, not fine-tuned, base model
@@ -515,6 +520,9 @@ def _validate(cfg: Config) -> None:
         problems.append(f"student.prune_intermediate: must be >= 0, got {cfg.student.prune_intermediate}")
     if not 0 <= cfg.student.max_parameter_fraction < 1:
         problems.append(f"student.max_parameter_fraction: must be in [0, 1), got {cfg.student.max_parameter_fraction}")
+    if cfg.student.factorize_embeddings and cfg.student.shape == "manual" and not cfg.student.trim_vocabulary:
+        problems.append("student.factorize_embeddings: with student.shape: manual it needs student.trim_vocabulary: "
+                        "true (the factored tables hold the trimmed vocabulary)")
     if cfg.student.shape not in ("budget", "manual"):
         problems.append(f"student.shape: expected 'budget' or 'manual', got {cfg.student.shape!r}")
     if cfg.student.min_speedup < 0:

@@ -83,28 +83,29 @@ def candidate_shapes(num_layers: int, intermediate_size: int) -> list[Shape]:
 
 
 def build_shaped(teacher, tokenizer, shape: Shape, texts: Sequence[str], max_length: int, max_parameters: int,
-                 pretrained=None, seed: int = 0):
+                 pretrained=None, seed: int = 0, factorize: bool = False):
     """(student, tokenizer) of `shape`, its vocabulary trimmed to `texts` within `max_parameters`.
 
     With `pretrained` (student.init_weights=pretrained): the very same architecture (layers, the
     feed-forward neurons the teacher's weights rank highest, vocabulary) holding the pretrained
-    model's weights and a fresh classification head seeded by `seed`."""
+    model's weights and a fresh classification head seeded by `seed`. With `factorize`, every used piece is
+    kept in factored embeddings when the full-width table would not fit (students.factorize_embeddings)."""
     pruned = shape.intermediate_size < teacher.config.intermediate_size
     if pretrained is not None:
         student = build_student_from_pretrained(teacher, pretrained, shape.layers,
                                                 shape.intermediate_size if pruned else 0, seed)
         return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=max_length,
-                                         max_parameters=max_parameters)
+                                         max_parameters=max_parameters, factorize=factorize)
     student = build_student_from_teacher_layers(teacher, shape.layers)
     if pruned:
         student = prune_intermediate(student, shape.intermediate_size)
     return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=max_length,
-                                     max_parameters=max_parameters)
+                                     max_parameters=max_parameters, factorize=factorize)
 
 
 def choose_shape(teacher, tokenizer, texts: Sequence[str], probe_texts: Sequence[str], max_length: int,
                  max_fraction: float, min_speedup: float, measure: Callable = measure_speeds,
-                 latency_samples: int = 4, throughput_batches: int = 8) -> ShapeChoice:
+                 latency_samples: int = 4, throughput_batches: int = 8, factorize: bool = False) -> ShapeChoice:
     """The most capable candidate within both budgets; ModelError (naming every candidate's figures)
     when none is. `min_speedup` 0 means no speed budget (nothing is timed)."""
     teacher_params = count_parameters(teacher)
@@ -112,7 +113,7 @@ def choose_shape(teacher, tokenizer, texts: Sequence[str], probe_texts: Sequence
     built, rows = {}, []
     for shape in candidate_shapes(teacher.config.num_hidden_layers, teacher.config.intermediate_size):
         try:
-            student, s_tok = build_shaped(teacher, tokenizer, shape, texts, max_length, limit)
+            student, s_tok = build_shaped(teacher, tokenizer, shape, texts, max_length, limit, factorize=factorize)
         except ModelError as exc:  # not even the special tokens fit beside the layers
             rows.append({"shape": shape.label(), "fits_parameters": False, "why": str(exc)})
             continue

@@ -186,13 +186,121 @@ def trim_vocabulary(model, tokenizer, texts: Sequence[str], max_size: int = 0, m
 
 
 def trim_vocabulary_to_budget(model, tokenizer, texts: Sequence[str], max_positions: int = 0,
-                              max_parameters: int = 0):
+                              max_parameters: int = 0, factorize: bool = False):
     """trim_vocabulary to the pieces `texts` use, then, if the result still has more than
-    `max_parameters` (0 = no limit), to the most frequent pieces that fit. Returns (student, tokenizer)."""
+    `max_parameters` (0 = no limit), to the most frequent pieces that fit; with `factorize`, every
+    used piece is kept instead and the embeddings are factored at the largest rank that fits
+    (factorize_embeddings), unless that rank is below MIN_EMBEDDING_RANK. Returns (student, tokenizer)."""
     student, s_tok = trim_vocabulary(model, tokenizer, texts, max_positions=max_positions)
     if max_parameters and count_parameters(student) > max_parameters:
+        if factorize:
+            rank = embedding_rank_for_budget(student, max_parameters)
+            if rank >= MIN_EMBEDDING_RANK:
+                return factorize_embeddings(student, s_tok, texts, rank, max_positions or 128), s_tok
+            log.info("student.factorize_embeddings: the budget leaves rank %d (< %d) for %d pieces; keeping the "
+                     "most frequent pieces at full width instead", rank, MIN_EMBEDDING_RANK,
+                     student.config.vocab_size)
         student, s_tok = trim_vocabulary(student, s_tok, texts, max_size=vocabulary_for_budget(student, max_parameters))
     return student, s_tok
+
+
+# Below this rank a factored embedding keeps too little of the teacher's token geometry to be worth
+# every piece; trim_vocabulary_to_budget then drops pieces instead.
+MIN_EMBEDDING_RANK = 32
+_EMBEDDING_TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")
+# BERT layer module -> the ALBERT layer module holding the same weights.
+_ALBERT_LAYER = {"attention.self.query": "attention.query", "attention.self.key": "attention.key",
+                 "attention.self.value": "attention.value", "attention.output.dense": "attention.dense",
+                 "attention.output.LayerNorm": "attention.LayerNorm", "intermediate.dense": "ffn",
+                 "output.dense": "ffn_output", "output.LayerNorm": "full_layer_layer_norm"}
+
+
+def embedding_rank_for_budget(model, max_parameters: int) -> int:
+    """The largest rank E (a multiple of 8) at which a BERT-style `model` whose embedding tables are
+    factored (each table rows x E, an E-wide LayerNorm, an E -> hidden projection) has at most
+    `max_parameters`; 0 when none fits."""
+    emb, width = model.base_model.embeddings, model.config.hidden_size
+    rows = sum(getattr(emb, name).weight.shape[0] for name in _EMBEDDING_TABLES)
+    rest = count_parameters(model) - rows * width - 2 * width  # everything but the tables and their LayerNorm
+    rank = (max_parameters - rest - width) // (rows + 2 + width)
+    return max(0, int(rank) // 8 * 8)
+
+
+@torch.no_grad()
+def factorize_embeddings(model, tokenizer, texts: Sequence[str], rank: int, max_length: int = 128,
+                         sample_rows: int = 2048):
+    """The BERT classifier `model` as an ALBERT classifier (Lan et al. 2020) whose embeddings are
+    factored at `rank`: word, position and token-type tables rows x rank, a rank-wide LayerNorm, then
+    a rank -> hidden projection. Every layer, the pooler and the head keep their weights exactly
+    (one ALBERT layer group per BERT layer: nothing is shared), so only the embeddings change, and a
+    vocabulary can be kept whole in a fraction of its full-width table.
+
+    The tables are the teacher's projected onto the top `rank` principal directions of the summed
+    embeddings of the tokens in `texts` (first `sample_rows`); the projection is then fitted by least
+    squares so that it maps the rank-wide LayerNorm's output onto BERT's embedding output for those
+    tokens. At rank = hidden size with an identity projection the two models compute the same thing.
+    The tokenizer is unchanged. Returns a new model; the input is not modified."""
+    import torch.nn.functional as F
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    c = model.config
+    if c.model_type != "bert":
+        raise ModelError(f"student.factorize_embeddings: supported for BERT models, got {c.model_type}")
+    if not 0 < rank <= c.hidden_size:
+        raise ModelError(f"student.factorize_embeddings: rank {rank} outside 1..{c.hidden_size} (the hidden size)")
+    config = AlbertConfig(
+        vocab_size=c.vocab_size, embedding_size=rank, hidden_size=c.hidden_size,
+        num_hidden_layers=c.num_hidden_layers, num_hidden_groups=c.num_hidden_layers, inner_group_num=1,
+        num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size, hidden_act=c.hidden_act,
+        hidden_dropout_prob=c.hidden_dropout_prob, attention_probs_dropout_prob=c.attention_probs_dropout_prob,
+        max_position_embeddings=c.max_position_embeddings, type_vocab_size=c.type_vocab_size,
+        initializer_range=c.initializer_range, layer_norm_eps=c.layer_norm_eps,
+        classifier_dropout_prob=(c.classifier_dropout if c.classifier_dropout is not None else c.hidden_dropout_prob),
+        pad_token_id=c.pad_token_id, bos_token_id=None, eos_token_id=None, id2label=dict(c.id2label),
+        label2id=dict(c.label2id), problem_type=c.problem_type)
+    student = AlbertForSequenceClassification(config)
+    source = model.state_dict()
+    state = {"albert.pooler.weight": source["bert.pooler.dense.weight"],
+             "albert.pooler.bias": source["bert.pooler.dense.bias"],
+             "classifier.weight": source["classifier.weight"], "classifier.bias": source["classifier.bias"]}
+    for layer in range(c.num_hidden_layers):
+        for bert_name, albert_name in _ALBERT_LAYER.items():
+            for kind in ("weight", "bias"):
+                state[f"albert.encoder.albert_layer_groups.{layer}.albert_layers.0.{albert_name}.{kind}"] = \
+                    source[f"bert.encoder.layer.{layer}.{bert_name}.{kind}"]
+    emb = model.base_model.embeddings
+    tables = {name: getattr(emb, name).weight for name in _EMBEDDING_TABLES}
+    if rank == c.hidden_size:  # exact: the same tables and LayerNorm, an identity projection
+        projection, bias = torch.eye(rank), torch.zeros(rank)
+        directions, norm_weight, norm_bias = torch.eye(rank), emb.LayerNorm.weight, emb.LayerNorm.bias
+    else:
+        enc = tokenizer(list(texts[:sample_rows]), truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+        ids, mask = enc["input_ids"], enc["attention_mask"].bool()
+        positions = torch.arange(ids.shape[1]).expand_as(ids)
+        summed = (tables["word_embeddings"][ids] + tables["position_embeddings"][positions]
+                  + tables["token_type_embeddings"][torch.zeros_like(ids)])[mask]
+        target = emb.LayerNorm(summed)  # BERT's embedding output, before dropout
+        directions = principal_directions(summed, rank)
+        low = F.layer_norm(summed @ directions, (rank,), eps=c.layer_norm_eps)
+        design = torch.cat([low, torch.ones(len(low), 1)], 1).double()
+        solution = torch.linalg.lstsq(design, target.double()).solution
+        residual = (design @ solution - target.double()).pow(2).sum() / (target - target.mean(0)).double().pow(2).sum()
+        log.info("factored embeddings at rank %d for %d pieces: the projection explains %.3f of the embedding "
+                 "output's variance on %d tokens", rank, c.vocab_size, 1 - float(residual), len(low))
+        projection, bias = solution[:rank].T.float(), solution[rank].float()
+        norm_weight, norm_bias = torch.ones(rank), torch.zeros(rank)
+    for name, table in tables.items():
+        state[f"albert.embeddings.{name}.weight"] = table @ directions
+    state.update({"albert.embeddings.LayerNorm.weight": norm_weight, "albert.embeddings.LayerNorm.bias": norm_bias,
+                  "albert.encoder.embedding_hidden_mapping_in.weight": projection,
+                  "albert.encoder.embedding_hidden_mapping_in.bias": bias})
+    result = student.load_state_dict({k: v.detach().clone().contiguous() for k, v in state.items()}, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or result.unexpected_keys:
+        raise ModelError(f"student.factorize_embeddings: weights did not map: missing {missing[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+    return student
 
 
 def prune_intermediate(model, size: int, importance_from=None):
@@ -395,7 +503,8 @@ def shrink_vocabulary(student, teacher_model, tokenizer, student_cfg, texts, max
         return student, tokenizer
     student, s_tok = trim_vocabulary_to_budget(
         student, tokenizer, texts, max_positions=max_length,
-        max_parameters=int(student_cfg.max_parameter_fraction * count_parameters(teacher_model)))
+        max_parameters=int(student_cfg.max_parameter_fraction * count_parameters(teacher_model)),
+        factorize=student_cfg.factorize_embeddings)
     log.info("student vocabulary trimmed to %d pieces, %d positions", student.config.vocab_size,
              student.config.max_position_embeddings)
     return student, s_tok

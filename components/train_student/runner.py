@@ -112,13 +112,16 @@ def probe_shape(h: Home, teacher_version: str, data_version: str, teacher_model,
                                       teacher_model.config.num_hidden_layers, teacher_model.config.intermediate_size)],
                                   "fraction": student_cfg.max_parameter_fraction, "speedup": student_cfg.min_speedup,
                                   "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-                                  "cuda": torch.cuda.is_available()}, sort_keys=True))[:24]
+                                  "cuda": torch.cuda.is_available(),
+                                  **({"factorize": True} if student_cfg.factorize_embeddings else {})},
+                                 sort_keys=True))[:24]
     path = h.root / "probes" / f"shape-{key}.json"
     if ddp.is_main() and not path.is_file():
         log.info("probing student shapes for the budget (%.2f of the teacher's parameters, %.1fx speed-up)",
                  student_cfg.max_parameter_fraction, student_cfg.min_speedup)
         choice = choose_shape(teacher_model, tokenizer, texts, timed, max_length,
-                              student_cfg.max_parameter_fraction, student_cfg.min_speedup)
+                              student_cfg.max_parameter_fraction, student_cfg.min_speedup,
+                              factorize=student_cfg.factorize_embeddings)
         choice.reason += f"; timed on {what}"
         atomic_write_text(path, json.dumps(choice.to_dict(), indent=2))
     ddp.barrier()
@@ -273,7 +276,8 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                                 cfg.student, d.max_length,
                                 [snapshot.texts[i] for i in snapshot.indices("validation")])
             student, s_tokenizer = build_shaped(teacher_model, tokenizer, shape.shape, train_texts, d.max_length,
-                                                budget_parameters(teacher_model, cfg.student), pretrained, d.seed)
+                                                budget_parameters(teacher_model, cfg.student), pretrained, d.seed,
+                                                factorize=cfg.student.factorize_embeddings)
         else:
             student = build_student(teacher_model, cfg.student, tokenizer, pretrained, d.seed)
             student, s_tokenizer = shrink_vocabulary(student, teacher_model, tokenizer, cfg.student, train_texts,
