@@ -2,7 +2,7 @@
 wins, and an impossible budget is an error that names every candidate's figures."""
 
 import pytest
-from fakes import make_rows
+from fakes import make_rows, make_tiny_teacher
 
 from components.common.modeling import ModelError, load_classifier
 from components.distillation.measure import count_parameters
@@ -61,6 +61,27 @@ def test_no_speed_budget_times_nothing_and_keeps_the_widest_fit(teacher):
     assert measure.calls == 0
     first_fit = next(r["shape"] for r in choice.candidates if r["fits_parameters"])
     assert choice.shape.label() == first_fit and choice.parameter_fraction <= 0.9
+
+
+def test_a_factorizing_budget_keeps_every_piece_of_the_chosen_shape(tmp_path):
+    """student.factorize_embeddings reaches the probe: the shape chosen under a budget too small for its
+    full-width vocabulary keeps every piece in factored (ALBERT) embeddings, and build_shaped, which the
+    student step calls next, builds the same student."""
+    from components.distillation.students import MIN_EMBEDDING_RANK
+
+    model, tok = load_classifier(make_tiny_teacher(tmp_path / "t", hidden=64))
+    texts = [r["text"] for r in make_rows(60)]
+    first = candidate_shapes(model.config.num_hidden_layers, model.config.intermediate_size)[0]
+    used, _ = build_shaped(model, tok, first, texts, 32, 0)
+    rows = used.config.vocab_size + 32 + used.config.type_vocab_size
+    budget = count_parameters(used) - rows * 64 - 2 * 64 + 64 + MIN_EMBEDDING_RANK * (rows + 2 + 64)
+    fraction = (budget + 0.5) / count_parameters(model)
+    plain = choose_shape(model, tok, texts, texts[:8], 32, max_fraction=fraction, min_speedup=0.0)
+    factored = choose_shape(model, tok, texts, texts[:8], 32, max_fraction=fraction, min_speedup=0.0, factorize=True)
+    assert plain.shape == factored.shape == first
+    assert plain.vocab_size < used.config.vocab_size == factored.vocab_size
+    student, _ = build_shaped(model, tok, first, texts, 32, int(fraction * count_parameters(model)), factorize=True)
+    assert student.config.model_type == "albert" and count_parameters(student) == factored.parameters <= budget
 
 
 def test_an_impossible_budget_is_a_clear_error(teacher):

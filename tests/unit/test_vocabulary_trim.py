@@ -7,6 +7,9 @@ import torch
 from components.common.modeling import ModelError, fitted_max_length, load_classifier, predict_logits
 from components.distillation.measure import count_parameters
 from components.distillation.students import (
+    MIN_EMBEDDING_RANK,
+    embedding_rank_for_budget,
+    factorize_embeddings,
     prune_intermediate,
     trim_vocabulary,
     trim_vocabulary_to_budget,
@@ -70,6 +73,61 @@ def test_max_size_and_budget(model_and_texts):
         trim_vocabulary(model, tokenizer, texts, max_size=3)
     with pytest.raises(ModelError, match="max_positions 999"):
         trim_vocabulary(model, tokenizer, texts, max_positions=999)
+
+
+def test_factored_embeddings_at_full_rank_compute_what_the_bert_model_did(model_and_texts, tmp_path):
+    """Every layer, the pooler and the head map onto the ALBERT model unchanged: at rank = hidden size
+    with an identity projection the logits are the same, and they survive save/load (Auto classes)
+    and int8 quantization like any student's."""
+    from components.distillation.quantize import load_int8_classifier, save_int8_classifier
+
+    model, tokenizer, texts = model_and_texts
+    student, s_tok = trim_vocabulary(model, tokenizer, texts, max_positions=32)
+    albert = factorize_embeddings(student, s_tok, texts, student.config.hidden_size).eval()
+    assert albert.config.model_type == "albert" and albert.config.embedding_size == student.config.hidden_size
+    assert albert.config.id2label == student.config.id2label
+    enc = s_tok(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = student.eval()(**enc).logits
+        torch.testing.assert_close(albert(**enc).logits, expected)
+    albert.save_pretrained(tmp_path / "a")
+    s_tok.save_pretrained(tmp_path / "a")
+    again, again_tok = load_classifier(tmp_path / "a")
+    assert type(again).__name__ == "AlbertForSequenceClassification" and again_tok.get_vocab() == s_tok.get_vocab()
+    with torch.inference_mode():
+        torch.testing.assert_close(again(**again_tok(texts, padding=True, return_tensors="pt")).logits, expected)
+    int8, _ = load_int8_classifier(save_int8_classifier(tmp_path / "a", tmp_path / "a8"))
+    with torch.inference_mode():
+        assert (int8(**enc).logits.argmax(-1) == expected.argmax(-1)).float().mean() > 0.8
+
+
+def test_a_factored_student_keeps_every_piece_within_the_budget(tmp_path):
+    model, tokenizer = load_classifier(make_tiny_teacher(tmp_path / "t", hidden=64))
+    texts = [r["text"] for r in make_rows(40)]
+    used, u_tok = trim_vocabulary(model, tokenizer, texts, max_positions=32)
+    rows = used.config.vocab_size + 32 + used.config.type_vocab_size
+    rest = count_parameters(used) - rows * 64 - 2 * 64
+    budget = rest + 64 + MIN_EMBEDDING_RANK * (rows + 2 + 64) + 7  # rank 32 fits; 40 would not
+    assert embedding_rank_for_budget(used, budget) == MIN_EMBEDDING_RANK
+    assert count_parameters(used) > budget
+    factored, f_tok = trim_vocabulary_to_budget(model, tokenizer, texts, max_positions=32, max_parameters=budget,
+                                                factorize=True)
+    assert factored.config.model_type == "albert" and factored.config.embedding_size == MIN_EMBEDDING_RANK
+    assert factored.config.vocab_size == used.config.vocab_size and f_tok.get_vocab() == u_tok.get_vocab()
+    assert count_parameters(factored) <= budget
+    # below the smallest rank worth keeping, pieces are dropped at full width instead
+    small = rest + 64 + (MIN_EMBEDDING_RANK - 8) * (rows + 2 + 64)
+    dropped, d_tok = trim_vocabulary_to_budget(model, tokenizer, texts, max_positions=32, max_parameters=small,
+                                               factorize=True)
+    assert dropped.config.model_type == "bert" and dropped.config.vocab_size < used.config.vocab_size
+    assert count_parameters(dropped) <= small
+    # a budget the full-width table already fits is left alone
+    assert trim_vocabulary_to_budget(model, tokenizer, texts, max_positions=32, max_parameters=count_parameters(used),
+                                     factorize=True)[0].config.model_type == "bert"
+    with pytest.raises(ModelError, match="rank 65 outside 1..64"):
+        factorize_embeddings(used, u_tok, texts, 65)
+    with pytest.raises(ModelError, match="supported for BERT models, got albert"):
+        factorize_embeddings(factored, f_tok, texts, 16)
 
 
 def test_prune_intermediate_keeps_the_strongest_neurons(model_and_texts, tmp_path):
