@@ -284,7 +284,12 @@ def factorize_embeddings(model, tokenizer, texts: Sequence[str], rank: int, max_
         directions = principal_directions(summed, rank)
         low = F.layer_norm(summed @ directions, (rank,), eps=c.layer_norm_eps)
         design = torch.cat([low, torch.ones(len(low), 1)], 1).double()
-        solution = torch.linalg.lstsq(design, target.double()).solution
+        # ridge, not plain least squares: a LayerNorm's outputs sum to zero, so with the constant column
+        # the design is singular and the unregularised solution's weights run to ~1e6 (the student
+        # then barely trains)
+        gram = design.T @ design
+        gram += 1e-3 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+        solution = torch.linalg.solve(gram, design.T @ target.double())
         residual = (design @ solution - target.double()).pow(2).sum() / (target - target.mean(0)).double().pow(2).sum()
         log.info("factored embeddings at rank %d for %d pieces: the projection explains %.3f of the embedding "
                  "output's variance on %d tokens", rank, c.vocab_size, 1 - float(residual), len(low))

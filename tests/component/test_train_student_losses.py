@@ -88,6 +88,43 @@ def test_pruned_trimmed_student_carries_its_own_tokenizer(home, tmp_path, tiny_t
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_factored_student_is_trained_saved_and_read_back_with_every_piece(home, tmp_path):
+    """student.factorize_embeddings through the student step: the saved student is an ALBERT classifier
+    within the parameter budget that keeps the whole trimmed vocabulary, and it loads and predicts
+    like any student (Auto classes, its own tokenizer)."""
+    from components.common.modeling import load_classifier, predict_logits
+    from components.distillation.measure import count_parameters
+    from components.distillation.students import (
+        MIN_EMBEDDING_RANK,
+        build_student_from_teacher_layers,
+        trim_vocabulary,
+    )
+
+    wide = make_tiny_teacher(tmp_path / "wide", hidden=64)
+    teacher, t_tok = load_classifier(wide)
+    texts = [r["text"] for r in make_rows(60)]
+    used, _ = trim_vocabulary(build_student_from_teacher_layers(teacher, [0, 3]), t_tok, texts, max_positions=24)
+    rows = used.config.vocab_size + 24 + used.config.type_vocab_size
+    budget = count_parameters(used) - rows * 64 - 2 * 64 + 64 + MIN_EMBEDDING_RANK * (rows + 2 + 64)
+    cfg = config_from_dict({
+        "student": {"shape": "manual", "layers": [0, 3], "trim_vocabulary": True, "factorize_embeddings": True,
+                    "max_parameter_fraction": (budget + 0.5) / count_parameters(teacher)},
+        "distill": {"epochs": 1, "max_length": 24, "augment_copies": 0}})
+    snap, outputs, v, _ = version_and_cache(home, tmp_path, wide, cfg)
+    out = tmp_path / "student"
+    train_step.run(str(home), str(snap), str(outputs), str(wide), cfg, v["data_version"], str(out), "hashf")
+    student, s_tok = load_classifier(out)
+    assert type(student).__name__ == "AlbertForSequenceClassification"
+    assert student.config.embedding_size == MIN_EMBEDDING_RANK
+    assert count_parameters(student) <= budget
+    # every piece of the training split (the 70% of rows it trims to) is kept: at full width they would
+    # not have fitted
+    body = count_parameters(used) - rows * 64 - 2 * 64
+    assert len(s_tok.get_vocab()) == student.config.vocab_size > used.config.vocab_size * 0.8
+    assert body + (student.config.vocab_size + 24 + 2) * 64 + 2 * 64 > budget
+    assert predict_logits(student, s_tok, texts[:5], 24).shape == (5, teacher.config.num_labels)
+
+
 def test_augmented_transfer_set_is_cached_by_content_and_trained_on(home, tmp_path, tiny_teacher):
     cfg = config_from_dict({"student": {"shape": "manual", "layers": [0, 1]},
                             "distill": {"epochs": 1, "augment_copies": 2, "losses": {"kl": 0.9, "ce": 0.1}}})
