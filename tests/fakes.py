@@ -60,3 +60,21 @@ def make_tiny_teacher(path: str | Path, labels: tuple[str, ...] = tuple(sorted(T
     BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def factorizing_fraction(teacher_path: str | Path, texts: list[str], layers: list[int], positions: int,
+                         rank: int = 32) -> float:
+    """A student.max_parameter_fraction at which the teacher-layers student of `layers` (vocabulary
+    trimmed to `texts`, `positions` position embeddings) fits with its embeddings factored at `rank`
+    (student.factorize_embeddings) but not with its whole vocabulary at full width."""
+    from components.common.modeling import load_classifier
+    from components.distillation.measure import count_parameters
+    from components.distillation.students import build_student_from_teacher_layers, trim_vocabulary
+
+    teacher, tokenizer = load_classifier(teacher_path)
+    used, _ = trim_vocabulary(build_student_from_teacher_layers(teacher, layers), tokenizer, texts,
+                              max_positions=positions)
+    width = used.config.hidden_size
+    rows = used.config.vocab_size + positions + used.config.type_vocab_size
+    budget = count_parameters(used) - rows * width - 2 * width + width + rank * (rows + 2 + width)
+    return (budget + 0.5) / count_parameters(teacher)

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from fakes import make_rows, write_jsonl
+from fakes import factorizing_fraction, make_rows, make_tiny_teacher, write_jsonl
 
 from components.benchmark_gate import runner as gate_step
 from components.cache_teacher_outputs import runner as cache_step
@@ -113,6 +113,40 @@ def test_promote_emits_the_int8_student_the_gate_measured(home, tmp_path, tiny_t
     with pytest.raises(ExportError, match="no int8 student was emitted for this version \\(kept below 0.97\\)"):
         export_model(Home.resolve(home), ref, tmp_path / "none", int8=True)
     assert not (tmp_path / "none").exists()
+
+
+def test_a_factored_student_is_gated_promoted_and_exported(home, tmp_path):
+    """An ALBERT student (student.factorize_embeddings) goes through the gate (fp32 and int8), promote
+    (MLflow's flavor, the registry) and export like any student, and comes back with the same logits."""
+    from components.common.export import export_model
+
+    wide = make_tiny_teacher(tmp_path / "wide", hidden=64)
+    texts = [r["text"] for r in make_rows(60)]
+    gate_cfg = {**GATE, "min_accuracy_retention": 0.0, "quantized_student": True, "emit_quantized_student": True}
+    cfg = config_from_dict({
+        "student": {"shape": "manual", "layers": [0, 3], "trim_vocabulary": True, "factorize_embeddings": True,
+                    "max_parameter_fraction": factorizing_fraction(wide, texts, [0, 3], 24)},
+        "distill": {"epochs": 1, "max_length": 24, "augment_copies": 0}, "gate": gate_cfg})
+    snap = tmp_path / "s.jsonl"
+    v = version_step.run(str(home), str(write_jsonl(make_rows(60), tmp_path / "d.jsonl")), cfg, str(snap))
+    outputs, student = tmp_path / "t.safetensors", tmp_path / "student"
+    cache_step.run(str(home), str(snap), str(wide), cfg, str(outputs))
+    train_step.run(str(home), str(snap), str(outputs), str(wide), cfg, v["data_version"], str(student),
+                   config_hash(cfg))
+    _, report, _ = _gate(home, tmp_path, (snap, outputs, student, wide), "fx", **gate_cfg)
+    assert report["passed"], report["reasons"]
+    assert report["models"]["student_int8"]["parameters"] == report["models"]["student"]["parameters"]
+    result = promote_step.run(str(home), str(student), str(tmp_path / "fx.json"), cfg)
+    assert result["action"] == "register" and result["int8"]["emit"], result
+    exported = export_model(Home.resolve(home), f"models:/{cfg.student.registered_name}/{result['version']}",
+                            tmp_path / "export")
+    assert exported["labels"]
+    again, again_tok = load_classifier(tmp_path / "export")
+    fp32, fp32_tok = load_classifier(student)
+    assert type(again).__name__ == "AlbertForSequenceClassification"
+    with torch.inference_mode():
+        torch.testing.assert_close(again(**again_tok(texts[:4], padding=True, return_tensors="pt")).logits,
+                                   fp32(**fp32_tok(texts[:4], padding=True, return_tensors="pt")).logits)
 
 
 def test_an_int8_directory_that_does_not_fit_its_config_is_refused(tmp_path, tiny_teacher):
