@@ -59,12 +59,10 @@ def test_invalid_values_are_all_reported():
     assert "distill.alpha" in str(err.value) and "distill.temperature" in str(err.value)
 
 
-def test_factorized_embeddings_need_a_trimmed_vocabulary_when_manual():
-    with pytest.raises(ConfigError, match="student.factorize_embeddings: with student.shape: manual"):
-        config_from_dict({"student": {"shape": "manual", "factorize_embeddings": True}})
-    assert config_from_dict({"student": {"factorize_embeddings": True}}).student.factorize_embeddings
-    assert config_from_dict({"student": {"shape": "manual", "trim_vocabulary": True,
-                                         "factorize_embeddings": True}}).student.trim_vocabulary
+def test_factorized_embeddings_are_the_default_and_can_be_turned_off():
+    assert Config().student.factorize_embeddings
+    assert not config_from_dict({"student": {"factorize_embeddings": False}}).student.factorize_embeddings
+    assert config_from_dict({"student": {"shape": "manual"}}).student.factorize_embeddings  # no effect untrimmed
 
 
 def test_config_file_errors_name_the_file(tmp_path):
