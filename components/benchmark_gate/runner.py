@@ -190,8 +190,10 @@ def _shape_summary(lineage: dict) -> str:
     weights = (f"; weights: the pretrained {lineage.get('pretrained_model')} (labels-only baseline init)"
                if lineage.get("init_weights") == "pretrained" else "")
     if "reason" not in shape:
+        factored = (f", embeddings factored at rank {lineage['embedding_rank']}" if lineage.get("embedding_rank")
+                    else "")
         return f"manual (student.init={shape.get('init', '?')}), {lineage.get('parameter_fraction', '?')} of the " \
-               f"teacher's parameters{weights}"
+               f"teacher's parameters{factored}{weights}"
     s = shape["shape"]
     return (f"layers {s['layers']}, feed-forward {s['intermediate_size']}, vocabulary {shape['vocab_size']}: "
             f"{shape['reason']}{weights}")

@@ -120,6 +120,8 @@ def choose_shape(teacher, tokenizer, texts: Sequence[str], probe_texts: Sequence
         params = count_parameters(student)
         row = {"shape": shape.label(), "parameters": params, "parameter_fraction": round(params / teacher_params, 4),
                "vocab_size": student.config.vocab_size, "fits_parameters": not limit or params <= limit}
+        if student.config.model_type == "albert":  # every piece kept, the embeddings factored to fit
+            row["embedding_rank"] = student.config.embedding_size
         rows.append(row)
         if row["fits_parameters"]:
             built[shape] = (student, s_tok, row)
@@ -136,7 +138,9 @@ def choose_shape(teacher, tokenizer, texts: Sequence[str], probe_texts: Sequence
     for shape, (_, _, row) in built.items():
         if row["fits_speedup"]:
             reason = (f"the most capable candidate within {max_fraction:g} of the teacher's parameters "
-                      f"({row['parameter_fraction']:.3f}) and a {min_speedup:g}x batch-32 speed-up with a "
+                      f"({row['parameter_fraction']:.3f}"
+                      + (f", embeddings factored at rank {row['embedding_rank']}" if "embedding_rank" in row else "")
+                      + f") and a {min_speedup:g}x batch-32 speed-up with a "
                       f"{SPEED_MARGIN:g}x margin (probe: {row.get('speedup', float('nan')):.2f}x"
                       + (f", load average {load:.2f}" if load is not None else "") + ")")
             return ShapeChoice(shape, row["parameters"], row["parameter_fraction"], row.get("speedup", 0.0),

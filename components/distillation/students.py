@@ -236,8 +236,8 @@ def factorize_embeddings(model, tokenizer, texts: Sequence[str], rank: int, max_
     vocabulary can be kept whole in a fraction of its full-width table.
 
     The tables are the teacher's projected onto the top `rank` principal directions of the summed
-    embeddings of the tokens in `texts` (first `sample_rows`); the projection is then fitted by least
-    squares so that it maps the rank-wide LayerNorm's output onto BERT's embedding output for those
+    embeddings of the tokens in `texts` (first `sample_rows`); the projection is then fitted by ridge
+    regression so that it maps the rank-wide LayerNorm's output onto BERT's embedding output for those
     tokens. At rank = hidden size with an identity projection the two models compute the same thing.
     The tokenizer is unchanged. Returns a new model; the input is not modified."""
     import torch.nn.functional as F

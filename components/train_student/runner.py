@@ -344,7 +344,10 @@ def _run(home: str, snapshot_path: str, teacher_outputs_path: str, teacher_ref: 
                    "history": [{k: round(float(v), 6) for k, v in m.items()} for m in result.history],
                    "shape": shape.to_dict() if shape else {"mode": "manual", "init": cfg.student.init},
                    "init_weights": cfg.student.init_weights, "pretrained_model": pretrained_path,
-                   "parameter_fraction": round(params / count_parameters(teacher_model), 4)}
+                   "parameter_fraction": round(params / count_parameters(teacher_model), 4),
+                   # student.factorize_embeddings engaged: every piece kept, the tables at this rank
+                   "embedding_rank": getattr(student.config, "embedding_size", None)
+                   if student.config.model_type == "albert" else None}
         write_lineage(out, lineage)
         counters.update(steps=result.steps, parameters=params)
     log.info("student: %d parameters, best validation accuracy %.4f (epoch %d)", params,

@@ -136,6 +136,8 @@ def test_a_factored_student_is_gated_promoted_and_exported(home, tmp_path):
     _, report, _ = _gate(home, tmp_path, (snap, outputs, student, wide), "fx", **gate_cfg)
     assert report["passed"], report["reasons"]
     assert report["models"]["student_int8"]["parameters"] == report["models"]["student"]["parameters"]
+    rank = json.loads((student / "distillops.json").read_text())["embedding_rank"]
+    assert rank >= 32 and f"embeddings factored at rank {rank}" in report["context"]["student_shape"]
     result = promote_step.run(str(home), str(student), str(tmp_path / "fx.json"), cfg)
     assert result["action"] == "register" and result["int8"]["emit"], result
     exported = export_model(Home.resolve(home), f"models:/{cfg.student.registered_name}/{result['version']}",

@@ -80,6 +80,8 @@ def test_a_factorizing_budget_keeps_every_piece_of_the_chosen_shape(tmp_path):
     factored = choose_shape(model, tok, texts, texts[:8], 32, max_fraction=fraction, min_speedup=0.0, factorize=True)
     assert plain.shape == factored.shape == first
     assert plain.vocab_size < used.config.vocab_size == factored.vocab_size
+    assert f"embeddings factored at rank {MIN_EMBEDDING_RANK}" in factored.reason and "factored" not in plain.reason
+    assert factored.candidates[0]["embedding_rank"] == MIN_EMBEDDING_RANK
     student, _ = build_shaped(model, tok, first, texts, 32, int(fraction * count_parameters(model)), factorize=True)
     assert student.config.model_type == "albert" and count_parameters(student) == factored.parameters <= budget
 
