@@ -75,6 +75,18 @@ def encode(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.
     return tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
+def model_device(model) -> torch.device:
+    """Where the model's weights are (a model with none is read on the CPU)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def encode_for(model, tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+    """`encode` with the tensors on the model's device: a model on a GPU (the student step's validation
+    while it trains there, a teacher fine-tuned there) cannot read inputs left on the CPU."""
+    device = model_device(model)
+    return {k: v.to(device) for k, v in encode(tokenizer, texts, max_length).items()}
+
+
 def fitted_max_length(model, max_length: int) -> int:
     """`max_length`, at most the model's position table: a student whose positions were trimmed to
     the max_length it was trained at (student.trim_vocabulary) cannot read longer inputs, and a
@@ -93,8 +105,9 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int, batc
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc=desc, disable=desc is None or not progress_bars_enabled(), unit="batch"):
         idx = order[start:start + batch_size]
-        logits = model(**encode(tokenizer, [texts[i] for i in idx], fitted_max_length(model, max_length))).logits
-        out[idx] = logits.float().numpy()
+        enc = encode_for(model, tokenizer, [texts[i] for i in idx], fitted_max_length(model, max_length))
+        logits = model(**enc).logits
+        out[idx] = logits.float().cpu().numpy()
     return out
 
 
@@ -120,9 +133,10 @@ def teacher_features(model, tokenizer, texts: Sequence[str], max_length: int, po
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc=desc, disable=desc is None or not progress_bars_enabled(), unit="batch"):
         idx = order[start:start + batch_size]
-        enc = encode(tokenizer, [texts[i] for i in idx], max_length)
+        enc = encode_for(model, tokenizer, [texts[i] for i in idx], max_length)
         res = model(**enc, output_hidden_states=bool(pooled_layers))
-        out["logits"][idx] = res.logits.float().numpy()
+        out["logits"][idx] = res.logits.float().cpu().numpy()
         for layer in pooled_layers:
-            out[f"pooled:{layer}"][idx] = masked_mean(res.hidden_states[layer].float(), enc["attention_mask"]).numpy()
+            pooled = masked_mean(res.hidden_states[layer].float(), enc["attention_mask"])
+            out[f"pooled:{layer}"][idx] = pooled.cpu().numpy()
     return out

@@ -22,7 +22,7 @@ from components.common.steplog import record_step
 from components.common.tracking import log_model, start_run
 from components.distillation.classifier import train_classifier
 from components.distillation.measure import accuracy
-from components.distillation.trainer import TrainSettings, seed_everything
+from components.distillation.trainer import TrainSettings, device_for_training, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def _finetune_once(base: str, snapshot, label_names: list[str], cfg: Config, lea
     model = AutoModelForSequenceClassification.from_pretrained(
         base, use_safetensors=True, trust_remote_code=False, num_labels=len(label_names),
         id2label=dict(enumerate(label_names)), label2id=label_id)
+    model.to(device_for_training())  # a GPU where there is one (train_classifier trains where the model is)
     t = cfg.teacher
     settings = TrainSettings(epochs=t.epochs, batch_size=t.train_batch_size, learning_rate=learning_rate,
                              max_length=t.max_length, seed=t.seed, early_stopping_patience=t.early_stopping_patience,
