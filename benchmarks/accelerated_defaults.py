@@ -30,7 +30,8 @@ architecture, the labels and the training texts.
     # back where the student serves: the gate's speed figures (teacher, int8 teacher, student of the shape)
     python -m benchmarks.accelerated_defaults speed --data ... --shape shape.json --set ...
 
-Every stage takes the same --data, --test-file, --train-rows and --set; `teacher` keeps them in W.
+Every stage takes the same --data, --test-file, --train-rows and --set; `teacher` keeps them in W. A
+`student` run's own --set values apply on top (an idea tried beside the defaults, under its --name).
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ def student(args) -> dict:
 
     from benchmarks.pipeline_defaults import BASELINES
     from components.common.modeling import predict_logits
+    from components.common.paths import safe_name
     from components.distillation.measure import accuracy, count_parameters
     from components.distillation.shaping import ShapeChoice, build_shaped
     from components.distillation.students import load_pretrained, pretrained_model_path
@@ -184,9 +186,11 @@ def student(args) -> dict:
     from components.train_student.runner import budget_parameters, settings_from
 
     work = Path(args.work)
+    trying = list(args.overrides)  # this run's own --set, after the kept ones and the variant's
     args = _load_args(work, args)
     extra = [] if args.variant == "distilled" else BASELINES[args.variant]
-    cfg = _config([*args.overrides, f"distill.seed={args.seed}", *extra])
+    cfg = _config([*args.overrides, f"distill.seed={args.seed}", *extra, *trying])
+    name = safe_name(args.name or args.variant, "--name")  # a path segment: refused before any work
     d = cfg.distill
     snapshot, _ = _snapshot(args, Path(tempfile.mkdtemp(prefix="accelerated-")), cfg)
     device = device_for_training()
@@ -222,14 +226,14 @@ def student(args) -> dict:
         result = train_classifier(model, s_tokenizer, texts, labels, settings_from(d, Path(ckpt)),
                                   teacher_logits=logits, val_texts=[snapshot.texts[i] for i in val_idx],
                                   val_label_ids=[label_id[snapshot.labels[i]] for i in val_idx],
-                                  desc=f"{args.variant} seed {args.seed}")
+                                  desc=f"{name} seed {args.seed}")
     test_texts = [snapshot.texts[i] for i in test_idx]
     test_labels = [label_id[snapshot.labels[i]] for i in test_idx]
     student_acc = accuracy(predict_logits(model, s_tokenizer, test_texts, d.max_length), test_labels)
     teacher_acc = accuracy(predict_logits(teacher_model, tokenizer, test_texts, cfg.teacher.max_length), test_labels)
     model.to("cpu")
     params, t_params = count_parameters(model), count_parameters(teacher_model)
-    out = {"variant": args.variant, "seed": args.seed, "teacher_accuracy": teacher_acc,
+    out = {"variant": args.variant, "name": name, "overrides": trying, "seed": args.seed, "teacher_accuracy": teacher_acc,
            "student_accuracy": student_acc, "student_correct": round(student_acc * len(test_idx)),
            "test_rows": len(test_idx), "retention": student_acc / teacher_acc,
            "parameter_fraction": params / t_params, "student_parameters": params, "teacher_parameters": t_params,
@@ -242,7 +246,7 @@ def student(args) -> dict:
            "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")}
     runs = work / "runs"
     runs.mkdir(exist_ok=True)
-    (runs / f"{args.variant}-seed{args.seed}.json").write_text(json.dumps(out, indent=2))
+    (runs / f"{name}-seed{args.seed}.json").write_text(json.dumps(out, indent=2))
     return out
 
 
@@ -254,15 +258,17 @@ def summary(args) -> dict:
         if (work / "runs").is_dir() else []
     out = {"arguments": json.loads((work / "arguments.json").read_text()),
            "teacher": json.loads((work / "teacher.json").read_text()) if (work / "teacher.json").is_file() else None}
-    for variant in VARIANTS:
-        rows = sorted((r for r in runs if r["variant"] == variant), key=lambda r: r["seed"])
+    names = list(dict.fromkeys([*VARIANTS, *sorted({r.get("name", r["variant"]) for r in runs})]))
+    for name in names:
+        rows = sorted((r for r in runs if r.get("name", r["variant"]) == name), key=lambda r: r["seed"])
         if rows:
-            out[variant] = {"runs": rows, **{k: spread([r[k] for r in rows]) for k in
-                                             ("student_accuracy", "retention", "parameter_fraction")}}
-    if "distilled" in out:
-        mean = out["distilled"]["student_accuracy"]["mean"]
-        out["distillation_beats"] = {v.removeprefix("baseline_"): mean > out[v]["student_accuracy"]["mean"]
-                                     for v in VARIANTS[1:] if v in out}
+            out[name] = {"runs": rows, **{k: spread([r[k] for r in rows]) for k in
+                                          ("student_accuracy", "retention", "parameter_fraction")}}
+    baselines = [v for v in VARIANTS[1:] if v in out]
+    for name in (n for n in names if n in out and not n.startswith("baseline_")):
+        mean = out[name]["student_accuracy"]["mean"]
+        beats = {v.removeprefix("baseline_"): mean > out[v]["student_accuracy"]["mean"] for v in baselines}
+        out["distillation_beats" if name == "distilled" else f"{name}_beats"] = beats
     return out
 
 
@@ -277,10 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", help="the ShapeChoice JSON `probe` wrote (student, speed)")
     p.add_argument("--seed", type=int, default=0, help="distill.seed (student)")
     p.add_argument("--variant", choices=VARIANTS, default="distilled", help="student: what to train")
+    p.add_argument("--name", help="student: the run's name in the summary (default: the variant); its own --set "
+                                  "values apply after the teacher stage's and the variant's")
     p.add_argument("--out", help="probe: where to write the shape")
     args = p.parse_args(argv)
-    needed = {"probe": ("data", "out"), "speed": ("data", "shape"), "teacher": ("data", "work"), "student": ("work", "shape"),
-              "summary": ("work",)}[args.stage]
+    needed = {"probe": ("data", "out"), "speed": ("data", "shape"), "teacher": ("data", "work"),
+              "student": ("work", "shape"), "summary": ("work",)}[args.stage]
     missing = [f"--{k.replace('_', '-')}" for k in needed if not getattr(args, k)]
     if missing:
         p.error(f"{args.stage} needs {', '.join(missing)}")
@@ -288,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_environment()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    result = {"probe": probe, "speed": speed, "teacher": teacher, "student": student, "summary": summary}[args.stage](args)
+    stages = {"probe": probe, "speed": speed, "teacher": teacher, "student": student, "summary": summary}
+    result = stages[args.stage](args)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -35,8 +35,12 @@ def test_stages_distil_and_compare_with_the_baselines(tmp_path, folder, capsys):
     for variant in acc.VARIANTS:
         assert acc.main(["student", "--work", str(work), "--shape", str(shape), "--seed", "0",
                          "--variant", variant]) == 0
+    # an idea tried beside the defaults: its own --set on top, under its own name
+    assert acc.main(["student", "--work", str(work), "--shape", str(shape), "--seed", "0", "--name", "t2",
+                     "--set", "distill.augment_copies=0"]) == 0
     runs = {p.stem: json.loads(p.read_text()) for p in (work / "runs").glob("*.json")}
-    assert set(runs) == {f"{v}-seed0" for v in acc.VARIANTS}
+    assert set(runs) == {f"{v}-seed0" for v in acc.VARIANTS} | {"t2-seed0"}
+    assert runs["t2-seed0"]["overrides"] == ["distill.augment_copies=0"] and runs["t2-seed0"]["augment_copies"] == 0
     # the distilled student trains on the augmented transfer set, the labels-only baselines on the rows alone
     assert runs["distilled-seed0"]["augment_copies"] > 0
     assert runs["distilled-seed0"]["train_rows"] > runs["baseline_finetuned_init-seed0"]["train_rows"]
@@ -45,7 +49,7 @@ def test_stages_distil_and_compare_with_the_baselines(tmp_path, folder, capsys):
     capsys.readouterr()
     assert acc.main(["summary", "--work", str(work)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["distillation_beats"]) == {"finetuned_init", "pretrained_init"}
+    assert set(out["distillation_beats"]) == set(out["t2_beats"]) == {"finetuned_init", "pretrained_init"}
     assert out["distilled"]["student_accuracy"]["mean"] == runs["distilled-seed0"]["student_accuracy"]
 
 
@@ -53,3 +57,15 @@ def test_a_stage_names_the_arguments_it_lacks(capsys):
     with pytest.raises(SystemExit):
         acc.main(["student", "--work", "w"])
     assert "student needs --shape" in capsys.readouterr().err
+
+
+def test_a_run_name_that_is_not_a_path_segment_is_refused_before_any_work(tmp_path):
+    from components.common.paths import UnsafeNameError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "arguments.json").write_text(json.dumps({"data": "d", "test_file": "test.jsonl", "train_rows": 0,
+                                                     "overrides": []}))
+    with pytest.raises(UnsafeNameError, match="--name"):
+        acc.main(["student", "--work", str(work), "--shape", "s.json", "--name", "../escape"])
+    assert not (work / "runs").exists()
