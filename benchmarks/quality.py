@@ -84,7 +84,8 @@ def make_student(teacher, tokenizer, texts, args, overrides):
     if not args.trim_vocab:
         return student, tokenizer
     return trim_vocabulary_to_budget(student, tokenizer, texts, max_positions=args.max_length,
-                                     max_parameters=int(args.param_budget * count_parameters(teacher)))
+                                     max_parameters=int(args.param_budget * count_parameters(teacher)),
+                                     factorize=args.factorize_embeddings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trim-vocab", action=argparse.BooleanOptionalAction, default=True,
                    help="trim the student's vocabulary to the word pieces of the training texts (most frequent "
                         "first) and its position table to --max-length, within --param-budget")
+    p.add_argument("--factorize-embeddings", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --trim-vocab: keep every training piece in factored embeddings when the full-width "
+                        "table would not fit (student.factorize_embeddings, the pipeline's default); "
+                        "--no-factorize-embeddings drops the rarest pieces instead, as runs before 2026-12-04 did")
     p.add_argument("--param-budget", type=float, default=0.25,
                    help="with --trim-vocab: largest student size as a fraction of the teacher's parameters")
     p.add_argument("--temperature", type=float, default=4.0)
