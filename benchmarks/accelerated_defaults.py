@@ -192,7 +192,10 @@ def student(args) -> dict:
     cfg = _config([*args.overrides, f"distill.seed={args.seed}", *extra, *trying])
     name = safe_name(args.name or args.variant, "--name")  # a path segment: refused before any work
     d = cfg.distill
-    snapshot, _ = _snapshot(args, Path(tempfile.mkdtemp(prefix="accelerated-")), cfg)
+    # the data the teacher stage joined and kept: split again by the same hash, not joined again
+    from components.common.dataset import snapshot_from_config
+
+    snapshot, _ = snapshot_from_config(work / "data.jsonl", cfg.data)
     device = device_for_training()
     teacher_model = AutoModelForSequenceClassification.from_pretrained(work / "teacher").to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(work / "teacher")
@@ -230,7 +233,7 @@ def student(args) -> dict:
     test_texts = [snapshot.texts[i] for i in test_idx]
     test_labels = [label_id[snapshot.labels[i]] for i in test_idx]
     student_acc = accuracy(predict_logits(model, s_tokenizer, test_texts, d.max_length), test_labels)
-    teacher_acc = accuracy(predict_logits(teacher_model, tokenizer, test_texts, cfg.teacher.max_length), test_labels)
+    teacher_acc = json.loads((work / "teacher.json").read_text())["test_accuracy"]  # measured once, by `teacher`
     model.to("cpu")
     params, t_params = count_parameters(model), count_parameters(teacher_model)
     out = {"variant": args.variant, "name": name, "overrides": trying, "seed": args.seed, "teacher_accuracy": teacher_acc,

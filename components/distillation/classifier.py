@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from components.common.modeling import encode, predict_logits
+from components.common.modeling import encode_for, predict_logits
 from components.common.numerics import masked_mean
 from components.distillation.losses import LossConfigError, LossInputs, combined_loss, needs, resolve_losses
 from components.distillation.measure import accuracy
@@ -127,7 +127,7 @@ def train_classifier(model, tokenizer, texts: Sequence[str], label_ids: Sequence
     t_layers = teacher_num_layers
 
     def batch_loss(idx: list[int]):
-        enc = {k: v.to(device) for k, v in encode(tokenizer, [texts[i] for i in idx], settings.max_length).items()}
+        enc = encode_for(model, tokenizer, [texts[i] for i in idx], settings.max_length)
         out = model(**enc, output_hidden_states=need_hidden, output_attentions=need_attn)
         mask = enc["attention_mask"]
         inputs = LossInputs(student_logits=out.logits, labels=labels_t[idx].to(device),
